@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# ikos_kalloc: build the module, the test kernel and the VM runs.
+# `make help` lists the targets. Kbuild (the module's object list) is in ./Kbuild.
+
+include scripts/toolchain.env
+
+FLAVOUR    ?= debug
+IKOS_CACHE ?= $(HOME)/.cache/ikos-kalloc
+export IKOS_CACHE LIBCLANG_PATH
+BINDGEN    ?= $(or $(shell command -v bindgen 2>/dev/null),$(HOME)/.cargo/bin/bindgen)
+CARGO      ?= cargo
+# Extra arguments for the VM: run-vm.sh --args (module params in `run`,
+# selftest group filters in `vm-test`).
+VM_ARGS    ?=
+
+# KDIR=/path/to/a/rust-enabled/kernel/build skips the cached test kernel.
+ifeq ($(origin KDIR),undefined)
+KDIR := $(shell scripts/build-kernel.sh --dir $(FLAVOUR))
+OWN_KERNEL := 1
+endif
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(HOSTRUSTC) \
+	RUSTFMT=$(RUSTFMT) CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN)
+RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
+
+.PHONY: all modules kernel run shell check vm-test vm-test-scanner host-test lint \
+	clippy fmt fmt-check rust-analyzer clean help
+
+all: modules
+
+help:
+	@echo "make [modules]     build ikos_kalloc.ko against KDIR (default: the cached $(FLAVOUR) kernel)"
+	@echo "make kernel        build the test kernel (FLAVOUR=debug|perf) into $(IKOS_CACHE)"
+	@echo "make run           the main job: boot the VM, load the module, show stats, unload"
+	@echo "make shell         the same VM with an interactive shell"
+	@echo "make check         all tests: lint, host tests, VM selftests, scanner self-check"
+	@echo "make vm-test       only the VM selftests (VM_ARGS=group filters)"
+	@echo "make host-test     only the host tests (cargo test)"
+	@echo "make clippy        host clippy + kernel CLIPPY=1 build, warnings are errors"
+	@echo "make fmt           rustfmt everything; make fmt-check only checks"
+	@echo "make rust-analyzer write rust-project.json so editors resolve kernel::"
+	@echo "make clean         remove build products (the cached kernel stays)"
+
+kernel:
+ifdef OWN_KERNEL
+	scripts/build-kernel.sh $(FLAVOUR) >/dev/null
+else
+	@echo "KDIR=$(KDIR) given: not building a kernel"
+endif
+
+modules: kernel
+	$(KMAKE) modules
+
+run: modules
+	$(RUN_VM) --mode run $(if $(VM_ARGS),--args $(VM_ARGS))
+
+shell: modules
+	$(RUN_VM) --mode shell
+
+vm-test: modules
+	$(RUN_VM) --mode test $(if $(VM_ARGS),--args $(VM_ARGS))
+
+# The scanner must turn a planted kernel warning into a failed run.
+vm-test-scanner: modules
+	scripts/check-scanner-gate.sh $(KDIR)
+
+host-test:
+	scripts/deps.sh host
+	$(CARGO) test --locked
+
+lint: fmt-check clippy
+
+check: lint host-test vm-test vm-test-scanner
+
+clippy: kernel
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(KMAKE) clean >/dev/null
+	mkdir -p out
+	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log
+	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
+
+RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs
+fmt:
+	$(RUSTFMT) --edition 2021 $(RUST_ROOTS) $(wildcard src/tests/*.rs)
+
+fmt-check:
+	$(RUSTFMT) --edition 2021 --check $(RUST_ROOTS) $(wildcard src/tests/*.rs)
+
+rust-analyzer: kernel
+	$(KMAKE) rust-analyzer
+	@echo "wrote rust-project.json"
+
+clean:
+	-$(KMAKE) clean
+	$(CARGO) clean
+	rm -rf out

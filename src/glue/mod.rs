@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel glue: the parts of ikos_kalloc that need the kernel.
+
+pub(crate) mod debugfs;
+pub(crate) mod region;
+pub(crate) mod state;

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ikos_kalloc: the IKOS kernel allocator running inside one vmalloc region.
+//!
+//! Layering, one directory each:
+//! - `allocator/`: the allocator core, plain `no_std` Rust without kernel
+//!   types; the host crate (`src/lib.rs`) compiles the very same files.
+//! - `glue/`: everything that needs the kernel: the vmalloc region, the lock,
+//!   module parameters and the debugfs interface.
+
+use kernel::{prelude::*, sync::Arc};
+
+mod glue;
+
+use glue::{debugfs::DebugfsFiles, region::VmallocRegion, state::Kalloc};
+
+module! {
+    type: IkosKalloc,
+    name: "ikos_kalloc",
+    authors: ["ikos_kalloc developers"],
+    description: "IKOS kernel allocator (SLAB caches + large blocks) in a vmalloc heap",
+    license: "GPL",
+    params: {
+        heap_size: usize {
+            default: 8 * 1024 * 1024,
+            description: "Heap size in bytes: a multiple of 4096, 64 KiB .. 1 GiB (default 8 MiB)",
+        },
+    },
+}
+
+/// Smallest `heap_size` accepted.
+const HEAP_SIZE_MIN: usize = 64 * 1024;
+/// Largest `heap_size` accepted.
+const HEAP_SIZE_MAX: usize = 1024 * 1024 * 1024;
+
+struct IkosKalloc {
+    // Field order is drop order: the debugfs files go first, so no reader or
+    // writer can still be inside the state when it is torn down.
+    _files: Pin<KBox<DebugfsFiles>>,
+    _state: Arc<Kalloc>,
+}
+
+/// Checks the `heap_size` parameter, with one dmesg line on rejection.
+fn checked_heap_size(size: usize) -> Result<usize> {
+    if size % kernel::page::PAGE_SIZE != 0 || !(HEAP_SIZE_MIN..=HEAP_SIZE_MAX).contains(&size) {
+        pr_err!(
+            "heap_size={} rejected: must be a multiple of 4096 in {}..={} (EINVAL)\n",
+            size,
+            HEAP_SIZE_MIN,
+            HEAP_SIZE_MAX
+        );
+        return Err(EINVAL);
+    }
+    Ok(size)
+}
+
+impl kernel::Module for IkosKalloc {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let size = checked_heap_size(module_parameters::heap_size.value())?;
+        let region = VmallocRegion::new(size).inspect_err(|e| {
+            pr_err!(
+                "heap_size={} rejected: vmalloc cannot provide it (errno {})\n",
+                size,
+                e.to_errno()
+            );
+        })?;
+        let state = Arc::new(Kalloc::new(region), GFP_KERNEL)?;
+        let files = KBox::pin_init(DebugfsFiles::new(state.clone()), GFP_KERNEL)?;
+        pr_info!("loaded: heap of {} bytes\n", size);
+        Ok(Self {
+            _files: files,
+            _state: state,
+        })
+    }
+}
+
+impl Drop for IkosKalloc {
+    fn drop(&mut self) {
+        pr_info!("unloaded\n");
+    }
+}
