@@ -1,0 +1,24 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs every selftests/tests/NN-*.sh group in order as one TAP 13 stream.
+# Usage (inside the VM): sh /selftests/run_tests.sh [GROUP-NAME-SUBSTRING...]
+here=$(dirname "$0")
+. "$here/lib.sh"
+
+echo "TAP version 13"
+kmemleak_baseline
+for t in "$here"/tests/[0-9]*.sh; do
+	name=$(basename "$t" .sh)
+	if [ $# -gt 0 ]; then
+		want=0
+		for f in "$@"; do case "$name" in *"$f"*) want=1 ;; esac done
+		[ "$want" = 1 ] || continue
+	fi
+	echo "# group $name"
+	. "$t"
+	# A group must leave the module unloaded for the next one.
+	loaded && rmmod ikos_kalloc
+done
+kmemleak_check
+tap_done
