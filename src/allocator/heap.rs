@@ -1,0 +1,513 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The [`Heap`] facade: initialisation, kmalloc-style allocation, free,
+//! realloc, custom-cache object allocation and pointer queries.
+//!
+//! Routing: requests of at most `MAX_SIZE` bytes with an alignment of at most
+//! 64 go to the smallest size class whose size is at least
+//! `max(size, align)` (class objects are naturally aligned up to 64 bytes:
+//! 8, 16, 32, then 64 for all larger classes). Larger requests and larger
+//! alignments go to the TLSF large-block allocator, which supports any
+//! power-of-two alignment up to the heap size.
+
+use core::ptr::NonNull;
+
+use super::block::Block;
+use super::cache::{CacheDesc, CacheId};
+use super::config::{
+    CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
+    PAGE_SIZE, TOTAL_CACHES,
+};
+use super::error::{AllocError, Corruption, FreeError, InitError, ReallocError};
+use super::flags::Flags;
+use super::large::{round16, TLSF_INDEX_BYTES};
+use super::pagemap::ENTRY_BYTES;
+use super::region::Region;
+
+/// Counters of the large-block allocator.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct TlsfCounters {
+    /// Physical blocks (free and used).
+    pub(super) block_count: usize,
+    /// Free blocks.
+    pub(super) free_count: usize,
+    /// Sum of free block sizes (headers included).
+    pub(super) free_bytes: usize,
+}
+
+/// Counters of the slab layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SlabCounters {
+    /// Slab spans.
+    pub(super) spans: usize,
+    /// Sum of span block sizes.
+    pub(super) span_bytes: usize,
+    /// Sum of `capacity * stride` over all spans.
+    pub(super) cap_bytes: usize,
+    /// Sum of strides of live objects.
+    pub(super) used_bytes: usize,
+}
+
+/// Event counters reported by [`Heap::stats`](Heap::stats).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Counters {
+    pub(super) total_allocs: u64,
+    pub(super) total_frees: u64,
+    pub(super) failed_allocs: u64,
+    pub(super) double_frees: u64,
+    pub(super) invalid_frees: u64,
+    pub(super) wrong_cache_frees: u64,
+    pub(super) corruptions: u64,
+    pub(super) dma_refusals: u64,
+    pub(super) slab_allocs: u64,
+    pub(super) reuses: u64,
+    pub(super) requested_live: u64,
+    pub(super) requested_total: u64,
+    pub(super) usable_total: u64,
+}
+
+/// A heap managing one caller-supplied region.
+///
+/// All metadata (TLSF index, cache descriptors, page map) lives in a
+/// metadata area at the start of the region; the struct itself only holds
+/// the region and a few counters, so it is small and may be moved freely.
+pub struct Heap {
+    pub(super) mem: Region,
+    pub(super) blocks_start: usize,
+    pub(super) caches_off: usize,
+    pub(super) pagemap_off: usize,
+    pub(super) npages: usize,
+    pub(super) initial_largest: usize,
+    pub(super) tlsf: TlsfCounters,
+    pub(super) slabs: SlabCounters,
+    pub(super) ctr: Counters,
+}
+
+// SAFETY: the heap exclusively owns its region (contract of `Heap::new`);
+// nothing in it is tied to a thread, and every access needs `&mut self` or
+// `&self`, so moving it to another thread is sound.
+unsafe impl Send for Heap {}
+
+/// Smallest size class index holding `n` bytes.
+fn class_index(n: usize) -> usize {
+    if n <= MIN_SIZE {
+        return 0;
+    }
+    let bits = (usize::BITS - (n - 1).leading_zeros()) as usize;
+    bits.saturating_sub(3).min(NUM_CACHES - 1)
+}
+
+/// Result of a successful internal allocation.
+struct Got {
+    off: usize,
+    usable: usize,
+    /// Requested bytes as accounted in `requested_bytes` (class size for
+    /// size-class objects).
+    req: u64,
+    /// The exact request, for the cumulative `requested_total`.
+    exact: u64,
+}
+
+impl Heap {
+    /// Creates a heap over `region..region + len`.
+    ///
+    /// The region must be `PAGE_SIZE` aligned, `len` a multiple of
+    /// `PAGE_SIZE`, at least [`MIN_HEAP_SIZE`] and at most 1 GiB.
+    ///
+    /// # Safety
+    ///
+    /// The region must be valid for reads and writes and exclusively owned by
+    /// the returned heap for its whole lifetime (no other access to it while
+    /// the heap lives, except through pointers the heap hands out).
+    pub unsafe fn new(region: NonNull<u8>, len: usize) -> Result<Heap, InitError> {
+        if !(region.as_ptr() as usize).is_multiple_of(PAGE_SIZE) {
+            return Err(InitError::Misaligned);
+        }
+        if !len.is_multiple_of(PAGE_SIZE) {
+            return Err(InitError::BadLength);
+        }
+        if len < MIN_HEAP_SIZE {
+            return Err(InitError::TooSmall);
+        }
+        if len > MAX_HEAP_SIZE {
+            return Err(InitError::TooLarge);
+        }
+        // SAFETY: forwarded from the caller's contract; alignment checked.
+        let mem = unsafe { Region::new(region, len) };
+        let caches_off = TLSF_INDEX_BYTES.next_multiple_of(8);
+        let pagemap_off = caches_off
+            .wrapping_add(TOTAL_CACHES * core::mem::size_of::<CacheDesc>())
+            .next_multiple_of(8);
+        let npages = len / PAGE_SIZE;
+        let meta_end = pagemap_off.wrapping_add(npages * ENTRY_BYTES);
+        let blocks_start = round16(meta_end).ok_or(InitError::TooLarge)?;
+        let mut heap = Heap {
+            mem,
+            blocks_start,
+            caches_off,
+            pagemap_off,
+            npages,
+            initial_largest: 0,
+            tlsf: TlsfCounters::default(),
+            slabs: SlabCounters::default(),
+            ctr: Counters::default(),
+        };
+        heap.mem.fill(0, blocks_start, 0);
+        heap.init_builtin_caches();
+        let first = Block {
+            off: blocks_start,
+            size: len - blocks_start,
+            used: false,
+            slab: false,
+            prev_size: 0,
+            req: 0,
+        };
+        heap.tlsf.block_count = 1;
+        heap.insert_free(first).map_err(|_| InitError::TooSmall)?;
+        heap.initial_largest = heap.largest_free_block_size().saturating_sub(HEADER_SIZE);
+        Ok(heap)
+    }
+
+    /// Base address of the region.
+    pub fn base(&self) -> NonNull<u8> {
+        self.mem.base()
+    }
+
+    /// Length of the region in bytes.
+    pub fn len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// Always false: a heap is never empty (it owns at least 64 KiB).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Offset of `ptr` from the heap base if it lies in the region (for
+    /// printing without leaking raw kernel addresses).
+    pub fn region_offset(&self, ptr: *const u8) -> Option<usize> {
+        self.mem.offset_of(ptr)
+    }
+
+    /// Bytes of the metadata area at the start of the region.
+    pub fn metadata_bytes(&self) -> usize {
+        self.blocks_start
+    }
+
+    /// Records detected corruption and passes it through.
+    pub(super) fn note_corruption(&mut self, c: Corruption) -> Corruption {
+        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1);
+        c
+    }
+
+    /// Allocates `size` bytes aligned to 16 (8 for sizes up to 8).
+    pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc_flags(size, MIN_SIZE, Flags::NONE).ok()
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two).
+    pub fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.alloc_flags(size, align, Flags::NONE).ok()
+    }
+
+    /// Allocates with explicit alignment and flags.
+    pub fn alloc_flags(
+        &mut self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let r = self.alloc_inner(size, align, flags);
+        self.finish_alloc(r, flags)
+    }
+
+    fn finish_alloc(
+        &mut self,
+        r: Result<Got, AllocError>,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
+        match r {
+            Ok(g) => {
+                self.ctr.total_allocs = self.ctr.total_allocs.wrapping_add(1);
+                self.ctr.requested_live = self.ctr.requested_live.wrapping_add(g.req);
+                self.ctr.requested_total = self.ctr.requested_total.wrapping_add(g.exact);
+                self.ctr.usable_total = self.ctr.usable_total.wrapping_add(g.usable as u64);
+                if flags.contains(Flags::ZERO) {
+                    self.mem.fill(g.off, g.usable, 0);
+                }
+                Ok(self.mem.ptr(g.off))
+            }
+            Err(e) => {
+                self.ctr.failed_allocs = self.ctr.failed_allocs.wrapping_add(1);
+                match e {
+                    AllocError::DmaUnsupported => {
+                        self.ctr.dma_refusals = self.ctr.dma_refusals.wrapping_add(1)
+                    }
+                    AllocError::Corrupted(_) => {
+                        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1)
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn alloc_inner(&mut self, size: usize, align: usize, flags: Flags) -> Result<Got, AllocError> {
+        if flags.contains(Flags::DMA) {
+            return Err(AllocError::DmaUnsupported);
+        }
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if !align.is_power_of_two() || align > self.mem.len() {
+            return Err(AllocError::BadAlign);
+        }
+        let align = align.max(MIN_SIZE);
+        if size <= MAX_SIZE && align <= CLASS_MAX_ALIGN {
+            return self.cache_alloc_inner(class_index(size.max(align)), size as u64);
+        }
+        // A successful large block is below 1 GiB, so its size fits in u32.
+        let req = size.min(u32::MAX as usize) as u32;
+        let b = self.large_alloc(size, align, req, false)?;
+        Ok(Got {
+            off: b.payload(),
+            usable: b.payload_size(),
+            req: size as u64,
+            exact: size as u64,
+        })
+    }
+
+    /// Allocates from cache `ci`; `exact` is the caller's request size, or
+    /// 0 for "the cache's object size".
+    fn cache_alloc_inner(&mut self, ci: usize, exact: u64) -> Result<Got, AllocError> {
+        match self.slab_alloc(ci) {
+            Ok((off, reused)) => {
+                let mut c = self.cache(ci);
+                let exact = if exact == 0 {
+                    u64::from(c.object_size)
+                } else {
+                    exact
+                };
+                c.allocs = c.allocs.wrapping_add(1);
+                c.requested_total = c.requested_total.wrapping_add(exact);
+                if reused {
+                    c.reuses = c.reuses.wrapping_add(1);
+                    self.ctr.reuses = self.ctr.reuses.wrapping_add(1);
+                }
+                self.set_cache(ci, &c);
+                self.ctr.slab_allocs = self.ctr.slab_allocs.wrapping_add(1);
+                Ok(Got {
+                    off,
+                    usable: c.stride as usize,
+                    req: u64::from(c.object_size),
+                    exact,
+                })
+            }
+            Err(e) => {
+                let mut c = self.cache(ci);
+                c.failures = c.failures.wrapping_add(1);
+                self.set_cache(ci, &c);
+                Err(e)
+            }
+        }
+    }
+
+    /// Allocates one object from cache `id`.
+    pub fn cache_alloc(&mut self, id: CacheId) -> Result<NonNull<u8>, AllocError> {
+        let r = match self.resolve(id) {
+            Some(ci) => self.cache_alloc_inner(ci, 0),
+            None => Err(AllocError::BadCache),
+        };
+        self.finish_alloc(r, Flags::NONE)
+    }
+
+    /// Allocates one zeroed object from cache `id`.
+    pub fn cache_zalloc(&mut self, id: CacheId) -> Result<NonNull<u8>, AllocError> {
+        let r = match self.resolve(id) {
+            Some(ci) => self.cache_alloc_inner(ci, 0),
+            None => Err(AllocError::BadCache),
+        };
+        self.finish_alloc(r, Flags::ZERO)
+    }
+
+    /// Frees an allocation (kfree semantics: a null pointer is a no-op).
+    pub fn free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let r = self.free_inner(ptr, None);
+        self.finish_free(r)
+    }
+
+    /// Frees an object of cache `id` (a null pointer is a no-op).
+    pub fn cache_free(&mut self, id: CacheId, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let r = match self.resolve(id) {
+            Some(ci) => self.free_inner(ptr, Some(ci)),
+            None => Err(FreeError::DestroyedCache),
+        };
+        self.finish_free(r)
+    }
+
+    fn finish_free(&mut self, r: Result<(), FreeError>) -> Result<(), FreeError> {
+        let c = &mut self.ctr;
+        match r {
+            Ok(()) => c.total_frees = c.total_frees.wrapping_add(1),
+            Err(FreeError::DoubleFree) => c.double_frees = c.double_frees.wrapping_add(1),
+            Err(FreeError::WrongCache) => c.wrong_cache_frees = c.wrong_cache_frees.wrapping_add(1),
+            Err(FreeError::Corrupted(_)) => c.corruptions = c.corruptions.wrapping_add(1),
+            Err(_) => c.invalid_frees = c.invalid_frees.wrapping_add(1),
+        }
+        r
+    }
+
+    /// Counts a refused free and returns its error.
+    fn reject_free(&mut self, e: FreeError) -> FreeError {
+        let _ = self.finish_free(Err(e));
+        e
+    }
+
+    /// Region offset of `ptr` if it points into the block area.
+    fn block_area_offset(&self, ptr: *const u8) -> Option<usize> {
+        self.mem.offset_of(ptr).filter(|&o| o >= self.blocks_start)
+    }
+
+    /// The live large block whose payload starts at `off`.
+    fn large_at(&self, off: usize) -> Result<Block, FreeError> {
+        let hdr = off
+            .checked_sub(HEADER_SIZE)
+            .filter(|&h| h >= self.blocks_start && h % 16 == 0)
+            .ok_or(FreeError::NotAllocated)?;
+        let b = self.block(hdr).map_err(|_| FreeError::NotAllocated)?;
+        if b.slab {
+            return Err(FreeError::NotAllocated);
+        }
+        if !b.used {
+            return Err(FreeError::DoubleFree);
+        }
+        Ok(b)
+    }
+
+    fn free_inner(&mut self, ptr: *mut u8, want: Option<usize>) -> Result<(), FreeError> {
+        let off = self.block_area_offset(ptr).ok_or(FreeError::OutsideHeap)?;
+        if let Some(span) = self.pagemap_lookup(off)? {
+            let ci = self.slab_desc(span.off)?.cache as usize;
+            self.slab_free(&span, off, want)?;
+            let req = u64::from(self.cache(ci).object_size);
+            self.ctr.requested_live = self.ctr.requested_live.wrapping_sub(req);
+            return Ok(());
+        }
+        let b = match self.large_at(off) {
+            Ok(b) => b,
+            Err(FreeError::NotAllocated) => {
+                return if self.pagemap_ghost_object(off) {
+                    Err(FreeError::DoubleFree)
+                } else {
+                    Err(FreeError::NotAllocated)
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        if want.is_some() {
+            return Err(FreeError::WrongCache);
+        }
+        let req = u64::from(b.req);
+        self.large_free(b)?;
+        self.ctr.requested_live = self.ctr.requested_live.wrapping_sub(req);
+        Ok(())
+    }
+
+    /// Usable size of the live allocation starting at `ptr`.
+    pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
+        let off = self.block_area_offset(ptr)?;
+        match self.pagemap_lookup(off) {
+            Ok(Some(span)) => self.slab_usable(span.off, off),
+            Ok(None) => self.large_at(off).ok().map(|b| b.payload_size()),
+            Err(_) => None,
+        }
+    }
+
+    /// True only for the start of a live allocation.
+    pub fn is_valid_pointer(&self, ptr: *const u8) -> bool {
+        self.usable_size(ptr).is_some()
+    }
+
+    /// Resizes an allocation; in place when possible, otherwise allocates,
+    /// copies and frees. On failure the old allocation is untouched. A null
+    /// `ptr` behaves like `alloc`. A moved block has the default alignment
+    /// of `alloc` (16, or 8 for sizes up to 8); the original alignment is
+    /// kept only when resized in place. A moved allocation counts as one
+    /// allocation plus one free in the statistics.
+    pub fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
+        if ptr.is_null() {
+            return self
+                .alloc_flags(new_size, MIN_SIZE, Flags::NONE)
+                .map_err(ReallocError::Alloc);
+        }
+        if new_size == 0 {
+            let r = self.alloc_inner(0, MIN_SIZE, Flags::NONE);
+            return match self.finish_alloc(r, Flags::NONE) {
+                Ok(p) => Ok(p),
+                Err(e) => Err(ReallocError::Alloc(e)),
+            };
+        }
+        let Some(off) = self.block_area_offset(ptr) else {
+            return Err(ReallocError::Free(self.reject_free(FreeError::OutsideHeap)));
+        };
+        let old_usable = match self.pagemap_lookup(off) {
+            Ok(Some(span)) => match self.slab_desc(span.off) {
+                Ok(d) => match Self::slab_obj_index(&d, off) {
+                    Ok(idx) if self.slab_bit(span.off, idx) => {
+                        if new_size <= d.stride as usize {
+                            return Ok(self.mem.ptr(off));
+                        }
+                        Ok(d.stride as usize)
+                    }
+                    Ok(_) => Err(FreeError::DoubleFree),
+                    Err(e) => Err(e),
+                },
+                Err(c) => Err(FreeError::Corrupted(c)),
+            },
+            Ok(None) => match self.large_at(off) {
+                Ok(b) => {
+                    let req = new_size.min(u32::MAX as usize) as u32;
+                    match self.large_resize_in_place(b, new_size, req) {
+                        Ok(Some(nb)) => {
+                            self.ctr.requested_live = self
+                                .ctr
+                                .requested_live
+                                .wrapping_sub(u64::from(b.req))
+                                .wrapping_add(new_size as u64);
+                            return Ok(self.mem.ptr(nb.payload()));
+                        }
+                        Ok(None) => Ok(b.payload_size()),
+                        Err(c) => Err(FreeError::Corrupted(c)),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            Err(c) => Err(FreeError::Corrupted(c)),
+        };
+        let old_usable = match old_usable {
+            Ok(u) => u,
+            Err(e) => return Err(ReallocError::Free(self.reject_free(e))),
+        };
+        let new = self
+            .alloc_flags(new_size, MIN_SIZE, Flags::NONE)
+            .map_err(ReallocError::Alloc)?;
+        let new_off = self.block_area_offset(new.as_ptr()).unwrap_or(0);
+        self.mem.copy(off, new_off, old_usable.min(new_size));
+        self.free(ptr).map_err(ReallocError::Free)?;
+        Ok(new)
+    }
+}
+
+/// Size-class index used for a kmalloc-style request (exposed for tests).
+pub fn size_class_for(size: usize, align: usize) -> Option<usize> {
+    let align = align.max(MIN_SIZE);
+    (size > 0 && size <= MAX_SIZE && align.is_power_of_two() && align <= CLASS_MAX_ALIGN)
+        .then(|| class_index(size.max(align)))
+}

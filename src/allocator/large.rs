@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! TLSF (two-level segregated fit) large-block allocator.
+//!
+//! Free blocks are kept in `FL_COUNT x SL_COUNT` segregated lists. The first
+//! level is the power of two of the size (all sizes below 512 bytes share
+//! first-level class 0, split linearly in steps of 16), the second level
+//! divides each power-of-two range into 32 equal parts. A first-level bitmap
+//! and one second-level bitmap per first-level class say which lists are
+//! non-empty, so finding a list is a few `trailing_zeros` and alloc/free are
+//! O(1) regardless of the number of free blocks.
+//!
+//! Good fit: the request is rounded up to the next second-level class, so
+//! any block in the list found is large enough and only the list head is
+//! taken. Before giving up with out-of-memory the head of the request's own
+//! (unrounded) list is also tried, so the largest free block can always be
+//! allocated exactly. Blocks are split when the remainder can hold a
+//! minimum block (32 bytes) and coalesced immediately with both physical
+//! neighbours through the boundary tags.
+//!
+//! Alignment above 16 is done by over-allocating `size + align + 32` and
+//! splitting the leading gap off into its own free block (the gap is at
+//! least 32 bytes; the block before a free block is always used, so the gap
+//! never needs merging). Every link followed is bounds-checked and its
+//! header verified; damage is returned as [`Corruption`].
+
+use super::block::Block;
+use super::config::{BLOCK_ALIGN, FL_COUNT, FL_SHIFT, HEADER_SIZE, MIN_BLOCK, SL_COUNT, SL_LOG};
+use super::error::{AllocError, Corruption, CorruptionKind};
+use super::heap::Heap;
+
+/// Offset of the first-level bitmap in the metadata area.
+const FL_BITMAP_OFF: usize = 0;
+/// Offset of the second-level bitmaps.
+const SL_BITMAP_OFF: usize = 4;
+/// Offset of the list heads.
+const HEADS_OFF: usize = 128;
+/// Bytes of the TLSF index in the metadata area.
+pub(super) const TLSF_INDEX_BYTES: usize = HEADS_OFF + FL_COUNT * SL_COUNT * 4;
+
+/// Rounds `x` up to a multiple of 16, `None` on overflow.
+pub(super) fn round16(x: usize) -> Option<usize> {
+    Some(x.checked_add(BLOCK_ALIGN - 1)? & !(BLOCK_ALIGN - 1))
+}
+
+/// List indices of a block of `size` bytes.
+pub(super) fn mapping(size: usize) -> Option<(usize, usize)> {
+    if size < (1usize << FL_SHIFT) {
+        return Some((0, size / BLOCK_ALIGN));
+    }
+    let msb = usize::BITS - 1 - size.leading_zeros();
+    let fl = (msb - FL_SHIFT + 1) as usize;
+    let sl = (size >> (msb - SL_LOG)) & (SL_COUNT - 1);
+    if fl >= FL_COUNT {
+        return None;
+    }
+    Some((fl, sl))
+}
+
+/// Block size rounded up so that every block of its list fits it.
+fn round_to_class(size: usize) -> Option<usize> {
+    if size < (1usize << FL_SHIFT) {
+        return Some(size);
+    }
+    let msb = usize::BITS - 1 - size.leading_zeros();
+    let step = (1usize << (msb - SL_LOG)) - 1;
+    Some(size.checked_add(step)? & !step)
+}
+
+impl Heap {
+    fn fl_bitmap(&self) -> u32 {
+        self.mem.rd32(FL_BITMAP_OFF)
+    }
+
+    fn sl_bitmap(&self, fl: usize) -> u32 {
+        self.mem.rd32(SL_BITMAP_OFF + fl * 4)
+    }
+
+    /// Head of free list `(fl, sl)`.
+    pub(super) fn list_head(&self, fl: usize, sl: usize) -> usize {
+        self.mem.rd32(HEADS_OFF + (fl * SL_COUNT + sl) * 4) as usize
+    }
+
+    fn set_list_head(&mut self, fl: usize, sl: usize, off: usize) {
+        self.mem
+            .wr32(HEADS_OFF + (fl * SL_COUNT + sl) * 4, off as u32);
+    }
+
+    /// Whether bit `(fl, sl)` is set in the bitmaps (both levels).
+    pub(super) fn list_bit(&self, fl: usize, sl: usize) -> (bool, bool) {
+        let slb = self.sl_bitmap(fl) & (1u32 << sl) != 0;
+        let flb = self.fl_bitmap() & (1u32 << fl) != 0;
+        (flb, slb)
+    }
+
+    /// Free-list links `(next, prev)` of a free block.
+    pub(super) fn links(&self, off: usize) -> (usize, usize) {
+        let next = self.mem.rd32(off.wrapping_add(HEADER_SIZE)) as usize;
+        let prev = self.mem.rd32(off.wrapping_add(HEADER_SIZE + 4)) as usize;
+        (next, prev)
+    }
+
+    fn set_links(&mut self, off: usize, next: usize, prev: usize) {
+        self.mem.wr32(off.wrapping_add(HEADER_SIZE), next as u32);
+        self.mem
+            .wr32(off.wrapping_add(HEADER_SIZE + 4), prev as u32);
+    }
+
+    /// Checks that `off` is a free block usable as a list neighbour.
+    fn free_neighbour(&self, off: usize) -> Result<Block, Corruption> {
+        let b = self.block(off).map_err(|c| {
+            if c.kind == CorruptionKind::BadMagic {
+                Corruption::new(CorruptionKind::FreeListMismatch, off, c.detail)
+            } else {
+                c
+            }
+        })?;
+        if b.used {
+            return Err(Corruption::new(CorruptionKind::FreeListMismatch, off, 1));
+        }
+        Ok(b)
+    }
+
+    /// Marks `b` free and pushes it on its list. Its neighbours must not be free.
+    pub(super) fn insert_free(&mut self, mut b: Block) -> Result<(), Corruption> {
+        let Some((fl, sl)) = mapping(b.size) else {
+            return Err(Corruption::new(
+                CorruptionKind::BadSize,
+                b.off,
+                b.size as u64,
+            ));
+        };
+        let head = self.list_head(fl, sl);
+        if head != 0 {
+            self.free_neighbour(head)?;
+        }
+        b.used = false;
+        b.slab = false;
+        b.req = 0;
+        self.set_block(&b);
+        self.set_links(b.off, head, 0);
+        if head != 0 {
+            let (hn, _) = self.links(head);
+            self.set_links(head, hn, b.off);
+        }
+        self.set_list_head(fl, sl, b.off);
+        let slb = self.sl_bitmap(fl) | (1u32 << sl);
+        self.mem.wr32(SL_BITMAP_OFF + fl * 4, slb);
+        let flb = self.fl_bitmap() | (1u32 << fl);
+        self.mem.wr32(FL_BITMAP_OFF, flb);
+        self.tlsf.free_count = self.tlsf.free_count.wrapping_add(1);
+        self.tlsf.free_bytes = self.tlsf.free_bytes.wrapping_add(b.size);
+        Ok(())
+    }
+
+    /// Checks that the free block `b` can be unlinked (its links are sane).
+    fn check_unlink(&self, b: &Block) -> Result<(), Corruption> {
+        let Some((fl, sl)) = mapping(b.size) else {
+            return Err(Corruption::new(
+                CorruptionKind::BadSize,
+                b.off,
+                b.size as u64,
+            ));
+        };
+        let (next, prev) = self.links(b.off);
+        if next != 0 {
+            let n = self.free_neighbour(next)?;
+            if self.links(n.off).1 != b.off {
+                return Err(Corruption::new(CorruptionKind::FreeListMismatch, next, 2));
+            }
+        }
+        if prev != 0 {
+            let p = self.free_neighbour(prev)?;
+            if self.links(p.off).0 != b.off {
+                return Err(Corruption::new(CorruptionKind::FreeListMismatch, prev, 3));
+            }
+        } else if self.list_head(fl, sl) != b.off {
+            return Err(Corruption::new(CorruptionKind::FreeListMismatch, b.off, 4));
+        }
+        Ok(())
+    }
+
+    /// Unlinks the free block `b` from its list.
+    pub(super) fn remove_free(&mut self, b: &Block) -> Result<(), Corruption> {
+        self.check_unlink(b)?;
+        let Some((fl, sl)) = mapping(b.size) else {
+            return Err(Corruption::new(
+                CorruptionKind::BadSize,
+                b.off,
+                b.size as u64,
+            ));
+        };
+        let (next, prev) = self.links(b.off);
+        if next != 0 {
+            let nn = self.links(next).0;
+            self.set_links(next, nn, prev);
+        }
+        if prev != 0 {
+            let pp = self.links(prev).1;
+            self.set_links(prev, next, pp);
+        } else {
+            self.set_list_head(fl, sl, next);
+            if next == 0 {
+                let slb = self.sl_bitmap(fl) & !(1u32 << sl);
+                self.mem.wr32(SL_BITMAP_OFF + fl * 4, slb);
+                if slb == 0 {
+                    let flb = self.fl_bitmap() & !(1u32 << fl);
+                    self.mem.wr32(FL_BITMAP_OFF, flb);
+                }
+            }
+        }
+        self.set_links(b.off, 0, 0);
+        self.tlsf.free_count = self.tlsf.free_count.wrapping_sub(1);
+        self.tlsf.free_bytes = self.tlsf.free_bytes.wrapping_sub(b.size);
+        Ok(())
+    }
+
+    /// First non-empty list at or above `(fl, sl)`.
+    fn find_list(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        let sl_map = self.sl_bitmap(fl) & (!0u32).checked_shl(sl as u32).unwrap_or(0);
+        if sl_map != 0 {
+            return Some((fl, sl_map.trailing_zeros() as usize));
+        }
+        let fl_map = self.fl_bitmap() & (!0u32).checked_shl(fl as u32 + 1).unwrap_or(0);
+        if fl_map == 0 {
+            return None;
+        }
+        let fl = fl_map.trailing_zeros() as usize;
+        let sl_map = self.sl_bitmap(fl);
+        if fl >= FL_COUNT || sl_map == 0 {
+            return None;
+        }
+        Some((fl, sl_map.trailing_zeros() as usize))
+    }
+
+    /// Finds and unlinks a free block of at least `need` bytes.
+    fn take_block(&mut self, need: usize) -> Result<Option<Block>, Corruption> {
+        let mut found = None;
+        if let Some(rounded) = round_to_class(need) {
+            if let Some((fl, sl)) = mapping(rounded) {
+                found = self.find_list(fl, sl);
+            }
+        }
+        if found.is_none() {
+            // Last resort: the head of the request's own list may be big enough.
+            if let Some((fl, sl)) = mapping(need) {
+                let head = self.list_head(fl, sl);
+                if head != 0 && self.free_neighbour(head)?.size >= need {
+                    found = Some((fl, sl));
+                }
+            }
+        }
+        let Some((fl, sl)) = found else {
+            return Ok(None);
+        };
+        let head = self.list_head(fl, sl);
+        if head == 0 {
+            return Err(Corruption::new(
+                CorruptionKind::BitmapMismatch,
+                0,
+                (fl * SL_COUNT + sl) as u64,
+            ));
+        }
+        let b = self.free_neighbour(head)?;
+        if b.size < need || mapping(b.size) != Some((fl, sl)) {
+            return Err(Corruption::new(
+                CorruptionKind::FreeListMismatch,
+                head,
+                b.size as u64,
+            ));
+        }
+        self.remove_free(&b)?;
+        Ok(Some(b))
+    }
+
+    /// Splits `b` (not on any list) after `size` bytes when the remainder can
+    /// hold a minimum block; the remainder becomes a free block (merged with
+    /// a free successor). Returns the possibly shrunk `b` (header not written).
+    fn split_tail(&mut self, mut b: Block, size: usize) -> Result<Block, Corruption> {
+        let rest = b.size.saturating_sub(size);
+        if rest < MIN_BLOCK {
+            return Ok(b);
+        }
+        let next = self.next_block(&b)?;
+        if let Some(n) = next.filter(|n| !n.used) {
+            self.check_unlink(&n)?;
+        }
+        b.size = size;
+        let mut r = Block {
+            off: b.off.wrapping_add(size),
+            size: rest,
+            used: false,
+            slab: false,
+            prev_size: size,
+            req: 0,
+        };
+        self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
+        if let Some(n) = next {
+            if n.used {
+                self.set_prev_size_at(n.off, rest)?;
+            } else {
+                self.remove_free(&n)?;
+                r.size = rest.wrapping_add(n.size);
+                self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+                self.scrub_header(n.off);
+                self.set_prev_size_at(r.end(), r.size)?;
+            }
+        }
+        self.insert_free(r)?;
+        Ok(b)
+    }
+
+    /// Marks an absorbed header as free but leaves it intact, so that a
+    /// later free of the same pointer is still reported as a double free.
+    fn scrub_header(&mut self, off: usize) {
+        if let Ok(mut b) = self.block(off) {
+            b.used = false;
+            b.slab = false;
+            b.req = 0;
+            self.set_block(&b);
+        }
+    }
+
+    /// Block size needed for `payload` bytes.
+    pub(super) fn block_size_for(payload: usize) -> Option<usize> {
+        let s = round16(payload.checked_add(HEADER_SIZE)?)?;
+        Some(s.max(MIN_BLOCK))
+    }
+
+    /// Allocates a block with at least `payload` bytes whose payload address
+    /// is `align` aligned. Returns the block (header written, used).
+    pub(super) fn large_alloc(
+        &mut self,
+        payload: usize,
+        align: usize,
+        req: u32,
+        slab: bool,
+    ) -> Result<Block, AllocError> {
+        let need = Self::block_size_for(payload).ok_or(AllocError::SizeOverflow)?;
+        let search = if align > BLOCK_ALIGN {
+            need.checked_add(align)
+                .and_then(|s| s.checked_add(MIN_BLOCK))
+                .ok_or(AllocError::SizeOverflow)?
+        } else {
+            need
+        };
+        if search > self.mem.len() {
+            return Err(AllocError::OutOfMemory);
+        }
+        let Some(mut b) = self.take_block(search)? else {
+            return Err(AllocError::OutOfMemory);
+        };
+        if align > BLOCK_ALIGN {
+            let p0 = self.mem.addr(b.payload());
+            let mut gap = p0.wrapping_add(align - 1) & !(align - 1);
+            gap = gap.wrapping_sub(p0);
+            if gap != 0 && gap < MIN_BLOCK {
+                gap = gap.wrapping_add(align);
+            }
+            if gap != 0 {
+                let g = Block {
+                    off: b.off,
+                    size: gap,
+                    used: false,
+                    slab: false,
+                    prev_size: b.prev_size,
+                    req: 0,
+                };
+                b = Block {
+                    off: b.off.wrapping_add(gap),
+                    size: b.size.wrapping_sub(gap),
+                    used: true,
+                    slab,
+                    prev_size: gap,
+                    req,
+                };
+                self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
+                self.set_block(&b);
+                self.set_prev_size_at(b.end(), b.size)?;
+                self.insert_free(g)?;
+            }
+        }
+        let mut b = self.split_tail(b, need)?;
+        b.used = true;
+        b.slab = slab;
+        b.req = req;
+        self.set_block(&b);
+        self.set_prev_size_at(b.end(), b.size)?;
+        Ok(b)
+    }
+
+    /// Frees the used block `b`, coalescing with both neighbours.
+    pub(super) fn large_free(&mut self, b: Block) -> Result<(), Corruption> {
+        let next = self.next_block(&b)?;
+        let prev = self.prev_block(&b)?;
+        if let Some(n) = next.filter(|n| !n.used) {
+            self.check_unlink(&n)?;
+        }
+        if let Some(p) = prev.filter(|p| !p.used) {
+            self.check_unlink(&p)?;
+        }
+        let mut m = Block {
+            used: false,
+            slab: false,
+            req: 0,
+            ..b
+        };
+        self.set_block(&m);
+        if let Some(n) = next.filter(|n| !n.used) {
+            self.remove_free(&n)?;
+            m.size = m.size.wrapping_add(n.size);
+            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        }
+        if let Some(p) = prev.filter(|p| !p.used) {
+            self.remove_free(&p)?;
+            m.off = p.off;
+            m.prev_size = p.prev_size;
+            m.size = m.size.wrapping_add(p.size);
+            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        }
+        self.set_prev_size_at(m.end(), m.size)?;
+        self.insert_free(m)
+    }
+
+    /// Resizes the used block `b` in place to hold `payload` bytes if
+    /// possible (shrinking, or growing into a free successor).
+    pub(super) fn large_resize_in_place(
+        &mut self,
+        b: Block,
+        payload: usize,
+        req: u32,
+    ) -> Result<Option<Block>, Corruption> {
+        let Some(need) = Self::block_size_for(payload) else {
+            return Ok(None);
+        };
+        let mut b = b;
+        if need > b.size {
+            let Some(n) = self.next_block(&b)?.filter(|n| !n.used) else {
+                return Ok(None);
+            };
+            if b.size.saturating_add(n.size) < need {
+                return Ok(None);
+            }
+            self.remove_free(&n)?;
+            self.scrub_header(n.off);
+            b.size = b.size.wrapping_add(n.size);
+            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+            self.set_block(&b);
+            self.set_prev_size_at(b.end(), b.size)?;
+        }
+        let mut b = self.split_tail(b, need)?;
+        b.req = req;
+        self.set_block(&b);
+        self.set_prev_size_at(b.end(), b.size)?;
+        Ok(Some(b))
+    }
+
+    /// Size of the largest free block (header included), 0 if none.
+    pub(super) fn largest_free_block_size(&self) -> usize {
+        let flb = self.fl_bitmap();
+        if flb == 0 {
+            return 0;
+        }
+        let fl = (31 - flb.leading_zeros()) as usize;
+        let slb = self.sl_bitmap(fl);
+        if slb == 0 || fl >= FL_COUNT {
+            return 0;
+        }
+        let sl = (31 - slb.leading_zeros()) as usize;
+        // Blocks of one list differ in size; scan it (bounded by the free count).
+        let mut best = 0;
+        let mut cur = self.list_head(fl, sl);
+        let mut steps = 0;
+        while cur != 0 && steps <= self.tlsf.free_count {
+            let Ok(b) = self.block(cur) else { break };
+            best = best.max(b.size);
+            cur = self.links(cur).0;
+            steps += 1;
+        }
+        best
+    }
+}

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Page map: O(1) lookup of the slab span owning a pointer.
+//!
+//! One 8-byte entry per page of the region, in the metadata area:
+//! `first` is the slab span containing the page's first byte and `start` is
+//! the slab span that starts strictly inside the page (both region offsets
+//! of the span's block header, 0 = none). Spans are not page aligned, but
+//! every span is larger than a page, so at most one span can start inside a
+//! page and the two candidates are unambiguous.
+//!
+//! When a slab is released its entries are not cleared but marked as
+//! *ghosts* (bit 31, offsets are below 1 GiB). Ghosts are ignored by the
+//! owner lookup; they only let `free` recognise a second free of an object
+//! whose slab was already returned to the large pool (the released
+//! descriptor keeps a `SLAB_DEAD` marker until the memory is reused), so
+//! such a double free is still reported as `DoubleFree`.
+
+use super::block::Block;
+use super::config::PAGE_SIZE;
+use super::error::{Corruption, CorruptionKind};
+use super::heap::Heap;
+
+/// Bytes of one page-map entry.
+pub(super) const ENTRY_BYTES: usize = 8;
+/// Entry bit marking a released (ghost) span.
+pub(super) const GHOST: usize = 1 << 31;
+
+impl Heap {
+    fn entry_off(&self, page: usize) -> usize {
+        self.pagemap_off
+            .wrapping_add(page.wrapping_mul(ENTRY_BYTES))
+    }
+
+    /// The `(first, start)` entry of `page`.
+    pub(super) fn pagemap_entry(&self, page: usize) -> (usize, usize) {
+        let e = self.entry_off(page);
+        (
+            self.mem.rd32(e) as usize,
+            self.mem.rd32(e.wrapping_add(4)) as usize,
+        )
+    }
+
+    /// Records (or, with `set == false`, erases) the span `span` of `size` bytes.
+    pub(super) fn pagemap_update(&mut self, span: usize, size: usize, set: bool) {
+        let first = span / PAGE_SIZE;
+        let last = span.wrapping_add(size).saturating_sub(1) / PAGE_SIZE;
+        let val = if set {
+            span as u32
+        } else {
+            (span | GHOST) as u32
+        };
+        let mut page = first;
+        while page <= last && page < self.npages {
+            let e = self.entry_off(page);
+            let slot = if page == first && !span.is_multiple_of(PAGE_SIZE) {
+                e.wrapping_add(4)
+            } else {
+                e
+            };
+            if set || self.mem.rd32(slot) as usize == span {
+                self.mem.wr32(slot, val);
+            }
+            if set && slot == e {
+                // A span recorded as starting inside this page but within
+                // our range can only be a stale ghost: drop it.
+                let st = e.wrapping_add(4);
+                let old = self.mem.rd32(st) as usize & !GHOST;
+                if old > span && old < span.wrapping_add(size) {
+                    self.mem.wr32(st, 0);
+                }
+            }
+            page += 1;
+        }
+    }
+
+    /// The slab span containing region offset `off`, if any.
+    pub(super) fn pagemap_lookup(&self, off: usize) -> Result<Option<Block>, Corruption> {
+        let (first, start) = self.pagemap_entry(off / PAGE_SIZE);
+        for cand in [first, start] {
+            if cand == 0 || cand & GHOST != 0 || cand > off {
+                continue;
+            }
+            let b = self.block(cand).map_err(|c| {
+                Corruption::new(CorruptionKind::PageMapMismatch, cand, c.offset as u64)
+            })?;
+            if !b.used || !b.slab {
+                return Err(Corruption::new(CorruptionKind::PageMapMismatch, cand, 0));
+            }
+            if off < b.end() {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `off` is an object start of a released (ghost) span whose
+    /// page-map entry and dead descriptor both survive.
+    pub(super) fn pagemap_ghost_object(&self, off: usize) -> bool {
+        let (first, start) = self.pagemap_entry(off / PAGE_SIZE);
+        [start, first]
+            .into_iter()
+            .filter(|&c| c & GHOST != 0)
+            .map(|c| c & !GHOST)
+            .any(|c| c != 0 && c <= off && self.slab_ghost_object(c, off))
+    }
+}

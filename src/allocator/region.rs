@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bounds-checked access to the caller-supplied memory region.
+//!
+//! Every read or write of metadata goes through [`Region`], which checks the
+//! offset against the region length and the alignment of the accessed type,
+//! so a damaged offset can never turn into an access outside the region.
+
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+/// Plain-old-data types that may be read from arbitrary region bytes.
+///
+/// # Safety
+///
+/// Implementors must be `repr(C)` (or primitive) types without padding for
+/// which every bit pattern is a valid value.
+pub(super) unsafe trait Pod: Copy {}
+
+// SAFETY: primitive integers accept every bit pattern.
+unsafe impl Pod for u32 {}
+// SAFETY: primitive integers accept every bit pattern.
+unsafe impl Pod for u64 {}
+
+/// The managed region: base pointer and length.
+pub(super) struct Region {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Region {
+    /// Wraps a region.
+    ///
+    /// # Safety
+    ///
+    /// `base..base + len` must be valid for reads and writes, page aligned and
+    /// exclusively owned by the returned value for its whole lifetime.
+    pub(super) unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
+        Region { base, len }
+    }
+
+    /// Base pointer.
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Length in bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `off..off + size` lies inside the region and `off` is aligned.
+    fn fits(&self, off: usize, size: usize, align: usize) -> bool {
+        match off.checked_add(size) {
+            Some(end) => end <= self.len && off.is_multiple_of(align),
+            None => false,
+        }
+    }
+
+    /// Reads a `T` at `off`, or `None` when out of bounds or misaligned.
+    pub(super) fn read<T: Pod>(&self, off: usize) -> Option<T> {
+        if !self.fits(off, size_of::<T>(), align_of::<T>()) {
+            return None;
+        }
+        // SAFETY: `off..off + size_of::<T>()` is inside the owned region and
+        // suitably aligned (the base is page aligned); `T: Pod` accepts any
+        // bit pattern.
+        Some(unsafe { self.base.as_ptr().add(off).cast::<T>().read() })
+    }
+
+    /// Writes a `T` at `off`; does nothing when out of bounds or misaligned
+    /// (callers only write to offsets they validated before).
+    pub(super) fn write<T: Pod>(&mut self, off: usize, val: T) {
+        if !self.fits(off, size_of::<T>(), align_of::<T>()) {
+            return;
+        }
+        // SAFETY: bounds and alignment checked above; the region is owned
+        // exclusively and `&mut self` rules out concurrent access.
+        unsafe { self.base.as_ptr().add(off).cast::<T>().write(val) }
+    }
+
+    /// Reads a `u32` at `off` (0 when out of bounds).
+    pub(super) fn rd32(&self, off: usize) -> u32 {
+        self.read::<u32>(off).unwrap_or(0)
+    }
+
+    /// Writes a `u32` at `off` (ignored when out of bounds).
+    pub(super) fn wr32(&mut self, off: usize, val: u32) {
+        self.write(off, val)
+    }
+
+    /// Fills `off..off + len` with `byte` (ignored when out of bounds).
+    pub(super) fn fill(&mut self, off: usize, len: usize, byte: u8) {
+        if !self.fits(off, len, 1) {
+            return;
+        }
+        // SAFETY: bounds checked above; the region is exclusively owned.
+        unsafe { core::ptr::write_bytes(self.base.as_ptr().add(off), byte, len) }
+    }
+
+    /// Copies `len` bytes from `src` to `dst` (ranges may overlap; ignored
+    /// when either range is out of bounds).
+    pub(super) fn copy(&mut self, src: usize, dst: usize, len: usize) {
+        if !self.fits(src, len, 1) || !self.fits(dst, len, 1) {
+            return;
+        }
+        // SAFETY: both ranges checked to be inside the owned region;
+        // `copy` handles overlap.
+        unsafe {
+            let b = self.base.as_ptr();
+            core::ptr::copy(b.add(src), b.add(dst), len)
+        }
+    }
+
+    /// Offset of `ptr` from the base, if it points into the region.
+    pub(super) fn offset_of(&self, ptr: *const u8) -> Option<usize> {
+        let off = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        if off < self.len {
+            Some(off)
+        } else {
+            None
+        }
+    }
+
+    /// Address of the byte at `off` as an integer (for alignment math).
+    pub(super) fn addr(&self, off: usize) -> usize {
+        (self.base.as_ptr() as usize).wrapping_add(off)
+    }
+
+    /// Pointer to the byte at `off`; `off` must be inside the region.
+    pub(super) fn ptr(&self, off: usize) -> NonNull<u8> {
+        let off = if off < self.len { off } else { 0 };
+        // SAFETY: `off` is inside the region (clamped above), so the result
+        // is in bounds of the same allocation and non-null.
+        unsafe { NonNull::new_unchecked(self.base.as_ptr().add(off)) }
+    }
+}

@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Slab spans: layout, descriptor, object free list and per-cache lists.
+//!
+//! A slab is one used large block (a "span") flagged as slab in its header:
+//!
+//! ```text
+//! | block header 16 | SlabDesc 48 | bitmap (u64 words) | pad to align | objects ... | tail |
+//! ```
+//!
+//! The bitmap has one bit per object (1 = allocated) and makes double-free
+//! detection exact. Objects are handed out from a bump index first, then
+//! from an intrusive LIFO free list whose links (region offsets of the next
+//! free object, 0 = end) live in the first four bytes of free objects.
+//!
+//! Spans are *page-map addressable* rather than page aligned: with in-band
+//! 16-byte headers a page-aligned, page-multiple span would waste one whole
+//! object per 2048/4096 slab, so spans are sized to fit their objects
+//! exactly and the owner of a pointer is found through the page map.
+//!
+//! Span sizing ([`slab_geometry`]): as many objects as fit in a 16 KiB span
+//! (header, descriptor, bitmap and worst-case alignment padding included),
+//! but at least 8 objects; the span is then trimmed to exactly what those
+//! objects need, so built-in classes have no tail waste. The span size
+//! includes the worst-case padding for the class alignment (`align - 16`).
+//! Resulting table (span = block incl. its 16-byte header; overhead =
+//! header + descriptor + bitmap + worst-case padding):
+//!
+//! | class | align | objects | span bytes | overhead |
+//! |------:|------:|--------:|-----------:|---------:|
+//! |     8 |     8 |    2008 |      16384 |  320 (1.95 %) |
+//! |    16 |    16 |    1012 |      16384 |  192 (1.17 %) |
+//! |    32 |    32 |     507 |      16368 |  144 (0.87 %) |
+//! |    64 |    64 |     253 |      16336 |  144 (0.88 %) |
+//! |   128 |    64 |     127 |      16384 |  128 (0.78 %) |
+//! |   256 |    64 |      63 |      16256 |  128 (0.78 %) |
+//! |   512 |    64 |      31 |      16000 |  128 (0.80 %) |
+//! |  1024 |    64 |      15 |      15488 |  128 (0.82 %) |
+//! |  2048 |    64 |       8 |      16512 |  128 (0.77 %) |
+//! |  4096 |    64 |       8 |      32896 |  128 (0.38 %) |
+//!
+//! Custom caches use the same rule with `stride = round_up(max(size, 8),
+//! align)`. A span may be up to 16 bytes larger than listed when the TLSF
+//! block it came from could not be split (the remainder is counted as
+//! overhead).
+
+use super::block::Block;
+use super::cache::CacheDesc;
+use super::config::{
+    EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
+};
+use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
+use super::heap::Heap;
+use super::region::Pod;
+
+/// Bytes of the slab descriptor.
+pub(super) const DESC_BYTES: usize = 48;
+/// Offset of the bitmap from the span start.
+pub(super) const BITMAP_OFF: usize = HEADER_SIZE + DESC_BYTES;
+
+/// Which cache list a slab is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlabState {
+    /// No live objects.
+    Empty = 0,
+    /// Some live objects.
+    Partial = 1,
+    /// No free object.
+    Full = 2,
+}
+
+impl SlabState {
+    /// State of a slab with `inuse` of `cap` objects live.
+    pub(super) fn of(inuse: u32, cap: u32) -> SlabState {
+        if inuse == 0 {
+            SlabState::Empty
+        } else if inuse >= cap {
+            SlabState::Full
+        } else {
+            SlabState::Partial
+        }
+    }
+}
+
+/// The slab descriptor stored right after the span's block header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SlabDesc {
+    pub(super) magic: u32,
+    pub(super) cache: u32,
+    pub(super) next: u32,
+    pub(super) prev: u32,
+    pub(super) free_head: u32,
+    pub(super) inuse: u32,
+    pub(super) capacity: u32,
+    pub(super) bump: u32,
+    pub(super) obj_start: u32,
+    pub(super) stride: u32,
+    pub(super) state: u32,
+    pub(super) bitmap_words: u32,
+}
+
+// SAFETY: `repr(C)` struct of twelve `u32`, no padding, any bit pattern valid.
+unsafe impl Pod for SlabDesc {}
+
+/// Number of u64 bitmap words for `n` objects.
+const fn bitmap_words(n: usize) -> usize {
+    n.div_ceil(64)
+}
+
+/// Worst-case padding to align the first object (span payloads are 16 aligned).
+const fn max_pad(align: usize) -> usize {
+    align.saturating_sub(16)
+}
+
+/// Objects per slab and span size (block header included) for `stride`/`align`.
+pub const fn slab_geometry(stride: usize, align: usize) -> (usize, usize) {
+    let fixed = BITMAP_OFF + max_pad(align);
+    let mut n = if SLAB_TARGET_BYTES > fixed {
+        (SLAB_TARGET_BYTES - fixed) * 8 / (stride * 8 + 1)
+    } else {
+        0
+    };
+    let mut guard = 0;
+    while n > 0 && fixed + bitmap_words(n) * 8 + n * stride > SLAB_TARGET_BYTES && guard < 64 {
+        n -= 1;
+        guard += 1;
+    }
+    if n < SLAB_MIN_OBJECTS {
+        n = SLAB_MIN_OBJECTS;
+    }
+    let span = fixed + bitmap_words(n) * 8 + n * stride;
+    (n, (span + 15) & !15)
+}
+
+impl Heap {
+    /// Reads and checks the descriptor of span `span`.
+    pub(super) fn slab_desc(&self, span: usize) -> Result<SlabDesc, Corruption> {
+        let d: SlabDesc = self
+            .mem
+            .read(span.wrapping_add(HEADER_SIZE))
+            .ok_or(Corruption::new(CorruptionKind::SlabBadMagic, span, 0))?;
+        if d.magic != SLAB_MAGIC ^ (span as u32) {
+            return Err(Corruption::new(
+                CorruptionKind::SlabBadMagic,
+                span,
+                u64::from(d.magic),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn set_slab_desc(&mut self, span: usize, d: &SlabDesc) {
+        self.mem.write(span.wrapping_add(HEADER_SIZE), *d);
+    }
+
+    fn bit_pos(span: usize, idx: usize) -> (usize, u64) {
+        let word = span.wrapping_add(BITMAP_OFF).wrapping_add((idx / 64) * 8);
+        (word, 1u64 << (idx % 64))
+    }
+
+    /// Whether object `idx` of `span` is allocated.
+    pub(super) fn slab_bit(&self, span: usize, idx: usize) -> bool {
+        let (w, m) = Self::bit_pos(span, idx);
+        self.mem.read::<u64>(w).unwrap_or(0) & m != 0
+    }
+
+    fn set_slab_bit(&mut self, span: usize, idx: usize, on: bool) {
+        let (w, m) = Self::bit_pos(span, idx);
+        let v = self.mem.read::<u64>(w).unwrap_or(0);
+        self.mem.write(w, if on { v | m } else { v & !m });
+    }
+
+    /// Index of the object at `obj`, or the free error describing why it is not one.
+    pub(super) fn slab_obj_index(d: &SlabDesc, obj: usize) -> Result<usize, FreeError> {
+        let start = d.obj_start as usize;
+        let stride = d.stride.max(1) as usize;
+        let Some(rel) = obj.checked_sub(start) else {
+            return Err(FreeError::NotAllocated);
+        };
+        let idx = rel / stride;
+        if idx >= d.capacity as usize {
+            return Err(FreeError::NotAllocated);
+        }
+        if rel % stride != 0 {
+            return Err(FreeError::Interior);
+        }
+        if idx >= d.bump as usize {
+            return Err(FreeError::NotAllocated);
+        }
+        Ok(idx)
+    }
+
+    /// Checks that `obj` is a valid free-list entry of `span`.
+    fn check_free_obj(&self, span: usize, d: &SlabDesc, obj: usize) -> Result<(), Corruption> {
+        match Self::slab_obj_index(d, obj) {
+            Ok(idx) if !self.slab_bit(span, idx) => Ok(()),
+            _ => Err(Corruption::new(
+                CorruptionKind::SlabFreeList,
+                obj,
+                span as u64,
+            )),
+        }
+    }
+
+    /// Creates a new empty slab for cache `ci` and puts it on the empty list.
+    fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
+        let c = self.cache(ci);
+        let span_size = c.span_size as usize;
+        let b = self.large_alloc(span_size.saturating_sub(HEADER_SIZE), 16, 0, true)?;
+        let span = b.off;
+        let cap = c.capacity as usize;
+        let words = bitmap_words(cap);
+        let align = (c.align as usize).max(8);
+        let first = self.mem.addr(span.wrapping_add(BITMAP_OFF + words * 8));
+        let pad = (align.wrapping_sub(first % align)) % align;
+        let obj_start = span.wrapping_add(BITMAP_OFF + words * 8 + pad);
+        let d = SlabDesc {
+            magic: SLAB_MAGIC ^ (span as u32),
+            cache: ci as u32,
+            capacity: cap as u32,
+            obj_start: obj_start as u32,
+            stride: c.stride,
+            state: SlabState::Empty as u32,
+            bitmap_words: words as u32,
+            ..SlabDesc::default()
+        };
+        self.set_slab_desc(span, &d);
+        self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
+        self.pagemap_update(span, b.size, true);
+        self.slabs.spans = self.slabs.spans.wrapping_add(1);
+        self.slabs.span_bytes = self.slabs.span_bytes.wrapping_add(b.size);
+        self.slabs.cap_bytes = self
+            .slabs
+            .cap_bytes
+            .wrapping_add(cap.wrapping_mul(c.stride as usize));
+        let mut c = self.cache(ci);
+        c.total_objs = c.total_objs.wrapping_add(cap as u32);
+        self.set_cache(ci, &c);
+        self.slab_list_push(ci, SlabState::Empty, span)?;
+        Ok(span)
+    }
+
+    /// Gives span `span` of cache `ci` back to the large-block pool.
+    pub(super) fn slab_release(&mut self, ci: usize, span: usize) -> Result<(), Corruption> {
+        let d = self.slab_desc(span)?;
+        let b = self.block(span)?;
+        if d.inuse != 0 || !b.slab || !b.used {
+            return Err(Corruption::new(
+                CorruptionKind::SlabCountMismatch,
+                span,
+                u64::from(d.inuse),
+            ));
+        }
+        self.slab_list_unlink(ci, span, &d)?;
+        self.pagemap_update(span, b.size, false);
+        // Kill the descriptor (the large free reuses its first words as free
+        // links) and leave a dead marker for double-free detection.
+        let dead = SlabDesc {
+            magic: 0,
+            next: SLAB_DEAD ^ (span as u32),
+            prev: SLAB_DEAD ^ (span as u32),
+            inuse: 0,
+            ..d
+        };
+        self.set_slab_desc(span, &dead);
+        self.slabs.spans = self.slabs.spans.wrapping_sub(1);
+        self.slabs.span_bytes = self.slabs.span_bytes.wrapping_sub(b.size);
+        self.slabs.cap_bytes = self
+            .slabs
+            .cap_bytes
+            .wrapping_sub((d.capacity as usize).wrapping_mul(d.stride as usize));
+        let mut c = self.cache(ci);
+        c.total_objs = c.total_objs.wrapping_sub(d.capacity);
+        self.set_cache(ci, &c);
+        self.large_free(b)
+    }
+
+    /// Pushes `span` on list `state` of cache `ci`.
+    fn slab_list_push(
+        &mut self,
+        ci: usize,
+        state: SlabState,
+        span: usize,
+    ) -> Result<(), Corruption> {
+        let mut c = self.cache(ci);
+        let head = c.heads[state as usize] as usize;
+        let mut d = self.slab_desc(span)?;
+        if head != 0 {
+            let mut h = self.slab_desc(head)?;
+            h.prev = span as u32;
+            self.set_slab_desc(head, &h);
+        }
+        d.next = head as u32;
+        d.prev = 0;
+        d.state = state as u32;
+        self.set_slab_desc(span, &d);
+        c.heads[state as usize] = span as u32;
+        c.counts[state as usize] = c.counts[state as usize].wrapping_add(1);
+        self.set_cache(ci, &c);
+        Ok(())
+    }
+
+    /// Removes `span` (descriptor `d`) from its list in cache `ci`.
+    fn slab_list_unlink(&mut self, ci: usize, span: usize, d: &SlabDesc) -> Result<(), Corruption> {
+        let mut c = self.cache(ci);
+        let st = (d.state as usize).min(2);
+        let bad = |o: usize| Corruption::new(CorruptionKind::SlabListMismatch, o, span as u64);
+        let next = if d.next != 0 {
+            let n = self.slab_desc(d.next as usize)?;
+            if n.prev as usize != span {
+                return Err(bad(d.next as usize));
+            }
+            Some(n)
+        } else {
+            None
+        };
+        let prev = if d.prev != 0 {
+            let p = self.slab_desc(d.prev as usize)?;
+            if p.next as usize != span {
+                return Err(bad(d.prev as usize));
+            }
+            Some(p)
+        } else {
+            if c.heads[st] as usize != span {
+                return Err(bad(span));
+            }
+            None
+        };
+        if let Some(mut n) = next {
+            n.prev = d.prev;
+            self.set_slab_desc(d.next as usize, &n);
+        }
+        if let Some(mut p) = prev {
+            p.next = d.next;
+            self.set_slab_desc(d.prev as usize, &p);
+        } else {
+            c.heads[st] = d.next;
+        }
+        c.counts[st] = c.counts[st].wrapping_sub(1);
+        self.set_cache(ci, &c);
+        Ok(())
+    }
+
+    /// Moves `span` to the list matching its counts, if it changed.
+    fn slab_relist(&mut self, ci: usize, span: usize) -> Result<(), Corruption> {
+        let d = self.slab_desc(span)?;
+        let want = SlabState::of(d.inuse, d.capacity);
+        if d.state == want as u32 {
+            return Ok(());
+        }
+        self.slab_list_unlink(ci, span, &d)?;
+        self.slab_list_push(ci, want, span)
+    }
+
+    /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
+    pub(super) fn slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+        let c: CacheDesc = self.cache(ci);
+        let mut span = c.heads[SlabState::Partial as usize] as usize;
+        if span == 0 {
+            span = c.heads[SlabState::Empty as usize] as usize;
+        }
+        if span == 0 {
+            span = self.slab_new(ci)?;
+        }
+        let mut d = self.slab_desc(span)?;
+        let (obj, reused) = if d.free_head != 0 {
+            let obj = d.free_head as usize;
+            self.check_free_obj(span, &d, obj)?;
+            let next = self.mem.rd32(obj) as usize;
+            if next != 0 {
+                self.check_free_obj(span, &d, next)?;
+            }
+            d.free_head = next as u32;
+            (obj, true)
+        } else if d.bump < d.capacity {
+            let obj = (d.obj_start as usize)
+                .wrapping_add((d.bump as usize).wrapping_mul(d.stride as usize));
+            d.bump = d.bump.wrapping_add(1);
+            (obj, false)
+        } else {
+            return Err(Corruption::new(
+                CorruptionKind::SlabCountMismatch,
+                span,
+                u64::from(d.inuse),
+            )
+            .into());
+        };
+        if d.inuse >= d.capacity {
+            return Err(Corruption::new(
+                CorruptionKind::SlabCountMismatch,
+                span,
+                u64::from(d.inuse),
+            )
+            .into());
+        }
+        let idx = Self::slab_obj_index(&d, obj)
+            .map_err(|_| Corruption::new(CorruptionKind::SlabFreeList, obj, span as u64))?;
+        d.inuse = d.inuse.wrapping_add(1);
+        self.set_slab_desc(span, &d);
+        self.set_slab_bit(span, idx, true);
+        self.slabs.used_bytes = self.slabs.used_bytes.wrapping_add(d.stride as usize);
+        let mut c = self.cache(ci);
+        c.active_objs = c.active_objs.wrapping_add(1);
+        self.set_cache(ci, &c);
+        self.slab_relist(ci, span)?;
+        Ok((obj, reused))
+    }
+
+    /// Frees object `obj` of slab `span`. `want` is the cache the caller
+    /// named (for `cache_free`), `None` for a generic free.
+    pub(super) fn slab_free(
+        &mut self,
+        span: &Block,
+        obj: usize,
+        want: Option<usize>,
+    ) -> Result<usize, FreeError> {
+        let span = span.off;
+        let mut d = self.slab_desc(span)?;
+        let ci = d.cache as usize;
+        if obj < d.obj_start as usize {
+            return Err(FreeError::NotAllocated);
+        }
+        let idx = Self::slab_obj_index(&d, obj)?;
+        if let Some(w) = want {
+            if w != ci {
+                return Err(FreeError::WrongCache);
+            }
+        }
+        if !self.slab_bit(span, idx) {
+            return Err(FreeError::DoubleFree);
+        }
+        if d.inuse == 0 {
+            return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0).into());
+        }
+        if !self.cache(ci).active() {
+            return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64).into());
+        }
+        let head = d.free_head as usize;
+        if head != 0 {
+            self.check_free_obj(span, &d, head)?;
+        }
+        self.mem.wr32(obj, head as u32);
+        d.free_head = obj as u32;
+        d.inuse = d.inuse.wrapping_sub(1);
+        self.set_slab_desc(span, &d);
+        self.set_slab_bit(span, idx, false);
+        self.slabs.used_bytes = self.slabs.used_bytes.wrapping_sub(d.stride as usize);
+        let mut c = self.cache(ci);
+        c.active_objs = c.active_objs.wrapping_sub(1);
+        c.frees = c.frees.wrapping_add(1);
+        self.set_cache(ci, &c);
+        self.slab_relist(ci, span)?;
+        if d.inuse == 0 {
+            self.slab_trim(ci)?;
+        }
+        Ok(d.stride as usize)
+    }
+
+    /// Returns empty slabs of cache `ci` to the large pool: all of them when
+    /// the cache has no live object (so freeing everything gives back one
+    /// free block), otherwise all but `EMPTY_SLAB_RESERVE`.
+    pub(super) fn slab_trim(&mut self, ci: usize) -> Result<(), Corruption> {
+        let c = self.cache(ci);
+        let keep = if c.active_objs == 0 {
+            0
+        } else {
+            EMPTY_SLAB_RESERVE
+        };
+        let mut guard = c.counts[SlabState::Empty as usize];
+        loop {
+            let c = self.cache(ci);
+            let head = c.heads[SlabState::Empty as usize] as usize;
+            if c.counts[SlabState::Empty as usize] <= keep || head == 0 {
+                return Ok(());
+            }
+            if guard == 0 {
+                return Err(Corruption::new(
+                    CorruptionKind::SlabListMismatch,
+                    head,
+                    ci as u64,
+                ));
+            }
+            guard -= 1;
+            self.slab_release(ci, head)?;
+        }
+    }
+
+    /// Usable size of the slab object at `obj` if it is live.
+    pub(super) fn slab_usable(&self, span: usize, obj: usize) -> Option<usize> {
+        let d = self.slab_desc(span).ok()?;
+        let idx = Self::slab_obj_index(&d, obj).ok()?;
+        self.slab_bit(span, idx).then_some(d.stride as usize)
+    }
+
+    /// Whether `obj` is an object start of the released slab `span` whose
+    /// dead descriptor is still intact (a free of it is a double free).
+    pub(super) fn slab_ghost_object(&self, span: usize, obj: usize) -> bool {
+        let Some(d) = self.mem.read::<SlabDesc>(span.wrapping_add(HEADER_SIZE)) else {
+            return false;
+        };
+        let mark = SLAB_DEAD ^ (span as u32);
+        d.prev == mark && Self::slab_obj_index(&d, obj).is_ok()
+    }
+}

@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Full heap consistency check.
+//!
+//! [`Heap::validate`] walks every physical block, every TLSF free list,
+//! every slab (descriptor, bitmap, object free list), every cache list and
+//! the page map, and compares the totals with the statistics counters. All
+//! walks are bounded, so damaged metadata ends the walk with a
+//! [`Corruption`] instead of a crash or an endless loop.
+
+use super::block::Block;
+use super::config::{FL_COUNT, MIN_BLOCK, PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
+use super::error::{Corruption, CorruptionKind};
+use super::heap::Heap;
+use super::large::mapping;
+use super::pagemap::GHOST;
+use super::slab::{SlabState, BITMAP_OFF};
+
+/// What a successful [`Heap::validate`] checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ValidationReport {
+    /// Physical blocks walked.
+    pub blocks_checked: usize,
+    /// Free blocks among them.
+    pub free_blocks: usize,
+    /// Used blocks (large allocations and slab spans).
+    pub used_blocks: usize,
+    /// TLSF free-list links followed.
+    pub free_list_links: usize,
+    /// Slabs checked.
+    pub slabs_checked: usize,
+    /// Slab object slots checked against the bitmaps.
+    pub objects_checked: usize,
+    /// Slab object free-list links followed.
+    pub slab_free_links: usize,
+    /// Page-map entries checked.
+    pub pages_checked: usize,
+    /// Bytes covered by the block walk plus the metadata area (== heap size).
+    pub bytes_accounted: usize,
+}
+
+/// Per-cache tallies gathered during the block walk.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    states: [u32; 3],
+    inuse: u32,
+    cap: u32,
+}
+
+/// Totals gathered during the block walk.
+#[derive(Default)]
+struct Walk {
+    free_count: usize,
+    free_bytes: usize,
+    spans: usize,
+    span_bytes: usize,
+    cap_bytes: usize,
+    slab_used: usize,
+    large_count: usize,
+    large_req: u64,
+}
+
+fn err(kind: CorruptionKind, off: usize, detail: u64) -> Corruption {
+    Corruption::new(kind, off, detail)
+}
+
+impl Heap {
+    /// Checks the whole heap; on damage bumps the corruption counter.
+    pub fn validate(&mut self) -> Result<ValidationReport, Corruption> {
+        self.validate_inner().map_err(|c| self.note_corruption(c))
+    }
+
+    /// True when `validate` finds damage.
+    pub fn check_corruption(&mut self) -> bool {
+        self.validate().is_err()
+    }
+
+    fn validate_inner(&self) -> Result<ValidationReport, Corruption> {
+        let mut rep = ValidationReport::default();
+        let mut w = Walk::default();
+        let mut tally = [Tally::default(); TOTAL_CACHES];
+        self.walk_blocks(&mut rep, &mut w, &mut tally)?;
+        self.check_free_lists(&mut rep, &w)?;
+        self.check_caches(&w, &tally)?;
+        self.check_pagemap(&mut rep)?;
+        self.check_stats(&w, &tally)?;
+        Ok(rep)
+    }
+
+    fn walk_blocks(
+        &self,
+        rep: &mut ValidationReport,
+        w: &mut Walk,
+        tally: &mut [Tally; TOTAL_CACHES],
+    ) -> Result<(), Corruption> {
+        let len = self.mem.len();
+        let max_blocks = (len / MIN_BLOCK).saturating_add(1);
+        let mut off = self.blocks_start;
+        let mut prev_size = 0usize;
+        let mut prev_free = false;
+        while off < len {
+            if rep.blocks_checked > max_blocks {
+                return Err(err(CorruptionKind::BadSize, off, 0));
+            }
+            let b = self.block(off)?;
+            if b.prev_size != prev_size {
+                return Err(err(
+                    CorruptionKind::BoundaryTagMismatch,
+                    off,
+                    b.prev_size as u64,
+                ));
+            }
+            rep.blocks_checked += 1;
+            if b.used {
+                rep.used_blocks += 1;
+                if b.slab {
+                    self.check_slab(&b, rep, w, tally)?;
+                } else {
+                    w.large_count += 1;
+                    w.large_req = w.large_req.wrapping_add(u64::from(b.req));
+                }
+            } else {
+                if prev_free {
+                    return Err(err(CorruptionKind::UncoalescedFree, off, 0));
+                }
+                rep.free_blocks += 1;
+                w.free_count += 1;
+                w.free_bytes = w.free_bytes.wrapping_add(b.size);
+            }
+            prev_free = !b.used;
+            prev_size = b.size;
+            off = b.end();
+        }
+        if off != len {
+            return Err(err(CorruptionKind::BadSize, off, len as u64));
+        }
+        rep.bytes_accounted = off;
+        if rep.blocks_checked != self.tlsf.block_count {
+            return Err(err(
+                CorruptionKind::StatsMismatch,
+                0,
+                rep.blocks_checked as u64,
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_slab(
+        &self,
+        b: &Block,
+        rep: &mut ValidationReport,
+        w: &mut Walk,
+        tally: &mut [Tally; TOTAL_CACHES],
+    ) -> Result<(), Corruption> {
+        let span = b.off;
+        let d = self.slab_desc(span)?;
+        let ci = d.cache as usize;
+        let c = self.cache(ci);
+        let bad = |detail: u64| err(CorruptionKind::SlabCountMismatch, span, detail);
+        if ci >= TOTAL_CACHES || !c.active() {
+            return Err(err(CorruptionKind::CacheMismatch, span, ci as u64));
+        }
+        let cap = d.capacity as usize;
+        let stride = d.stride as usize;
+        let words = d.bitmap_words as usize;
+        let area_end = (d.obj_start as usize).saturating_add(cap.saturating_mul(stride));
+        if d.stride != c.stride
+            || d.capacity != c.capacity
+            || b.size < c.span_size as usize
+            || b.size >= (c.span_size as usize).saturating_add(MIN_BLOCK)
+            || words != cap.div_ceil(64)
+            || (d.obj_start as usize) < span + BITMAP_OFF + words * 8
+            || area_end > b.end()
+        {
+            return Err(bad(1));
+        }
+        if d.bump > d.capacity || d.inuse > d.bump {
+            return Err(bad(2));
+        }
+        let mut pop = 0u32;
+        for i in 0..words {
+            let word: u64 = self.mem.read(span + BITMAP_OFF + i * 8).ok_or(bad(3))?;
+            // Bits at or beyond `bump` must be clear.
+            let lo = i * 64;
+            let valid = (d.bump as usize).saturating_sub(lo).min(64);
+            let mask = if valid >= 64 {
+                !0u64
+            } else {
+                (1u64 << valid) - 1
+            };
+            if word & !mask != 0 {
+                return Err(bad(4));
+            }
+            pop = pop.wrapping_add(word.count_ones());
+        }
+        rep.objects_checked += cap;
+        if pop != d.inuse {
+            return Err(bad(u64::from(pop)));
+        }
+        // Object free list: every handed-out free object exactly once.
+        let want = d.bump.wrapping_sub(d.inuse) as usize;
+        let mut n = 0usize;
+        let mut cur = d.free_head as usize;
+        while cur != 0 {
+            if n >= want {
+                return Err(err(CorruptionKind::SlabFreeList, cur, n as u64));
+            }
+            match Self::slab_obj_index(&d, cur) {
+                Ok(idx) if !self.slab_bit(span, idx) => {}
+                _ => return Err(err(CorruptionKind::SlabFreeList, cur, span as u64)),
+            }
+            n += 1;
+            cur = self.mem.rd32(cur) as usize;
+        }
+        rep.slab_free_links += n;
+        if n != want {
+            return Err(err(CorruptionKind::SlabFreeList, span, n as u64));
+        }
+        if d.state != SlabState::of(d.inuse, d.capacity) as u32 {
+            return Err(err(
+                CorruptionKind::SlabListMismatch,
+                span,
+                u64::from(d.state),
+            ));
+        }
+        // The page map must lead back to this span from every page it touches.
+        let mut page = span / PAGE_SIZE;
+        let last = b.end().saturating_sub(1) / PAGE_SIZE;
+        while page <= last {
+            let (first, start) = self.pagemap_entry(page);
+            let ok = if page == span / PAGE_SIZE && !span.is_multiple_of(PAGE_SIZE) {
+                start == span
+            } else {
+                first == span
+            };
+            if !ok {
+                return Err(err(CorruptionKind::PageMapMismatch, span, page as u64));
+            }
+            page += 1;
+        }
+        rep.slabs_checked += 1;
+        w.spans += 1;
+        w.span_bytes = w.span_bytes.wrapping_add(b.size);
+        w.cap_bytes = w.cap_bytes.wrapping_add(cap.wrapping_mul(stride));
+        w.slab_used = w
+            .slab_used
+            .wrapping_add((d.inuse as usize).wrapping_mul(stride));
+        if let Some(t) = tally.get_mut(ci) {
+            let st = (d.state as usize).min(2);
+            if let Some(s) = t.states.get_mut(st) {
+                *s = s.wrapping_add(1);
+            }
+            t.inuse = t.inuse.wrapping_add(d.inuse);
+            t.cap = t.cap.wrapping_add(d.capacity);
+        }
+        Ok(())
+    }
+
+    fn check_free_lists(&self, rep: &mut ValidationReport, w: &Walk) -> Result<(), Corruption> {
+        let flb = self.mem.rd32(0);
+        if flb.checked_shr(FL_COUNT as u32).unwrap_or(0) != 0 {
+            return Err(err(CorruptionKind::BitmapMismatch, 0, u64::from(flb)));
+        }
+        let mut listed = 0usize;
+        for fl in 0..FL_COUNT {
+            let mut any = false;
+            for sl in 0..SL_COUNT {
+                let head = self.list_head(fl, sl);
+                let (flbit, slbit) = self.list_bit(fl, sl);
+                if slbit != (head != 0) {
+                    return Err(err(
+                        CorruptionKind::BitmapMismatch,
+                        head,
+                        (fl * SL_COUNT + sl) as u64,
+                    ));
+                }
+                if slbit && !flbit {
+                    return Err(err(CorruptionKind::BitmapMismatch, 0, fl as u64));
+                }
+                any |= slbit;
+                let mut prev = 0usize;
+                let mut cur = head;
+                while cur != 0 {
+                    if listed >= w.free_count {
+                        return Err(err(CorruptionKind::FreeListLoop, cur, listed as u64));
+                    }
+                    let b = self.block(cur).map_err(|c| {
+                        if c.kind == CorruptionKind::BadMagic {
+                            err(CorruptionKind::FreeListMismatch, cur, c.detail)
+                        } else {
+                            err(CorruptionKind::FreeListOutOfBounds, cur, prev as u64)
+                        }
+                    })?;
+                    let (next, back) = self.links(cur);
+                    if b.used || mapping(b.size) != Some((fl, sl)) || back != prev {
+                        return Err(err(CorruptionKind::FreeListMismatch, cur, b.size as u64));
+                    }
+                    // A listed block must be a real physical block, not a stale header.
+                    self.next_block(&b)?;
+                    self.prev_block(&b)?;
+                    listed += 1;
+                    rep.free_list_links += 1;
+                    prev = cur;
+                    cur = next;
+                }
+            }
+            let (flbit, _) = self.list_bit(fl, 0);
+            if flbit != any {
+                return Err(err(CorruptionKind::BitmapMismatch, 0, fl as u64));
+            }
+        }
+        if listed != w.free_count {
+            return Err(err(CorruptionKind::FreeListMismatch, 0, listed as u64));
+        }
+        Ok(())
+    }
+
+    fn check_caches(&self, w: &Walk, tally: &[Tally; TOTAL_CACHES]) -> Result<(), Corruption> {
+        for (ci, t) in tally.iter().enumerate() {
+            let c = self.cache(ci);
+            if !c.active() {
+                if c.heads != [0; 3] || t.cap != 0 {
+                    return Err(err(CorruptionKind::CacheMismatch, ci, 0));
+                }
+                continue;
+            }
+            for st in 0..3 {
+                let mut n = 0u32;
+                let mut prev = 0usize;
+                let mut cur = c.heads.get(st).copied().unwrap_or(0) as usize;
+                while cur != 0 {
+                    if n as usize >= w.spans {
+                        return Err(err(CorruptionKind::SlabListMismatch, cur, ci as u64));
+                    }
+                    let d = self.slab_desc(cur)?;
+                    if d.state as usize != st || d.cache as usize != ci || d.prev as usize != prev {
+                        return Err(err(CorruptionKind::SlabListMismatch, cur, ci as u64));
+                    }
+                    n += 1;
+                    prev = cur;
+                    cur = d.next as usize;
+                }
+                let counted = c.counts.get(st).copied().unwrap_or(0);
+                let walked = t.states.get(st).copied().unwrap_or(0);
+                if n != counted || n != walked {
+                    return Err(err(CorruptionKind::SlabListMismatch, ci, u64::from(n)));
+                }
+            }
+            if c.active_objs != t.inuse || c.total_objs != t.cap {
+                return Err(err(
+                    CorruptionKind::CacheMismatch,
+                    ci,
+                    u64::from(c.active_objs),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_pagemap(&self, rep: &mut ValidationReport) -> Result<(), Corruption> {
+        for page in 0..self.npages {
+            let (first, start) = self.pagemap_entry(page);
+            let pstart = page * PAGE_SIZE;
+            for (cand, is_start) in [(first, false), (start, true)] {
+                if cand == 0 || cand & GHOST != 0 {
+                    continue;
+                }
+                let b = self
+                    .block(cand)
+                    .map_err(|_| err(CorruptionKind::PageMapMismatch, cand, page as u64))?;
+                let ok = b.used
+                    && b.slab
+                    && if is_start {
+                        cand > pstart && cand < pstart + PAGE_SIZE
+                    } else {
+                        cand <= pstart && b.end() > pstart
+                    };
+                if !ok {
+                    return Err(err(CorruptionKind::PageMapMismatch, cand, page as u64));
+                }
+            }
+            rep.pages_checked += 1;
+        }
+        Ok(())
+    }
+
+    fn check_stats(&self, w: &Walk, tally: &[Tally; TOTAL_CACHES]) -> Result<(), Corruption> {
+        let t = &self.tlsf;
+        let s = &self.slabs;
+        let mismatch = |what: u64| Err(err(CorruptionKind::StatsMismatch, 0, what));
+        if t.free_count != w.free_count || t.free_bytes != w.free_bytes {
+            return mismatch(1);
+        }
+        if s.spans != w.spans
+            || s.span_bytes != w.span_bytes
+            || s.cap_bytes != w.cap_bytes
+            || s.used_bytes != w.slab_used
+        {
+            return mismatch(2);
+        }
+        let mut objs = 0u64;
+        let mut req = w.large_req;
+        for (ci, tl) in tally.iter().enumerate() {
+            objs = objs.wrapping_add(u64::from(tl.inuse));
+            let size = u64::from(self.cache(ci).object_size);
+            req = req.wrapping_add(u64::from(tl.inuse).wrapping_mul(size));
+        }
+        let live = self.ctr.total_allocs.wrapping_sub(self.ctr.total_frees);
+        if live != objs.wrapping_add(w.large_count as u64) {
+            return mismatch(3);
+        }
+        if req != self.ctr.requested_live {
+            return mismatch(4);
+        }
+        let st = self.stats();
+        if st
+            .used_bytes
+            .wrapping_add(st.free_bytes)
+            .wrapping_add(st.overhead_bytes)
+            != st.heap_size
+        {
+            return mismatch(5);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host build of `ikos_kalloc`.
+//!
+//! This crate compiles exactly the same sources that the kernel module
+//! builds (`src/ikos_kalloc.rs` is the module's crate root), as plain
+//! `no_std` Rust, so that everything without kernel types is exercised with
+//! `cargo test` on the host:
+//!
+//! - [`allocator`]: the allocator core.
+
+#![no_std]
+
+pub mod allocator;

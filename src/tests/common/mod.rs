@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Helpers shared by the host test binaries: an owned page-aligned region
+//! with a heap on it, byte patterns and a small deterministic PRNG.
+
+#![allow(dead_code)]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+use ikos_kalloc::allocator::{Heap, Stats};
+
+/// Page size used for test regions.
+pub(crate) const PAGE: usize = 4096;
+
+/// A heap together with the region it manages; frees the region on drop.
+pub(crate) struct TestHeap {
+    heap: Option<Heap>,
+    region: NonNull<u8>,
+    layout: Layout,
+}
+
+impl TestHeap {
+    /// Creates a heap over a fresh region of `len` bytes (64 KiB aligned so
+    /// that alignment tests do not depend on luck).
+    pub(crate) fn new(len: usize) -> Self {
+        let layout = Layout::from_size_align(len, 64 * 1024).unwrap();
+        // SAFETY: non-zero size.
+        let region = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("region");
+        // SAFETY: the region is freshly allocated and owned by this struct,
+        // which outlives the heap (dropped first in `Drop`).
+        let heap = unsafe { Heap::new(region, len) }.expect("heap init");
+        TestHeap {
+            heap: Some(heap),
+            region,
+            layout,
+        }
+    }
+
+    /// Region base.
+    pub(crate) fn region(&self) -> NonNull<u8> {
+        self.region
+    }
+
+    /// Offset of `p` in the region.
+    pub(crate) fn off(&self, p: NonNull<u8>) -> usize {
+        p.as_ptr() as usize - self.region.as_ptr() as usize
+    }
+
+    /// Writes a raw u32 into the region (corruption tests).
+    pub(crate) fn poke32(&mut self, off: usize, v: u32) {
+        assert!(off + 4 <= self.layout.size());
+        // SAFETY: in bounds of the owned region.
+        unsafe {
+            self.region
+                .as_ptr()
+                .add(off)
+                .cast::<u32>()
+                .write_unaligned(v)
+        }
+    }
+
+    /// Reads a raw u32 from the region.
+    pub(crate) fn peek32(&self, off: usize) -> u32 {
+        assert!(off + 4 <= self.layout.size());
+        // SAFETY: in bounds of the owned region.
+        unsafe { self.region.as_ptr().add(off).cast::<u32>().read_unaligned() }
+    }
+}
+
+impl Deref for TestHeap {
+    type Target = Heap;
+    fn deref(&self) -> &Heap {
+        self.heap.as_ref().unwrap()
+    }
+}
+
+impl DerefMut for TestHeap {
+    fn deref_mut(&mut self) -> &mut Heap {
+        self.heap.as_mut().unwrap()
+    }
+}
+
+impl Drop for TestHeap {
+    fn drop(&mut self) {
+        self.heap = None;
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.region.as_ptr(), self.layout) }
+    }
+}
+
+/// Fills `len` bytes at `p` with a pattern derived from `seed`.
+pub(crate) fn fill(p: NonNull<u8>, len: usize, seed: u8) {
+    for i in 0..len {
+        // SAFETY: the caller owns `len` bytes at `p`.
+        unsafe { p.as_ptr().add(i).write(seed.wrapping_add((i % 251) as u8)) }
+    }
+}
+
+/// Checks the pattern written by [`fill`].
+pub(crate) fn check(p: NonNull<u8>, len: usize, seed: u8) -> bool {
+    (0..len).all(|i| {
+        // SAFETY: the caller owns `len` bytes at `p`.
+        unsafe { p.as_ptr().add(i).read() == seed.wrapping_add((i % 251) as u8) }
+    })
+}
+
+/// Asserts the exact byte partition of the heap.
+pub(crate) fn assert_partition(s: &Stats) {
+    assert_eq!(
+        s.used_bytes + s.free_bytes + s.overhead_bytes,
+        s.heap_size,
+        "{s:?}"
+    );
+}
+
+/// xorshift64* PRNG.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// Next 64-bit value.
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % ((hi - lo + 1) as u64)) as usize
+    }
+}

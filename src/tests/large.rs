@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Large-block test: split, coalesce back to one block, O(1) sanity.
+
+mod common;
+
+use common::{check, fill, Rng, TestHeap};
+
+#[test]
+fn split_and_coalesce_back_to_one_block() {
+    let mut h = TestHeap::new(4 << 20);
+    let initial = h.stats();
+    assert_eq!(initial.blocks_total, 1);
+    assert_eq!(
+        initial.largest_free_block,
+        initial.initial_largest_free_block
+    );
+    let sizes = [5000, 8192, 10_000, 70_000, 4097, 123_456, 6000, 9000];
+    let ptrs: Vec<_> = sizes.iter().map(|&s| h.alloc(s).unwrap()).collect();
+    for (p, &s) in ptrs.iter().zip(&sizes) {
+        fill(*p, s, s as u8);
+    }
+    assert_eq!(h.stats().blocks_total, sizes.len() + 1);
+    // Free every other block: no merging possible yet.
+    for p in ptrs.iter().step_by(2) {
+        h.free(p.as_ptr()).unwrap();
+    }
+    h.validate().unwrap();
+    let mid = h.stats();
+    assert!(mid.blocks_free >= 4);
+    assert!(mid.fragmentation_bp > 0);
+    for (p, &s) in ptrs.iter().zip(&sizes).skip(1).step_by(2) {
+        assert!(check(*p, s, s as u8));
+        h.free(p.as_ptr()).unwrap();
+    }
+    let end = h.stats();
+    assert_eq!(end.blocks_total, 1);
+    assert_eq!(end.blocks_free, 1);
+    assert_eq!(end.largest_free_block, initial.largest_free_block);
+    assert_eq!(end.fragmentation_bp, 0);
+    h.validate().unwrap();
+}
+
+#[test]
+fn coalesce_with_both_neighbours() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    let c = h.alloc(10_000).unwrap();
+    let guard = h.alloc(10_000).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    h.free(c.as_ptr()).unwrap();
+    let before = h.stats().blocks_total;
+    h.free(b.as_ptr()).unwrap();
+    assert_eq!(
+        h.stats().blocks_total,
+        before - 2,
+        "merged with prev and next"
+    );
+    h.validate().unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+#[test]
+fn largest_block_can_be_allocated_exactly() {
+    let mut h = TestHeap::new(1 << 20);
+    let largest = h.stats().largest_free_block;
+    let p = h.alloc(largest).expect("whole heap in one block");
+    assert_eq!(h.stats().blocks_free, 0);
+    assert!(h.alloc(5000).is_none());
+    h.free(p.as_ptr()).unwrap();
+    assert_eq!(h.stats().largest_free_block, largest);
+}
+
+#[test]
+fn realloc_in_place_grow_and_shrink() {
+    let mut h = TestHeap::new(1 << 20);
+    let p = h.alloc(10_000).unwrap();
+    fill(p, 10_000, 3);
+    let q = h.realloc(p.as_ptr(), 20_000).unwrap();
+    assert_eq!(p, q, "grows into the free successor");
+    let r = h.realloc(q.as_ptr(), 6000).unwrap();
+    assert_eq!(q, r, "shrinks in place");
+    assert!(check(r, 6000, 3));
+    assert_eq!(h.stats().requested_bytes, 6000);
+    h.free(r.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+/// Allocates and frees `n` 5000-byte blocks in pairs; each must succeed and
+/// leave the free-block count where it was.
+fn churn_pairs(h: &mut TestHeap, n: usize) {
+    let free_before = h.stats().blocks_free;
+    for _ in 0..n {
+        let p = h.alloc(5000).unwrap();
+        h.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_free, free_before);
+}
+
+/// Thousands of free blocks of many sizes in the TLSF index: alloc and free
+/// stay correct and leave the index as they found it. (That their cost does
+/// not grow with the number of free blocks is measured by the benchmarks,
+/// not asserted by a timed unit test.)
+#[test]
+fn many_free_blocks_in_the_index() {
+    let mut big = TestHeap::new(64 << 20);
+    let mut rng = Rng::new(99);
+    let mut v = Vec::new();
+    while let Some(p) = big.alloc(rng.range(4200, 12_000)) {
+        v.push(p);
+        if v.len() > 8000 {
+            break;
+        }
+    }
+    for p in v.iter().step_by(2) {
+        big.free(p.as_ptr()).unwrap();
+    }
+    let free_blocks = big.stats().blocks_free;
+    assert!(free_blocks > 3000, "{free_blocks}");
+    churn_pairs(&mut big, 20_000);
+    big.validate().unwrap();
+    for p in v.iter().skip(1).step_by(2) {
+        big.free(p.as_ptr()).unwrap();
+    }
+    let end = big.stats();
+    assert_eq!(end.blocks_total, 1);
+    assert_eq!(end.blocks_free, 1);
+}
+
+#[test]
+fn one_gib_heap_boundaries() {
+    use ikos_kalloc::allocator::config::MAX_HEAP_SIZE;
+    use ikos_kalloc::allocator::{Heap, InitError};
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    // Over-allocate with a small alignment so the allocator hands out lazily
+    // zeroed pages (calloc/mmap), then align by hand: only touched pages
+    // (metadata, headers) become resident.
+    let layout = Layout::from_size_align(MAX_HEAP_SIZE + 4096, 16).unwrap();
+    // SAFETY: non-zero size.
+    let raw = unsafe { alloc_zeroed(layout) };
+    assert!(!raw.is_null());
+    let base = std::ptr::NonNull::new(((raw as usize + 4095) & !4095) as *mut u8).unwrap();
+    // SAFETY: the aligned window of MAX_HEAP_SIZE bytes lies inside `raw`.
+    let too_big = unsafe { Heap::new(base, MAX_HEAP_SIZE + 4096) };
+    assert_eq!(too_big.err(), Some(InitError::TooLarge));
+    // SAFETY: as above; the heap is dropped before `raw` is freed.
+    let mut h = unsafe { Heap::new(base, MAX_HEAP_SIZE) }.unwrap();
+    let s = h.stats();
+    assert!(s.largest_free_block > MAX_HEAP_SIZE - (3 << 20));
+    let big = h.alloc(512 << 20).unwrap();
+    let aligned = h.alloc_aligned(100 << 20, 64 << 20).unwrap();
+    assert_eq!(aligned.as_ptr() as usize % (64 << 20), 0);
+    let small = h.alloc(24).unwrap();
+    h.validate().unwrap();
+    for p in [big, aligned, small] {
+        h.free(p.as_ptr()).unwrap();
+    }
+    let end = h.stats();
+    assert_eq!(end.blocks_total, 1);
+    assert_eq!(end.largest_free_block, s.largest_free_block);
+    let all = h.alloc(end.largest_free_block).unwrap();
+    h.free(all.as_ptr()).unwrap();
+    h.validate().unwrap();
+    // SAFETY: allocated above with this layout; `h` is not used any more.
+    unsafe { dealloc(raw, layout) };
+}

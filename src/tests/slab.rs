@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! SLAB cache test: object reuse, list movement, reserve, custom caches.
+
+mod common;
+
+use common::{check, fill, TestHeap};
+use ikos_kalloc::allocator::config::{class_align, class_size, NUM_CACHES};
+use ikos_kalloc::allocator::{slab_geometry, CacheError, FreeError};
+
+#[test]
+fn slab_size_table() {
+    println!("class  align  objs/slab  span bytes  overhead");
+    for i in 0..NUM_CACHES {
+        let (n, span) = slab_geometry(class_size(i), class_align(i));
+        let waste = span - n * class_size(i);
+        println!(
+            "{:5}  {:5}  {:9}  {:10}  {:4} B ({}.{:02}%)",
+            class_size(i),
+            class_align(i),
+            n,
+            span,
+            waste,
+            waste * 100 / span,
+            waste * 10000 / span % 100
+        );
+        assert!(n >= 8);
+        assert!(span > 4096, "spans must exceed a page for the page map");
+        // Per-slab overhead stays small even for the big classes.
+        assert!(waste * 100 <= span * 2, "class {}", class_size(i));
+    }
+}
+
+#[test]
+fn freed_object_is_reused_lifo() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(100).unwrap();
+    let _b = h.alloc(100).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    let c = h.alloc(120).unwrap();
+    assert_eq!(a, c, "the freed 128-byte object is handed out again");
+    let st = h.stats();
+    assert_eq!(st.object_reuses, 1);
+    let info = h.cache_info(4).unwrap();
+    assert_eq!(info.name(), "kmalloc-128");
+    assert_eq!(info.reuses, 1);
+}
+
+#[test]
+fn lists_move_full_partial_empty() {
+    let mut h = TestHeap::new(2 << 20);
+    let class = 7; // 1024 bytes
+    let per = h.cache_info(class).unwrap().objs_per_slab;
+    let mut objs = Vec::new();
+    for i in 0..per {
+        let p = h.alloc(1024).unwrap();
+        fill(p, 1024, i as u8);
+        objs.push(p);
+        let info = h.cache_info(class).unwrap();
+        if i + 1 < per {
+            assert_eq!((info.slabs_partial, info.slabs_full), (1, 0));
+        }
+    }
+    let info = h.cache_info(class).unwrap();
+    assert_eq!(
+        (info.slabs_empty, info.slabs_partial, info.slabs_full),
+        (0, 0, 1)
+    );
+    // One more object: partial first, then empty, then a new slab.
+    let extra = h.alloc(1000).unwrap();
+    let info = h.cache_info(class).unwrap();
+    assert_eq!((info.slabs_partial, info.slabs_full), (1, 1));
+    h.free(objs.pop().unwrap().as_ptr()).unwrap();
+    let info = h.cache_info(class).unwrap();
+    assert_eq!((info.slabs_partial, info.slabs_full), (2, 0));
+    h.free(extra.as_ptr()).unwrap();
+    let info = h.cache_info(class).unwrap();
+    assert_eq!(
+        (info.slabs_empty, info.slabs_partial, info.slabs_full),
+        (1, 1, 0),
+        "one empty slab kept as reserve while the cache is in use"
+    );
+    // Next allocation prefers the partial slab over the empty one.
+    let again = h.alloc(1024).unwrap();
+    let info = h.cache_info(class).unwrap();
+    assert_eq!((info.slabs_empty, info.slabs_full), (1, 1));
+    h.free(again.as_ptr()).unwrap();
+    for (i, p) in objs.into_iter().enumerate() {
+        assert!(check(p, 1024, i as u8));
+        h.free(p.as_ptr()).unwrap();
+    }
+    let info = h.cache_info(class).unwrap();
+    assert_eq!(info.slabs_empty + info.slabs_partial + info.slabs_full, 0);
+    assert_eq!(h.stats().slabs_total, 0);
+    h.validate().unwrap();
+}
+
+#[test]
+fn reserve_is_bounded() {
+    let mut h = TestHeap::new(4 << 20);
+    let keep = h.alloc(64).unwrap();
+    let per = h.cache_info(3).unwrap().objs_per_slab;
+    let v: Vec<_> = (0..per * 4).map(|_| h.alloc(64).unwrap()).collect();
+    assert!(h.stats().slabs_total >= 4);
+    for p in v {
+        h.free(p.as_ptr()).unwrap();
+    }
+    let info = h.cache_info(3).unwrap();
+    assert!(info.slabs_empty <= 1, "{info:?}");
+    assert_eq!(info.slabs_partial, 1);
+    h.free(keep.as_ptr()).unwrap();
+    assert_eq!(h.stats().slabs_total, 0);
+    h.validate().unwrap();
+}
+
+#[test]
+fn shrink_releases_reserve() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(32).unwrap();
+    let per = h.cache_info(2).unwrap().objs_per_slab;
+    let v: Vec<_> = (0..per).map(|_| h.alloc(32).unwrap()).collect();
+    for p in v {
+        h.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.cache_info(2).unwrap().slabs_empty, 1);
+    assert_eq!(h.shrink().unwrap(), 1);
+    h.free(a.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn custom_cache_lifecycle() {
+    let mut h = TestHeap::new(2 << 20);
+    let id = h.cache_create("inode_cache", 200, 64).unwrap();
+    assert_eq!(h.cache_by_name("inode_cache"), Some(id));
+    assert_eq!(
+        h.cache_create("inode_cache", 8, 8),
+        Err(CacheError::NameExists)
+    );
+    assert_eq!(h.cache_create("", 8, 8), Err(CacheError::InvalidName));
+    assert_eq!(
+        h.cache_create("a-very-long-cache-name-over-32-bytes", 8, 8),
+        Err(CacheError::InvalidName)
+    );
+    assert_eq!(h.cache_create("x", 0, 8), Err(CacheError::InvalidSize));
+    assert_eq!(h.cache_create("x", 5000, 8), Err(CacheError::InvalidSize));
+    assert_eq!(h.cache_create("x", 8, 24), Err(CacheError::BadAlign));
+    assert_eq!(h.cache_create("x", 8, 4), Err(CacheError::BadAlign));
+    let mut objs = Vec::new();
+    for i in 0..500 {
+        let p = h.cache_alloc(id).unwrap();
+        assert_eq!(p.as_ptr() as usize % 64, 0);
+        fill(p, 200, i as u8);
+        objs.push(p);
+    }
+    assert_eq!(h.cache_destroy(id), Err(CacheError::Busy));
+    let info = h.caches().find(|c| c.id == id).unwrap();
+    assert_eq!(info.active_objs, 500);
+    assert_eq!(info.stride, 256);
+    for (i, p) in objs.into_iter().enumerate() {
+        assert!(check(p, 200, i as u8));
+        h.cache_free(id, p.as_ptr()).unwrap();
+    }
+    h.cache_destroy(id).unwrap();
+    assert_eq!(h.cache_by_name("inode_cache"), None);
+    assert_eq!(h.cache_destroy(id), Err(CacheError::NoSuchCache));
+    assert!(h.cache_alloc(id).is_err());
+    h.validate().unwrap();
+    let st = h.stats();
+    assert_eq!(st.blocks_total, 1);
+    assert_eq!(st.largest_free_block, st.initial_largest_free_block);
+    // Builtin caches cannot be destroyed.
+    let k8 = h.size_class(0).unwrap();
+    assert_eq!(h.cache_destroy(k8), Err(CacheError::BuiltIn));
+}
+
+#[test]
+fn too_many_caches_and_slot_reuse() {
+    let mut h = TestHeap::new(2 << 20);
+    let mut ids = Vec::new();
+    loop {
+        match h.cache_create(&format!("c{}", ids.len()), 16, 8) {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                assert_eq!(e, CacheError::TooMany);
+                break;
+            }
+        }
+    }
+    assert_eq!(ids.len(), ikos_kalloc::allocator::config::MAX_CUSTOM_CACHES);
+    let old = ids[0];
+    let p = h.cache_alloc(old).unwrap();
+    h.cache_free(old, p.as_ptr()).unwrap();
+    h.cache_destroy(old).unwrap();
+    let new = h.cache_create("reused", 16, 8).unwrap();
+    assert_eq!(new.index(), old.index());
+    assert_ne!(new, old, "generation distinguishes the new cache");
+    let q = h.cache_alloc(new).unwrap();
+    assert_eq!(
+        h.cache_free(old, q.as_ptr()),
+        Err(FreeError::DestroyedCache)
+    );
+    h.cache_free(new, q.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn generic_free_of_cache_object_is_allowed() {
+    let mut h = TestHeap::new(1 << 20);
+    let id = h.cache_create("objs", 48, 16).unwrap();
+    let p = h.cache_alloc(id).unwrap();
+    assert_eq!(h.usable_size(p.as_ptr()), Some(48));
+    h.free(p.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
