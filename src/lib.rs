@@ -7,8 +7,10 @@
 //! `no_std` Rust, so that everything without kernel types is exercised with
 //! `cargo test` on the host:
 //!
-//! - [`allocator`]: the allocator core.
+//! - [`allocator`]: the allocator core;
+//! - [`abi`]: parsing of the debugfs command lines.
 
 #![no_std]
 
+pub mod abi;
 pub mod allocator;

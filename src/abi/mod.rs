@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The debugfs ABI, minus the kernel: parsing of the command lines written to
+//! `/sys/kernel/debug/ikos_kalloc/*` and nothing else.
+//!
+//! Plain `no_std` code (like `allocator/`), compiled into the module and into
+//! the host crate, where property tests feed it arbitrary bytes. The ABI itself
+//! is documented in `Documentation/ikos_kalloc-debugfs.rst`.
+
+pub mod command;
+
+pub use command::{
+    parse_alloc, parse_byte_cmd, parse_caches, parse_free, parse_selftest, AllocCmd, AllocFlags,
+    ByteCmd, CachesCmd, ParseError, MAX_LINE, MAX_NAME,
+};
