@@ -8,9 +8,11 @@
 //! `cargo test` on the host:
 //!
 //! - [`allocator`]: the allocator core;
-//! - [`abi`]: parsing of the debugfs command lines.
+//! - [`abi`]: parsing of the debugfs command lines;
+//! - [`selftest`]: the self-tests the module runs at load.
 
 #![no_std]
 
 pub mod abi;
 pub mod allocator;
+pub mod selftest;
