@@ -5,12 +5,17 @@
 //! Layering, one directory each:
 //! - `allocator/`: the allocator core, plain `no_std` Rust without kernel
 //!   types; the host crate (`src/lib.rs`) compiles the very same files.
+//! - `abi/`: parsing of the debugfs commands (no kernel types either).
+//! - `selftest/`: the self-tests, written against the core API only.
 //! - `glue/`: everything that needs the kernel: the vmalloc region, the lock,
-//!   module parameters and the debugfs interface.
+//!   the handle table, the debugfs files and the exported C API.
 
 use kernel::{prelude::*, sync::Arc};
 
+pub mod abi;
+pub mod allocator;
 mod glue;
+pub mod selftest;
 
 use glue::{debugfs::DebugfsFiles, region::VmallocRegion, state::Kalloc};
 
@@ -24,6 +29,10 @@ module! {
         heap_size: usize {
             default: 8 * 1024 * 1024,
             description: "Heap size in bytes: a multiple of 4096, 64 KiB .. 1 GiB (default 8 MiB)",
+        },
+        selftest_on_load: bool {
+            default: true,
+            description: "Run the self-tests on a scratch heap at load (default true)",
         },
     },
 }
@@ -64,9 +73,16 @@ impl kernel::Module for IkosKalloc {
                 e.to_errno()
             );
         })?;
-        let state = Arc::new(Kalloc::new(region), GFP_KERNEL)?;
+        let state = Arc::pin_init(Kalloc::new(region), GFP_KERNEL)?;
         let files = KBox::pin_init(DebugfsFiles::new(state.clone()), GFP_KERNEL)?;
         pr_info!("loaded: heap of {} bytes\n", size);
+        if module_parameters::selftest_on_load.value() {
+            // A failed self-test is reported (dmesg, `selftest` file), it does
+            // not fail the load.
+            if let Err(e) = glue::selftest::run(&mut state.selftest.lock()) {
+                pr_err!("KALLOC: self-tests could not run: {:?}\n", e);
+            }
+        }
         Ok(Self {
             _files: files,
             _state: state,

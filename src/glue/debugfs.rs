@@ -2,38 +2,384 @@
 
 //! The debugfs interface under `/sys/kernel/debug/ikos_kalloc/`.
 //!
-//! The ABI is documented in `Documentation/ikos_kalloc-debugfs.rst`.
+//! The ABI (file names, formats, errnos) is documented in
+//! `Documentation/debugfs-ikos_kalloc.rst`; command parsing lives in
+//! `src/abi/` so the host can test it. Every rejected write fails with an
+//! errno, changes nothing and logs one (rate-limited) line.
 
-use super::state::Kalloc;
+use super::{
+    errors::{alloc_errno, cache_errno, reject},
+    selftest,
+    state::{Handle, Kalloc, Origin},
+};
+use crate::{
+    abi::{self, AllocCmd, CachesCmd, MAX_LINE},
+    allocator::{config::NUM_CACHES, size_class_for, Flags},
+};
 use kernel::{
     debugfs::{Dir, File},
     fmt,
     prelude::*,
+    rbtree::RBTreeNodeReservation,
     sync::Arc,
+    uaccess::UserSliceReader,
 };
+
+type State = Arc<Kalloc>;
 
 /// The debugfs directory and its files. Dropping it removes them all.
 #[pin_data]
 pub(crate) struct DebugfsFiles {
     #[pin]
-    stats: File<Arc<Kalloc>>,
+    stats: File<State>,
+    #[pin]
+    caches: File<State>,
+    #[pin]
+    alloc: File<State>,
+    #[pin]
+    free: File<State>,
+    #[pin]
+    fill: File<State>,
+    #[pin]
+    verify: File<State>,
+    #[pin]
+    handles: File<State>,
+    #[pin]
+    validate: File<State>,
+    #[pin]
+    selftest: File<State>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
 
-fn show_stats(k: &Arc<Kalloc>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "heap_size: {}", k.heap_size())
-}
-
 impl DebugfsFiles {
     /// Creates `/sys/kernel/debug/ikos_kalloc/` and its files.
-    pub(crate) fn new(state: Arc<Kalloc>) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(state: State) -> impl PinInit<Self, Error> {
         let dir = Dir::new(c"ikos_kalloc");
-        pin_init::pin_init_scope(move || {
-            Ok(try_pin_init!(Self {
-                stats <- dir.read_callback_file(c"stats", state, &show_stats),
-                _dir: dir,
-            }? Error))
-        })
+        let s = state;
+        try_pin_init!(Self {
+            stats <- dir.read_callback_file(c"stats", s.clone(), &show_stats),
+            caches <- dir.read_write_callback_file(c"caches", s.clone(), &show_caches, &write_caches),
+            alloc <- dir.write_callback_file(c"alloc", s.clone(), &write_alloc),
+            free <- dir.write_callback_file(c"free", s.clone(), &write_free),
+            fill <- dir.write_callback_file(c"fill", s.clone(), &write_fill),
+            verify <- dir.write_callback_file(c"verify", s.clone(), &write_verify),
+            handles <- dir.read_callback_file(c"handles", s.clone(), &show_handles),
+            validate <- dir.read_callback_file(c"validate", s.clone(), &show_validate),
+            selftest <- dir.read_write_callback_file(c"selftest", s, &show_selftest, &write_selftest),
+            _dir: dir,
+        }? Error)
+    }
+}
+
+/// Reads one command line (at most [`MAX_LINE`] bytes) from a write.
+fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec<u8>> {
+    let len = reader.len();
+    if len > MAX_LINE {
+        return Err(reject(file, EINVAL, &abi::ParseError::TooLong));
+    }
+    let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
+    reader.read_slice(&mut buf)?;
+    Ok(buf)
+}
+
+/// Parses with `parse`, turning a parse error into a logged `EINVAL`.
+fn parsed<'a, T>(
+    file: &str,
+    line: &'a [u8],
+    parse: fn(&'a [u8]) -> Result<T, abi::ParseError>,
+) -> Result<T> {
+    parse(line).map_err(|e| reject(file, EINVAL, &e))
+}
+
+// ---------------------------------------------------------------- stats ---
+
+fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let s = k.heap.lock().stats();
+    let rows: [(&str, u64); 27] = [
+        ("heap_size", s.heap_size as u64),
+        ("used_bytes", s.used_bytes as u64),
+        ("free_bytes", s.free_bytes as u64),
+        ("requested_bytes", s.requested_bytes),
+        ("usable_bytes", s.usable_bytes as u64),
+        ("overhead_bytes", s.overhead_bytes as u64),
+        ("largest_free_block", s.largest_free_block as u64),
+        ("fragmentation_pct", u64::from(s.fragmentation_pct)),
+        ("total_allocs", s.total_allocs),
+        ("total_frees", s.total_frees),
+        ("active_allocs", s.active_allocs),
+        ("failed_allocs", s.failed_allocs),
+        ("double_frees", s.double_frees),
+        ("invalid_frees", s.invalid_frees),
+        ("corruptions", s.corruptions),
+        ("slabs_total", s.slabs_total as u64),
+        ("slabs_empty", s.slabs_empty as u64),
+        ("slabs_partial", s.slabs_partial as u64),
+        ("slabs_full", s.slabs_full as u64),
+        ("metadata_bytes", s.metadata_bytes as u64),
+        ("wrong_cache_frees", s.wrong_cache_frees),
+        ("dma_refusals", s.dma_refusals),
+        ("requested_total", s.requested_total),
+        ("usable_total", s.usable_total),
+        ("object_reuses", s.object_reuses),
+        ("reuse_pct", u64::from(s.reuse_pct)),
+        ("large_allocs", s.large_allocs as u64),
+    ];
+    for (key, value) in rows {
+        writeln!(f, "{key}: {value}")?;
+    }
+    Ok(())
+}
+
+// --------------------------------------------------------------- caches ---
+
+fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees"
+    )?;
+    // Formatting into the seq_file buffer never sleeps, so it may run under
+    // the spinlock; it is a few dozen short lines.
+    let heap = k.heap.lock();
+    for c in heap.caches() {
+        writeln!(
+            f,
+            "{} {} {} {} {} {} {} {} {} {}",
+            c.name(),
+            c.object_size,
+            c.align,
+            c.active_objs,
+            c.total_objs,
+            c.slabs_empty,
+            c.slabs_partial,
+            c.slabs_full,
+            c.allocs,
+            c.frees
+        )?;
+    }
+    Ok(())
+}
+
+fn write_caches(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "caches";
+    let line = read_line(FILE, reader)?;
+    match parsed(FILE, &line, abi::parse_caches)? {
+        CachesCmd::Create {
+            name,
+            object_size,
+            align,
+        } => {
+            let mut heap = k.heap.lock();
+            heap.cache_create(name, object_size, align)
+                .map(|_| ())
+                .map_err(|e| reject(FILE, cache_errno(e), &e))
+        }
+        CachesCmd::Destroy { name } => {
+            let mut heap = k.heap.lock();
+            let id = heap
+                .cache_by_name(name)
+                .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
+            heap.cache_destroy(id)
+                .map_err(|e| reject(FILE, cache_errno(e), &e))
+        }
+    }
+}
+
+// ---------------------------------------------------- alloc and friends ---
+
+fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "alloc";
+    let line = read_line(FILE, reader)?;
+    let cmd = parsed(FILE, &line, abi::parse_alloc)?;
+    let id = match cmd {
+        AllocCmd::Sized { id, .. } | AllocCmd::FromCache { id, .. } => id,
+    };
+    // Allocate the table node before taking any lock: nothing below sleeps.
+    let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+    let mut handles = k.handles.lock();
+    if handles.get(&id).is_some() {
+        return Err(reject(FILE, EEXIST, &"handle ID is live"));
+    }
+    let mut heap = k.heap.lock();
+    let (ptr, size, align, origin) = match cmd {
+        AllocCmd::Sized {
+            size,
+            align,
+            flags: fl,
+            ..
+        } => {
+            let mut flags = Flags::NONE;
+            for (set, bit) in [
+                (fl.zero, Flags::ZERO),
+                (fl.atomic, Flags::ATOMIC),
+                (fl.dma, Flags::DMA),
+                (fl.high, Flags::HIGH),
+            ] {
+                if set {
+                    flags = flags.union(bit);
+                }
+            }
+            let p = heap
+                .alloc_flags(size, align, flags)
+                .map_err(|e| reject(FILE, alloc_errno(e), &e))?;
+            let origin = size_class_for(size, align).map_or(Origin::Large, Origin::Class);
+            (p, size, align, origin)
+        }
+        AllocCmd::FromCache { cache, .. } => {
+            let cid = heap
+                .cache_by_name(cache)
+                .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
+            let info = heap.cache_info(cid.index()).ok_or(ENOENT)?;
+            let p = heap
+                .cache_alloc(cid)
+                .map_err(|e| reject(FILE, alloc_errno(e), &e))?;
+            let origin = if cid.index() < NUM_CACHES {
+                Origin::Class(cid.index())
+            } else {
+                Origin::Cache(cid)
+            };
+            (p, info.object_size, info.align, origin)
+        }
+    };
+    let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
+    let offset = heap.region_offset(ptr.as_ptr()).unwrap_or(0);
+    drop(heap);
+    handles.insert(node.into_node(
+        id,
+        Handle {
+            offset,
+            size,
+            align,
+            usable,
+            origin,
+        },
+    ));
+    Ok(())
+}
+
+fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "free";
+    let line = read_line(FILE, reader)?;
+    let id = parsed(FILE, &line, abi::parse_free)?;
+    let mut handles = k.handles.lock();
+    let h = handles
+        .remove(&id)
+        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+    k.release(&h)
+}
+
+/// Runs `op` on the usable bytes of handle `id`. The handles mutex is held
+/// throughout, so the allocation cannot be freed underneath.
+fn with_handle_bytes(
+    k: &State,
+    file: &str,
+    id: u64,
+    op: impl FnOnce(&mut [u8]) -> Result,
+) -> Result {
+    let handles = k.handles.lock();
+    let h = handles
+        .get(&id)
+        .ok_or_else(|| reject(file, ENOENT, &"no such handle"))?;
+    // SAFETY: `h` is a live allocation of `h.usable` bytes in the heap; the
+    // handles mutex keeps it live, and handle memory is only ever accessed
+    // by these file operations, which all hold that mutex.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(k.at(h.offset).as_ptr(), h.usable) };
+    op(bytes)
+}
+
+fn write_fill(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "fill";
+    let line = read_line(FILE, reader)?;
+    let c = parsed(FILE, &line, abi::parse_byte_cmd)?;
+    with_handle_bytes(k, FILE, c.id, |b| {
+        b.fill(c.byte);
+        Ok(())
+    })
+}
+
+fn write_verify(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "verify";
+    let line = read_line(FILE, reader)?;
+    let c = parsed(FILE, &line, abi::parse_byte_cmd)?;
+    with_handle_bytes(k, FILE, c.id, |b| {
+        match b.iter().position(|&x| x != c.byte) {
+            None => Ok(()),
+            Some(at) => {
+                pr_info!(
+                    "verify: handle {}: byte {} is {:#04x}, expected {:#04x}\n",
+                    c.id,
+                    at,
+                    b[at],
+                    c.byte
+                );
+                Err(EIO)
+            }
+        }
+    })
+}
+
+// -------------------------------------------------------------- handles ---
+
+fn write_origin(k: &State, o: Origin, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match o {
+        Origin::Class(i) => write!(f, "size-{}", 8usize << i),
+        Origin::Large => f.write_str("large"),
+        // Only custom-cache names need the heap lock, and only briefly.
+        Origin::Cache(id) => match k.heap.lock().cache_info(id.index()) {
+            Some(c) => f.write_str(c.name()),
+            None => f.write_str("?"),
+        },
+    }
+}
+
+fn show_handles(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "id size align usable cache offset")?;
+    let handles = k.handles.lock();
+    for (id, h) in handles.iter() {
+        write!(f, "{} {} {} {} ", id, h.size, h.align, h.usable)?;
+        write_origin(k, h.origin, f)?;
+        writeln!(f, " {}", h.offset)?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------- validate ---
+
+fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let result = k.heap.lock().validate();
+    match result {
+        Ok(r) => {
+            writeln!(f, "ok")?;
+            writeln!(f, "blocks_checked: {}", r.blocks_checked)?;
+            writeln!(f, "free_blocks: {}", r.free_blocks)?;
+            writeln!(f, "used_blocks: {}", r.used_blocks)?;
+            writeln!(f, "slabs_checked: {}", r.slabs_checked)?;
+            writeln!(f, "objects_checked: {}", r.objects_checked)?;
+            writeln!(f, "free_list_links: {}", r.free_list_links)?;
+            writeln!(f, "slab_free_links: {}", r.slab_free_links)?;
+            writeln!(f, "pages_checked: {}", r.pages_checked)?;
+            writeln!(f, "bytes_accounted: {}", r.bytes_accounted)
+        }
+        Err(c) => {
+            writeln!(f, "corrupt")?;
+            writeln!(f, "problem: {c}")
+        }
+    }
+}
+
+// ------------------------------------------------------------- selftest ---
+
+fn show_selftest(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    k.selftest.lock().write_tap(f)
+}
+
+fn write_selftest(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "selftest";
+    let line = read_line(FILE, reader)?;
+    parsed(FILE, &line, abi::parse_selftest)?;
+    let mut log = k.selftest.lock();
+    match selftest::run(&mut log)? {
+        0 => Ok(()),
+        _ => Err(EIO),
     }
 }

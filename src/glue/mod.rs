@@ -3,5 +3,7 @@
 //! Kernel glue: the parts of ikos_kalloc that need the kernel.
 
 pub(crate) mod debugfs;
+pub(crate) mod errors;
 pub(crate) mod region;
+pub(crate) mod selftest;
 pub(crate) mod state;

@@ -1,22 +1,138 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module's shared state, reachable from every debugfs file.
+//! The module's state: the heap behind an IRQ-safe spinlock, the table of
+//! debugfs handles, and the results of the last self-test run.
+//!
+//! Lock order: `handles` (a mutex, may sleep) before `heap` (a spinlock with
+//! interrupts off, never held across anything that sleeps or allocates).
 
-use super::region::VmallocRegion;
+use super::{
+    errors::{self, Shown},
+    region::VmallocRegion,
+    selftest::SelftestLog,
+};
+use crate::allocator::{CacheId, Heap};
+use core::ptr::NonNull;
+use kernel::{
+    new_mutex, new_spinlock_irq,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{Mutex, SpinLockIrq},
+};
+
+/// Where a handle's memory came from.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin {
+    /// A built-in size class (index 0 = `size-8` .. 9 = `size-4096`).
+    Class(usize),
+    /// The large-block allocator.
+    Large,
+    /// A custom cache (`alloc ID cache=NAME`).
+    Cache(CacheId),
+}
+
+/// One live allocation made through the `alloc` file.
+pub(crate) struct Handle {
+    /// Offset of the allocation from the heap start.
+    pub(crate) offset: usize,
+    /// Requested size.
+    pub(crate) size: usize,
+    /// Requested alignment.
+    pub(crate) align: usize,
+    /// Usable size reported by the allocator.
+    pub(crate) usable: usize,
+    /// Which allocator or cache holds it.
+    pub(crate) origin: Origin,
+}
 
 /// Everything the module owns while it is loaded.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Kalloc {
+    /// The allocator. IRQ-safe so that every operation may run in any context.
+    #[pin]
+    pub(crate) heap: SpinLockIrq<Heap>,
+    /// Live handles by ID.
+    #[pin]
+    pub(crate) handles: Mutex<RBTree<u64, Handle>>,
+    /// Results of the last self-test run.
+    #[pin]
+    pub(crate) selftest: Mutex<SelftestLog>,
+    /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
 
 impl Kalloc {
-    /// Wraps a freshly allocated region.
-    pub(crate) fn new(region: VmallocRegion) -> Self {
-        Self { region }
+    /// Builds the state over `region`.
+    pub(crate) fn new(region: VmallocRegion) -> impl PinInit<Self, Error> {
+        // SAFETY: `region` is owned by the `Kalloc` being built and outlives
+        // the heap (it is dropped after it); nothing else uses its memory.
+        let heap = unsafe { Heap::new(region.start(), region.len()) }.map_err(|e| {
+            pr_err!("heap init failed: {}\n", Shown(&e));
+            EINVAL
+        });
+        try_pin_init!(Self {
+            heap <- new_spinlock_irq!(heap?, "ikos_kalloc_heap"),
+            handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
+            selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
+            region,
+        }? Error)
     }
 
-    /// Size of the heap region in bytes.
-    pub(crate) fn heap_size(&self) -> usize {
-        self.region.len()
+    /// Address of the byte at `offset` in the heap.
+    pub(crate) fn at(&self, offset: usize) -> NonNull<u8> {
+        // SAFETY: handle offsets come from `Heap::region_offset` and are
+        // therefore inside the region, so the result stays in bounds.
+        unsafe { self.region.start().add(offset) }
+    }
+
+    /// Frees the memory behind `h` (the handle is already out of the table).
+    pub(crate) fn release(&self, h: &Handle) -> Result {
+        let p = self.at(h.offset).as_ptr();
+        let mut heap = self.heap.lock();
+        let r = match h.origin {
+            Origin::Cache(id) => heap.cache_free(id, p),
+            Origin::Class(_) | Origin::Large => heap.free(p),
+        };
+        r.map_err(|e| {
+            pr_err!(
+                "free of a handle at offset {} failed: {}\n",
+                h.offset,
+                Shown(&e)
+            );
+            errors::free_errno(e)
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Kalloc {
+    fn drop(self: Pin<&mut Self>) {
+        // Module exit: free every outstanding handle, then check the heap one
+        // last time before the region goes back to vmalloc.
+        let mut handles = self.handles.lock();
+        let mut freed = 0usize;
+        let mut failed = 0usize;
+        for (_, h) in handles.iter() {
+            match self.release(h) {
+                Ok(()) => freed += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        *handles = RBTree::new();
+        drop(handles);
+        let mut heap = self.heap.lock();
+        let active = heap.stats().active_allocs;
+        match heap.validate() {
+            Ok(_) if failed == 0 && active == 0 => {
+                pr_info!("exit: freed {} live handles, heap consistent\n", freed)
+            }
+            Ok(_) => pr_err!(
+                "exit: freed {} handles, {} frees failed, {} allocations still live\n",
+                freed,
+                failed,
+                active
+            ),
+            Err(c) => pr_err!("exit: heap corrupt: {}\n", Shown(&c)),
+        }
     }
 }

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mapping of allocator errors to errnos, and the rate-limited dmesg line
+//! that accompanies every rejected debugfs write.
+
+use crate::allocator::{AllocError, CacheError, FreeError};
+use kernel::{
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+};
+
+/// errno for a failed allocation.
+pub(crate) fn alloc_errno(e: AllocError) -> Error {
+    match e {
+        AllocError::ZeroSize | AllocError::SizeOverflow | AllocError::BadAlign => EINVAL,
+        AllocError::DmaUnsupported => EOPNOTSUPP,
+        AllocError::OutOfMemory => ENOMEM,
+        AllocError::BadCache => ENOENT,
+        AllocError::Corrupted(_) => EIO,
+    }
+}
+
+/// errno for a failed free.
+pub(crate) fn free_errno(e: FreeError) -> Error {
+    match e {
+        FreeError::Corrupted(_) => EIO,
+        _ => EINVAL,
+    }
+}
+
+/// errno for a failed cache operation.
+pub(crate) fn cache_errno(e: CacheError) -> Error {
+    match e {
+        CacheError::NameExists => EEXIST,
+        CacheError::InvalidName
+        | CacheError::InvalidSize
+        | CacheError::BadAlign
+        | CacheError::BuiltIn => EINVAL,
+        CacheError::TooMany => ENOSPC,
+        CacheError::Busy => EBUSY,
+        CacheError::NoSuchCache => ENOENT,
+        CacheError::Corrupted(_) => EIO,
+    }
+}
+
+/// Rejections logged so far; after [`LOG_BURST`] only every
+/// [`LOG_EVERY`]th is, so a fuzzer cannot flood the log.
+static REJECTIONS: Atomic<u64> = Atomic::new(0);
+const LOG_BURST: u64 = 100;
+const LOG_EVERY: u64 = 10_000;
+
+/// Logs one line for a rejected write to `file` and returns `err`.
+pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Error {
+    let n = REJECTIONS.fetch_add(1, Relaxed);
+    if n < LOG_BURST || n % LOG_EVERY == 0 {
+        pr_info!(
+            "{}: rejected ({:?}): {} [rejection #{}]\n",
+            file,
+            err,
+            Shown(why),
+            n + 1
+        );
+    }
+    err
+}
+
+/// Lets `pr_*!` print values of the core (which implement
+/// `core::fmt::Display`, the kernel's macros want `kernel::fmt::Display`).
+pub(crate) struct Shown<'a, T: ?Sized>(pub(crate) &'a T);
+
+impl<T: core::fmt::Display + ?Sized> kernel::fmt::Display for Shown<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(self.0, f)
+    }
+}
