@@ -83,6 +83,7 @@ impl kernel::Module for IkosKalloc {
                 pr_err!("KALLOC: self-tests could not run: {:?}\n", e);
             }
         }
+        glue::export::publish(&state);
         Ok(Self {
             _files: files,
             _state: state,
@@ -92,6 +93,9 @@ impl kernel::Module for IkosKalloc {
 
 impl Drop for IkosKalloc {
     fn drop(&mut self) {
+        // Runs before the fields drop: the C API stops reaching the heap
+        // before the debugfs files and the state go away.
+        glue::export::retract();
         pr_info!("unloaded\n");
     }
 }

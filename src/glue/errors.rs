@@ -49,10 +49,15 @@ static REJECTIONS: Atomic<u64> = Atomic::new(0);
 const LOG_BURST: u64 = 100;
 const LOG_EVERY: u64 = 10_000;
 
+/// Whether the `n`th rejection (from 0) is logged.
+fn logged(n: u64) -> bool {
+    n < LOG_BURST || n % LOG_EVERY == 0
+}
+
 /// Logs one line for a rejected write to `file` and returns `err`.
 pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Error {
     let n = REJECTIONS.fetch_add(1, Relaxed);
-    if n < LOG_BURST || n % LOG_EVERY == 0 {
+    if logged(n) {
         pr_info!(
             "{}: rejected ({:?}): {} [rejection #{}]\n",
             file,
@@ -62,6 +67,15 @@ pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Er
         );
     }
     err
+}
+
+/// Logs one line for a misuse of the C API (a bad pointer, a stale cache),
+/// under the same rate limit.
+pub(crate) fn rate_limited(what: &dyn core::fmt::Display) {
+    let n = REJECTIONS.fetch_add(1, Relaxed);
+    if logged(n) {
+        pr_err!("C API: {} [rejection #{}]\n", Shown(what), n + 1);
+    }
 }
 
 /// Lets `pr_*!` print values of the core (which implement

@@ -4,6 +4,7 @@
 
 pub(crate) mod debugfs;
 pub(crate) mod errors;
+pub(crate) mod export;
 pub(crate) mod region;
 pub(crate) mod selftest;
 pub(crate) mod state;

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ikos_kalloc: the kernel API exported by ikos_kalloc.ko (EXPORT_SYMBOL_GPL).
+ *
+ * Every function may be called from any context, including atomic context
+ * and with interrupts disabled: the allocator never sleeps and runs under an
+ * IRQ-safe spinlock. Memory comes from the module's vmalloc heap: it is
+ * virtually contiguous, not physically contiguous, and not DMA-capable.
+ * Before the module has finished loading, and after it began unloading,
+ * allocations return NULL.
+ */
+#ifndef _IKOS_KALLOC_H
+#define _IKOS_KALLOC_H
+
+#include <linux/types.h>
+
+/* Allocation flags (values of the IKOS design document). */
+#define KALLOC_ATOMIC	0x01	/* must not sleep: always true, accepted */
+#define KALLOC_ZERO	0x02	/* zero the usable size */
+#define KALLOC_DMA	0x04	/* refused: a vmalloc heap is not DMA-capable */
+#define KALLOC_HIGH	0x08	/* accepted, no effect: no highmem on x86_64 */
+
+/* Size classes and limits. */
+#define KALLOC_NUM_CACHES	10
+#define KALLOC_MIN_SIZE		8
+#define KALLOC_MAX_SIZE		4096
+
+/* Opaque handle of a custom object cache. */
+struct ikos_kalloc_cache;
+
+/* A snapshot of the allocator's statistics (see the debugfs ABI document). */
+struct ikos_kalloc_stats {
+	u64 heap_size;
+	u64 used_bytes;
+	u64 free_bytes;
+	u64 requested_bytes;
+	u64 usable_bytes;
+	u64 overhead_bytes;
+	u64 largest_free_block;
+	u64 fragmentation_pct;
+	u64 total_allocs;
+	u64 total_frees;
+	u64 active_allocs;
+	u64 failed_allocs;
+	u64 double_frees;
+	u64 invalid_frees;
+	u64 corruptions;
+	u64 slabs_total;
+};
+
+/* Allocate @size bytes (8-byte aligned at least); NULL on failure or size 0. */
+void *ikos_kalloc(size_t size);
+/* Free memory from ikos_kalloc*(); NULL is a no-op; bad pointers are
+ * reported in dmesg and counted, never followed. */
+void ikos_kfree(void *ptr);
+/* Allocate @size bytes aligned to @align (a power of two, 8 .. heap size). */
+void *ikos_kalloc_aligned(size_t size, size_t align);
+/* Allocate @size bytes with KALLOC_* @flags; NULL for KALLOC_DMA. */
+void *ikos_kalloc_flags(size_t size, u32 flags);
+
+/* Create a cache of @object_size-byte objects aligned to @align; NULL on
+ * error (name taken, bad size or alignment, table full). */
+struct ikos_kalloc_cache *ikos_kalloc_cache_create(const char *name,
+						    size_t object_size,
+						    size_t align);
+void *ikos_kalloc_cache_alloc(struct ikos_kalloc_cache *cache);
+void ikos_kalloc_cache_free(struct ikos_kalloc_cache *cache, void *ptr);
+/* 0, -EBUSY while objects are live, -ENOENT for a stale handle. */
+int ikos_kalloc_cache_destroy(struct ikos_kalloc_cache *cache);
+
+/* Usable size of a live allocation, 0 for anything else. */
+size_t ikos_kalloc_usable_size(const void *ptr);
+/* True only for the start of a live allocation. */
+bool ikos_kalloc_is_valid_pointer(const void *ptr);
+/* 0 if the heap is consistent, -EIO if validation found damage (details in
+ * dmesg), -ENODEV if the heap is not available. */
+int ikos_kalloc_validate_heap(void);
+/* Fill @out; 0, or -ENODEV / -EINVAL. */
+int ikos_kalloc_get_stats(struct ikos_kalloc_stats *out);
+
+#endif /* _IKOS_KALLOC_H */

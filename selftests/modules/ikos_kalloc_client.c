@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ikos_kalloc_client: a test-only module that calls every function of
+ * ikos_kalloc's exported C API (include/ikos_kalloc.h) once at load and
+ * checks the results. Loading fails with -EINVAL if any check fails; dmesg
+ * says which. Used by selftests/tests/90-c-api.sh.
+ */
+#include <linux/errno.h>
+#include <linux/module.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <ikos_kalloc.h>
+
+static int checks, failures;
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		checks++;                                                    \
+		if (!(cond)) {                                               \
+			failures++;                                          \
+			pr_err("ikos_kalloc_client: check failed: %s (line %d)\n", \
+			       #cond, __LINE__);                             \
+		}                                                            \
+	} while (0)
+
+static DEFINE_SPINLOCK(client_lock);
+
+static bool all_bytes(const u8 *p, size_t n, u8 v)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+static void check_basic(void)
+{
+	u8 *p = ikos_kalloc(100);
+
+	CHECK(p);
+	if (!p)
+		return;
+	CHECK(ikos_kalloc_usable_size(p) >= 100);
+	CHECK(ikos_kalloc_is_valid_pointer(p));
+	CHECK(!ikos_kalloc_is_valid_pointer(p + 8));
+	memset(p, 0xa5, 100);
+	CHECK(all_bytes(p, 100, 0xa5));
+	ikos_kfree(p);
+	CHECK(!ikos_kalloc_is_valid_pointer(p));
+	CHECK(ikos_kalloc(0) == NULL);
+	ikos_kfree(NULL);
+}
+
+static void check_aligned(void)
+{
+	size_t align;
+
+	for (align = 8; align <= 65536; align <<= 1) {
+		void *p = ikos_kalloc_aligned(24, align);
+
+		CHECK(p && IS_ALIGNED((unsigned long)p, align));
+		ikos_kfree(p);
+	}
+	CHECK(ikos_kalloc_aligned(24, 24) == NULL);
+}
+
+static void check_flags(void)
+{
+	unsigned long irqflags;
+	u8 *p, *q;
+
+	/* ZERO hands out zeroed memory even where the last user left a pattern. */
+	p = ikos_kalloc(5000);
+	CHECK(p);
+	if (p) {
+		memset(p, 0xff, 5000);
+		ikos_kfree(p);
+	}
+	q = ikos_kalloc_flags(5000, KALLOC_ZERO);
+	CHECK(q && all_bytes(q, ikos_kalloc_usable_size(q), 0));
+	ikos_kfree(q);
+
+	CHECK(ikos_kalloc_flags(64, KALLOC_DMA) == NULL);
+	CHECK(ikos_kalloc_flags(64, 0x100) == NULL);
+	q = ikos_kalloc_flags(64, KALLOC_HIGH);
+	CHECK(q);
+	ikos_kfree(q);
+
+	/* ATOMIC: from atomic context with interrupts off (DEBUG_ATOMIC_SLEEP
+	 * would report any sleep). */
+	spin_lock_irqsave(&client_lock, irqflags);
+	p = ikos_kalloc_flags(4096, KALLOC_ATOMIC | KALLOC_ZERO);
+	q = ikos_kalloc_flags(20000, KALLOC_ATOMIC);
+	ikos_kfree(p);
+	ikos_kfree(q);
+	spin_unlock_irqrestore(&client_lock, irqflags);
+	CHECK(p && q);
+}
+
+static void check_cache(void)
+{
+	struct ikos_kalloc_cache *c;
+	void *objs[100];
+	int i;
+
+	c = ikos_kalloc_cache_create("client_obj", 48, 16);
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK(ikos_kalloc_cache_create("client_obj", 48, 16) == NULL);
+	for (i = 0; i < ARRAY_SIZE(objs); i++) {
+		objs[i] = ikos_kalloc_cache_alloc(c);
+		CHECK(objs[i] && IS_ALIGNED((unsigned long)objs[i], 16));
+		if (objs[i])
+			memset(objs[i], i, 48);
+	}
+	CHECK(ikos_kalloc_cache_destroy(c) == -EBUSY);
+	for (i = 0; i < ARRAY_SIZE(objs); i++) {
+		CHECK(objs[i] && all_bytes(objs[i], 48, i));
+		ikos_kalloc_cache_free(c, objs[i]);
+	}
+	CHECK(ikos_kalloc_cache_destroy(c) == 0);
+	CHECK(ikos_kalloc_cache_destroy(c) == -ENOENT);
+	CHECK(ikos_kalloc_cache_alloc(c) == NULL);
+	CHECK(ikos_kalloc_cache_destroy(NULL) == -ENOENT);
+}
+
+static void check_errors_and_stats(void)
+{
+	struct ikos_kalloc_stats s0, s1;
+	u64 local = 0;
+	void *p;
+
+	CHECK(ikos_kalloc_get_stats(NULL) == -EINVAL);
+	CHECK(ikos_kalloc_get_stats(&s0) == 0);
+	CHECK(s0.heap_size > 0);
+	CHECK(s0.used_bytes + s0.free_bytes + s0.overhead_bytes == s0.heap_size);
+
+	p = ikos_kalloc(300);
+	CHECK(p);
+	ikos_kfree(p);
+	ikos_kfree(p);		/* double free: reported and counted */
+	ikos_kfree(&local);	/* not a heap pointer: reported and counted */
+	CHECK(!ikos_kalloc_is_valid_pointer(&local));
+	CHECK(ikos_kalloc_usable_size(&local) == 0);
+
+	CHECK(ikos_kalloc_get_stats(&s1) == 0);
+	CHECK(s1.total_allocs == s0.total_allocs + 1);
+	CHECK(s1.total_frees == s0.total_frees + 1);
+	CHECK(s1.double_frees == s0.double_frees + 1);
+	CHECK(s1.invalid_frees == s0.invalid_frees + 1);
+	CHECK(s1.active_allocs == s0.active_allocs);
+	CHECK(ikos_kalloc_validate_heap() == 0);
+}
+
+static int __init ikos_kalloc_client_init(void)
+{
+	struct ikos_kalloc_stats start, end;
+
+	CHECK(ikos_kalloc_get_stats(&start) == 0);
+	check_basic();
+	check_aligned();
+	check_flags();
+	check_cache();
+	check_errors_and_stats();
+	CHECK(ikos_kalloc_get_stats(&end) == 0);
+	CHECK(end.active_allocs == start.active_allocs);
+
+	if (failures) {
+		pr_err("ikos_kalloc_client: %d of %d checks failed\n", failures, checks);
+		return -EINVAL;
+	}
+	pr_info("ikos_kalloc_client: all %d checks passed\n", checks);
+	return 0;
+}
+
+static void __exit ikos_kalloc_client_exit(void)
+{
+}
+
+module_init(ikos_kalloc_client_init);
+module_exit(ikos_kalloc_client_exit);
+MODULE_DESCRIPTION("Calls every function of ikos_kalloc's C API and checks the results");
+MODULE_LICENSE("GPL");

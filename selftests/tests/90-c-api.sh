@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-2.0
+# The exported C API, driven by the client module selftests/modules/ikos_kalloc_client.c.
+dmesg_mark
+expect_eq "c-api: load ikos_kalloc" OK "$(load)"
+capi_err=$(insmod /modules/ikos_kalloc_client.ko 2>&1)
+expect_eq "c-api: client module loads (all its checks pass)" OK "$(errno_name "$capi_err")"
+check "c-api: client reports every check passed" dmesg_has "ikos_kalloc_client: all [0-9]* checks passed"
+check "c-api: no check failed" sh -c "! dmesg | grep -q 'ikos_kalloc_client: check failed'"
+check "c-api: the client's double and invalid frees were reported" dmesg_has "C API: double free"
+expect_eq "c-api: client left nothing allocated" 0 "$(stat active_allocs)"
+expect_eq "c-api: client's double free counted" 1 "$(stat double_frees)"
+expect_eq "c-api: client's invalid free counted" 1 "$(stat invalid_frees)"
+check "c-api: ikos_kalloc is pinned while the client is loaded" sh -c "! rmmod ikos_kalloc 2>/dev/null"
+check "c-api: ikos_kalloc still loaded" loaded
+check "c-api: client unloads" rmmod ikos_kalloc_client
+expect_eq "c-api: ikos_kalloc unloads after the client" OK "$(unload)"

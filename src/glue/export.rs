@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C API of `include/ikos_kalloc.h`, for other kernel modules.
+//!
+//! The functions are `#[no_mangle] extern "C"` here and exported with
+//! `EXPORT_SYMBOL_GPL` by `src/ikos_kalloc_export.c`. They reach the heap
+//! through [`CURRENT`], which module init publishes once the state is
+//! complete and module exit clears before tearing it down. A module that
+//! calls them holds a reference on ikos_kalloc (symbol dependency), so
+//! ikos_kalloc cannot be unloaded while such a caller is loaded.
+//!
+//! Every function takes the heap's IRQ-safe spinlock and never sleeps, so it
+//! may be called from any context. Pointers passed in are only ever
+//! compared against the heap and checked by the allocator, never followed
+//! blindly: a bad pointer is reported and counted, not dereferenced.
+
+use super::{
+    errors::{rate_limited, Shown},
+    state::Kalloc,
+};
+use crate::allocator::{CacheError, CacheId, Flags, Heap};
+use core::{ffi::c_void, ptr};
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Acquire, Atomic, Release},
+        Arc,
+    },
+};
+
+/// The loaded module's state, or null outside its lifetime.
+static CURRENT: Atomic<*mut Kalloc> = Atomic::new(ptr::null_mut());
+
+/// Makes `state` reachable through the C API. Called at the end of init.
+pub(crate) fn publish(state: &Arc<Kalloc>) {
+    CURRENT.store(Arc::as_ptr(state).cast_mut(), Release);
+}
+
+/// Makes the C API return errors from now on. Called first thing at exit.
+pub(crate) fn retract() {
+    CURRENT.store(ptr::null_mut(), Release);
+}
+
+/// Runs `f` on the locked heap, or returns `None` when it is not available.
+fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    let p = CURRENT.load(Acquire);
+    // SAFETY: a non-null `CURRENT` points into the `Arc<Kalloc>` held by the
+    // module: published after init completed, cleared before exit drops it.
+    // Callers are other modules holding a reference on this one, so exit
+    // cannot run while they are inside these functions.
+    let k = unsafe { p.as_ref() }?;
+    Some(f(&mut k.heap.lock()))
+}
+
+/// Encodes a cache id as the opaque C handle (never null).
+fn cache_handle(id: CacheId) -> *mut c_void {
+    (id.to_raw() as usize + 1) as *mut c_void
+}
+
+/// Decodes an opaque C handle; `None` for null or a value no handle has.
+fn cache_id(handle: *mut c_void) -> Option<CacheId> {
+    let raw = (handle as usize).checked_sub(1)?;
+    u32::try_from(raw).ok().map(CacheId::from_raw)
+}
+
+fn out(p: Option<Option<core::ptr::NonNull<u8>>>) -> *mut c_void {
+    p.flatten().map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc(size: usize) -> *mut c_void {
+    out(with_heap(|h| h.alloc(size)))
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_aligned(size: usize, align: usize) -> *mut c_void {
+    out(with_heap(|h| h.alloc_aligned(size, align)))
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_flags(size: usize, flags: u32) -> *mut c_void {
+    if flags & !Flags::ALL.bits() != 0 {
+        rate_limited(&"ikos_kalloc_flags: unknown flag bits");
+        return ptr::null_mut();
+    }
+    let flags = Flags::from_bits_truncate(flags);
+    out(with_heap(|h| h.alloc_flags(size, 8, flags).ok()))
+}
+
+#[no_mangle]
+extern "C" fn ikos_kfree(p: *mut c_void) {
+    if let Some(Err(e)) = with_heap(|h| h.free(p.cast())) {
+        rate_limited(&e);
+    }
+}
+
+/// # Safety
+///
+/// `name` must be null or point to a NUL-terminated string.
+#[no_mangle]
+unsafe extern "C" fn ikos_kalloc_cache_create(
+    name: *const c_char,
+    object_size: usize,
+    align: usize,
+) -> *mut c_void {
+    if name.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    let name = unsafe { CStr::from_char_ptr(name) };
+    let Ok(name) = name.to_str() else {
+        return ptr::null_mut();
+    };
+    match with_heap(|h| h.cache_create(name, object_size, align)) {
+        Some(Ok(id)) => cache_handle(id),
+        Some(Err(e)) => {
+            rate_limited(&e);
+            ptr::null_mut()
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_cache_alloc(cache: *mut c_void) -> *mut c_void {
+    let Some(id) = cache_id(cache) else {
+        return ptr::null_mut();
+    };
+    out(with_heap(|h| h.cache_alloc(id).ok()))
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_cache_free(cache: *mut c_void, p: *mut c_void) {
+    let Some(id) = cache_id(cache) else {
+        rate_limited(&"ikos_kalloc_cache_free: null cache");
+        return;
+    };
+    if let Some(Err(e)) = with_heap(|h| h.cache_free(id, p.cast())) {
+        rate_limited(&e);
+    }
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_cache_destroy(cache: *mut c_void) -> c_int {
+    let Some(id) = cache_id(cache) else {
+        return ENOENT.to_errno();
+    };
+    match with_heap(|h| h.cache_destroy(id)) {
+        Some(Ok(())) => 0,
+        Some(Err(CacheError::Busy)) => EBUSY.to_errno(),
+        Some(Err(CacheError::BuiltIn)) => EINVAL.to_errno(),
+        Some(Err(_)) => ENOENT.to_errno(),
+        None => ENODEV.to_errno(),
+    }
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_usable_size(p: *const c_void) -> usize {
+    with_heap(|h| h.usable_size(p.cast()))
+        .flatten()
+        .unwrap_or(0)
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_is_valid_pointer(p: *const c_void) -> bool {
+    with_heap(|h| h.is_valid_pointer(p.cast())).unwrap_or(false)
+}
+
+#[no_mangle]
+extern "C" fn ikos_kalloc_validate_heap() -> c_int {
+    match with_heap(|h| h.validate()) {
+        Some(Ok(_)) => 0,
+        Some(Err(c)) => {
+            pr_err!("ikos_kalloc_validate_heap: {}\n", Shown(&c));
+            EIO.to_errno()
+        }
+        None => ENODEV.to_errno(),
+    }
+}
+
+/// `struct ikos_kalloc_stats` of `include/ikos_kalloc.h`.
+#[repr(C)]
+struct CStats {
+    heap_size: u64,
+    used_bytes: u64,
+    free_bytes: u64,
+    requested_bytes: u64,
+    usable_bytes: u64,
+    overhead_bytes: u64,
+    largest_free_block: u64,
+    fragmentation_pct: u64,
+    total_allocs: u64,
+    total_frees: u64,
+    active_allocs: u64,
+    failed_allocs: u64,
+    double_frees: u64,
+    invalid_frees: u64,
+    corruptions: u64,
+    slabs_total: u64,
+}
+
+/// # Safety
+///
+/// `o` must be null or point to a writable `struct ikos_kalloc_stats`.
+#[no_mangle]
+unsafe extern "C" fn ikos_kalloc_get_stats(o: *mut CStats) -> c_int {
+    if o.is_null() {
+        return EINVAL.to_errno();
+    }
+    let Some(s) = with_heap(|h| h.stats()) else {
+        return ENODEV.to_errno();
+    };
+    let c = CStats {
+        heap_size: s.heap_size as u64,
+        used_bytes: s.used_bytes as u64,
+        free_bytes: s.free_bytes as u64,
+        requested_bytes: s.requested_bytes,
+        usable_bytes: s.usable_bytes as u64,
+        overhead_bytes: s.overhead_bytes as u64,
+        largest_free_block: s.largest_free_block as u64,
+        fragmentation_pct: u64::from(s.fragmentation_pct),
+        total_allocs: s.total_allocs,
+        total_frees: s.total_frees,
+        active_allocs: s.active_allocs,
+        failed_allocs: s.failed_allocs,
+        double_frees: s.double_frees,
+        invalid_frees: s.invalid_frees,
+        corruptions: s.corruptions,
+        slabs_total: s.slabs_total as u64,
+    };
+    // SAFETY: non-null and writable by the caller's contract.
+    unsafe { o.write(c) };
+    0
+}
