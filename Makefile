@@ -24,7 +24,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(H
 	RUSTFMT=$(RUSTFMT) CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
-.PHONY: all modules kernel run shell check vm-test vm-test-scanner host-test lint \
+.PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint \
 	clippy fmt fmt-check rust-analyzer clean help
 
 all: modules
@@ -42,7 +42,12 @@ help:
 	@echo "make rust-analyzer write rust-project.json so editors resolve kernel::"
 	@echo "make clean         remove build products (the cached kernel stays)"
 
-kernel:
+# Installs whatever is missing (apt-get as root, cargo install); a few
+# file checks when everything is there.
+deps:
+	scripts/deps.sh all
+
+kernel: deps
 ifdef OWN_KERNEL
 	scripts/build-kernel.sh $(FLAVOUR) >/dev/null
 else
@@ -65,8 +70,7 @@ vm-test: modules
 vm-test-scanner: modules
 	scripts/check-scanner-gate.sh $(KDIR)
 
-host-test:
-	scripts/deps.sh host
+host-test: deps
 	$(CARGO) test --locked
 
 lint: fmt-check clippy
@@ -81,10 +85,10 @@ clippy: kernel
 	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
 
 RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs
-fmt:
+fmt: deps
 	$(RUSTFMT) --edition 2021 $(RUST_ROOTS) $(wildcard src/tests/*.rs)
 
-fmt-check:
+fmt-check: deps
 	$(RUSTFMT) --edition 2021 --check $(RUST_ROOTS) $(wildcard src/tests/*.rs)
 
 rust-analyzer: kernel
