@@ -164,10 +164,10 @@ impl CacheInfo {
     }
 }
 
-/// Name of built-in class `idx` ("kmalloc-8" ...).
+/// Name of built-in class `idx` ("size-8" ... "size-4096", as in the debugfs ABI).
 fn builtin_name(idx: usize) -> ([u8; CACHE_NAME_LEN], u32) {
     let mut name = [0u8; CACHE_NAME_LEN];
-    let prefix = b"kmalloc-";
+    let prefix = b"size-";
     let mut n = 0;
     for &c in prefix {
         if let Some(slot) = name.get_mut(n) {

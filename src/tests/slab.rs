@@ -42,7 +42,7 @@ fn freed_object_is_reused_lifo() {
     let st = h.stats();
     assert_eq!(st.object_reuses, 1);
     let info = h.cache_info(4).unwrap();
-    assert_eq!(info.name(), "kmalloc-128");
+    assert_eq!(info.name(), "size-128");
     assert_eq!(info.reuses, 1);
 }
 
