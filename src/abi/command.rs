@@ -302,3 +302,28 @@ pub fn parse_selftest(line: &[u8]) -> Result<(), ParseError> {
         _ => Err(ParseError::UnknownCommand),
     }
 }
+
+/// Operations per workload when `bench` gets a bare `run`.
+pub const BENCH_DEFAULT_OPS: u64 = 100_000;
+/// Accepted range of `OPS` for `bench`.
+pub const BENCH_OPS: core::ops::RangeInclusive<u64> = 1_000..=100_000_000;
+
+/// Parses a write to `bench`: `run [OPS]`, OPS in [`BENCH_OPS`].
+pub fn parse_bench(line: &[u8]) -> Result<u64, ParseError> {
+    let mut t = Tokens::new(line)?;
+    match t.next().ok_or(ParseError::Empty)? {
+        "run" => {
+            let ops = match t.next() {
+                Some(tok) => number(tok)?,
+                None => BENCH_DEFAULT_OPS,
+            };
+            t.end()?;
+            if BENCH_OPS.contains(&ops) {
+                Ok(ops)
+            } else {
+                Err(ParseError::BadNumber)
+            }
+        }
+        _ => Err(ParseError::UnknownCommand),
+    }
+}

@@ -8,6 +8,7 @@
 //! errno, changes nothing and logs one (rate-limited) line.
 
 use super::{
+    bench,
     errors::{alloc_errno, cache_errno, reject},
     selftest,
     state::{Handle, Kalloc, Origin},
@@ -48,6 +49,8 @@ pub(crate) struct DebugfsFiles {
     validate: File<State>,
     #[pin]
     selftest: File<State>,
+    #[pin]
+    bench: File<State>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
@@ -66,7 +69,8 @@ impl DebugfsFiles {
             verify <- dir.write_callback_file(c"verify", s.clone(), &write_verify),
             handles <- dir.read_callback_file(c"handles", s.clone(), &show_handles),
             validate <- dir.read_callback_file(c"validate", s.clone(), &show_validate),
-            selftest <- dir.read_write_callback_file(c"selftest", s, &show_selftest, &write_selftest),
+            selftest <- dir.read_write_callback_file(c"selftest", s.clone(), &show_selftest, &write_selftest),
+            bench <- dir.read_write_callback_file(c"bench", s, &show_bench, &write_bench),
             _dir: dir,
         }? Error)
     }
@@ -297,22 +301,39 @@ fn write_fill(k: &State, reader: &mut UserSliceReader) -> Result {
     })
 }
 
+/// What `verify` found instead of the expected byte.
+struct Mismatch {
+    id: u64,
+    at: usize,
+    found: u8,
+    want: u8,
+}
+
+impl core::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "handle {}: byte {} is {:#04x}, expected {:#04x}",
+            self.id, self.at, self.found, self.want
+        )
+    }
+}
+
 fn write_verify(k: &State, reader: &mut UserSliceReader) -> Result {
     const FILE: &str = "verify";
     let line = read_line(FILE, reader)?;
     let c = parsed(FILE, &line, abi::parse_byte_cmd)?;
     with_handle_bytes(k, FILE, c.id, |b| {
-        match b.iter().position(|&x| x != c.byte) {
+        match b.iter().enumerate().find(|&(_, &x)| x != c.byte) {
             None => Ok(()),
-            Some(at) => {
-                pr_info!(
-                    "verify: handle {}: byte {} is {:#04x}, expected {:#04x}\n",
-                    c.id,
+            Some((at, &found)) => {
+                let m = Mismatch {
+                    id: c.id,
                     at,
-                    b[at],
-                    c.byte
-                );
-                Err(EIO)
+                    found,
+                    want: c.byte,
+                };
+                Err(reject(FILE, EIO, &m))
             }
         }
     })
@@ -382,4 +403,17 @@ fn write_selftest(k: &State, reader: &mut UserSliceReader) -> Result {
         0 => Ok(()),
         _ => Err(EIO),
     }
+}
+
+// ---------------------------------------------------------------- bench ---
+
+fn show_bench(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    k.bench.lock().write(f)
+}
+
+fn write_bench(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "bench";
+    let line = read_line(FILE, reader)?;
+    let ops = parsed(FILE, &line, abi::parse_bench)?;
+    bench::run(&mut k.bench.lock(), ops)
 }

@@ -43,6 +43,35 @@ pub(crate) fn cache_errno(e: CacheError) -> Error {
     }
 }
 
+/// The errno's name for the dmesg line. `Error`'s own `Debug` needs
+/// CONFIG_SYMBOLIC_ERRNAME; these are all the errnos this module returns.
+struct ErrnoName(Error);
+
+impl core::fmt::Display for ErrnoName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let e = self.0;
+        let name = [
+            (EINVAL, "EINVAL"),
+            (ENOENT, "ENOENT"),
+            (EEXIST, "EEXIST"),
+            (ENOMEM, "ENOMEM"),
+            (EBUSY, "EBUSY"),
+            (EOPNOTSUPP, "EOPNOTSUPP"),
+            (EIO, "EIO"),
+            (ENOSPC, "ENOSPC"),
+            (EFAULT, "EFAULT"),
+            (ENODEV, "ENODEV"),
+        ]
+        .into_iter()
+        .find(|(x, _)| *x == e)
+        .map(|(_, n)| n);
+        match name {
+            Some(n) => f.write_str(n),
+            None => write!(f, "errno {}", -e.to_errno()),
+        }
+    }
+}
+
 /// Rejections logged so far; after [`LOG_BURST`] only every
 /// [`LOG_EVERY`]th is, so a fuzzer cannot flood the log.
 static REJECTIONS: Atomic<u64> = Atomic::new(0);
@@ -59,9 +88,9 @@ pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Er
     let n = REJECTIONS.fetch_add(1, Relaxed);
     if logged(n) {
         pr_info!(
-            "{}: rejected ({:?}): {} [rejection #{}]\n",
+            "{}: rejected ({}): {} [rejection #{}]\n",
             file,
-            err,
+            Shown(&ErrnoName(err)),
             Shown(why),
             n + 1
         );

@@ -2,6 +2,7 @@
 
 //! Kernel glue: the parts of ikos_kalloc that need the kernel.
 
+pub(crate) mod bench;
 pub(crate) mod debugfs;
 pub(crate) mod errors;
 pub(crate) mod export;

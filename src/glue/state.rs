@@ -7,6 +7,7 @@
 //! interrupts off, never held across anything that sleeps or allocates).
 
 use super::{
+    bench::BenchLog,
     errors::{self, Shown},
     region::VmallocRegion,
     selftest::SelftestLog,
@@ -57,6 +58,9 @@ pub(crate) struct Kalloc {
     /// Results of the last self-test run.
     #[pin]
     pub(crate) selftest: Mutex<SelftestLog>,
+    /// Results of the last benchmark run.
+    #[pin]
+    pub(crate) bench: Mutex<BenchLog>,
     /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
@@ -74,6 +78,7 @@ impl Kalloc {
             heap <- new_spinlock_irq!(heap?, "ikos_kalloc_heap"),
             handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
             selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
+            bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
             region,
         }? Error)
     }

@@ -121,6 +121,12 @@ fn other_files() {
     assert_eq!(parse_selftest(b"run\n"), Ok(()));
     assert_eq!(parse_selftest(b"run now"), Err(ParseError::TrailingGarbage));
     assert_eq!(parse_selftest(b"RUN"), Err(ParseError::UnknownCommand));
+    assert_eq!(parse_bench(b"run\n"), Ok(BENCH_DEFAULT_OPS));
+    assert_eq!(parse_bench(b"run 5000"), Ok(5000));
+    assert_eq!(parse_bench(b"run 999"), Err(ParseError::BadNumber));
+    assert_eq!(parse_bench(b"run 100000001"), Err(ParseError::BadNumber));
+    assert_eq!(parse_bench(b"run 5000 6"), Err(ParseError::TrailingGarbage));
+    assert_eq!(parse_bench(b"walk"), Err(ParseError::UnknownCommand));
 }
 
 /// What a well-formed parse must satisfy, whatever the input was.
@@ -172,6 +178,9 @@ proptest! {
         let _ = parse_byte_cmd(&line);
         let _ = parse_caches(&line);
         let _ = parse_selftest(&line);
+        if let Ok(ops) = parse_bench(&line) {
+            prop_assert!(BENCH_OPS.contains(&ops));
+        }
     }
 
     #[test]

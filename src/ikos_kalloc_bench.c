@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * In-kernel benchmark: ikos_kalloc against kmalloc (SLUB) in the same run.
+ *
+ * One harness runs each workload's identical operation sequence (a fixed
+ * seed PRNG) twice, through function pointers: once with ikos_kalloc /
+ * ikos_kfree, once with kmalloc / kfree wrapped the same way, so only the
+ * allocator differs. Each workload is timed with ktime_get_ns() and reported
+ * in ns per operation. Called from src/glue/bench.rs (debugfs `bench`).
+ * Under TCG emulation absolute times mean nothing: compare the ratio.
+ */
+#include <linux/ktime.h>
+#include <linux/minmax.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <ikos_kalloc.h>
+#include "ikos_kalloc_bench.h"
+
+struct bench_alloc {
+	void *(*alloc)(size_t size);
+	void (*free)(void *p);
+};
+
+static noinline void *slub_alloc(size_t size)
+{
+	return kmalloc(size, GFP_KERNEL);
+}
+
+static noinline void slub_free(void *p)
+{
+	kfree(p);
+}
+
+static const struct bench_alloc ikos = { ikos_kalloc, ikos_kfree };
+static const struct bench_alloc slub = { slub_alloc, slub_free };
+
+static u64 rng_next(u64 *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dULL;
+}
+
+/* Touch the first byte, as real users do, so neither side is flattered. */
+static inline bool use(void *p)
+{
+	if (!p)
+		return false;
+	*(volatile u8 *)p = 1;
+	return true;
+}
+
+#define BATCH 1000
+#define SLOTS 1024
+
+/* (1) 64-byte alloc+free pairs. */
+static u64 w_pair64(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	u64 i;
+
+	for (i = 0; i < ops; i++) {
+		void *p = a->alloc(64);
+
+		*fail += !use(p);
+		a->free(p);
+	}
+	return ops * 2;
+}
+
+/* (2) 1,000 64-byte allocations, then 1,000 frees, repeated. */
+static u64 w_batch64(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	u64 r, rounds = max_t(u64, ops / BATCH, 1);
+	int i;
+
+	for (r = 0; r < rounds; r++) {
+		for (i = 0; i < BATCH; i++) {
+			slots[i] = a->alloc(64);
+			*fail += !use(slots[i]);
+		}
+		for (i = 0; i < BATCH; i++)
+			a->free(slots[i]);
+	}
+	return rounds * BATCH * 2;
+}
+
+/* (3) Random sizes 8..4096: a ring of live objects, each op frees the
+ * oldest and allocates a new one. */
+static u64 w_random(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	u64 seed = 0x1c05ca1100000003ULL, i;
+
+	memset(slots, 0, SLOTS * sizeof(*slots));
+	for (i = 0; i < ops; i++) {
+		size_t size = 8 + rng_next(&seed) % (4096 - 8 + 1);
+		void **s = &slots[i % SLOTS];
+
+		a->free(*s);
+		*s = a->alloc(size);
+		*fail += !use(*s);
+	}
+	for (i = 0; i < SLOTS; i++)
+		a->free(slots[i]);
+	return ops * 2;
+}
+
+/* (4) 16 KiB alloc+free pairs (beyond SLUB's caches: the page allocator). */
+static u64 w_pair16k(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	u64 i;
+
+	for (i = 0; i < ops; i++) {
+		void *p = a->alloc(16384);
+
+		*fail += !use(p);
+		a->free(p);
+	}
+	return ops * 2;
+}
+
+/* (5) Fragmentation-heavy: random slots toggle between free and an
+ * allocation of a random size, 80% small (8..512), 20% large (4 KiB..64 KiB),
+ * so lifetimes are random and small and large interleave. */
+static u64 w_mixed(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	u64 seed = 0x1c05ca1100000005ULL, i, n = 0;
+
+	memset(slots, 0, SLOTS * sizeof(*slots));
+	for (i = 0; i < ops; i++) {
+		u64 r = rng_next(&seed);
+		void **s = &slots[r % SLOTS];
+
+		if (*s) {
+			a->free(*s);
+			*s = NULL;
+		} else {
+			size_t size = (r >> 32) % 5 ? 8 + (r >> 40) % 505 :
+						      4096 + (r >> 40) % (61441);
+			*s = a->alloc(size);
+			*fail += !use(*s);
+		}
+		n++;
+	}
+	for (i = 0; i < SLOTS; i++)
+		a->free(slots[i]);
+	return n;
+}
+
+static const struct {
+	const char *name;
+	u64 (*run)(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail);
+} workloads[IKOS_BENCH_WORKLOADS] = {
+	{ "pair64", w_pair64 },
+	{ "batch64", w_batch64 },
+	{ "random8-4096", w_random },
+	{ "pair16k", w_pair16k },
+	{ "mixed-frag", w_mixed },
+};
+
+const char *ikos_bench_name(unsigned int i)
+{
+	return i < IKOS_BENCH_WORKLOADS ? workloads[i].name : NULL;
+}
+
+int ikos_bench_run(u64 ops, struct ikos_bench_result *res)
+{
+	void **slots = vmalloc(SLOTS * sizeof(*slots));
+	unsigned int i;
+
+	if (!slots)
+		return -ENOMEM;
+	for (i = 0; i < IKOS_BENCH_WORKLOADS; i++) {
+		u64 t0, t1, t2, n;
+
+		/* Alternate who goes first so neither always gets a warm cache. */
+		const struct bench_alloc *first = i & 1 ? &slub : &ikos;
+		const struct bench_alloc *second = i & 1 ? &ikos : &slub;
+		u64 fail1 = 0, fail2 = 0;
+
+		t0 = ktime_get_ns();
+		n = workloads[i].run(first, ops, slots, &fail1);
+		t1 = ktime_get_ns();
+		workloads[i].run(second, ops, slots, &fail2);
+		t2 = ktime_get_ns();
+
+		res[i].ops = n;
+		res[i].ikos_ns = first == &ikos ? t1 - t0 : t2 - t1;
+		res[i].slub_ns = first == &ikos ? t2 - t1 : t1 - t0;
+		res[i].ikos_failed = first == &ikos ? fail1 : fail2;
+		res[i].slub_failed = first == &ikos ? fail2 : fail1;
+		cond_resched();
+	}
+	vfree(slots);
+	return 0;
+}
