@@ -35,39 +35,100 @@ expect_eq() {
 	if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected '$2', got '$3'"; fi
 }
 
-# errno_name "MESSAGE": maps a libc strerror text (as printed by busybox) to
-# its errno name, so tests can assert the exact errno.
-errno_name() {
+# errno_v "MESSAGE": maps a libc strerror text (as printed by busybox) to
+# its errno name in $errno, so tests can assert the exact errno; errno_name
+# prints it.
+errno_v() {
 	case "$1" in
-	*"Invalid argument"*) echo EINVAL ;;
-	*"No such file or directory"*) echo ENOENT ;;
-	*"File exists"*) echo EEXIST ;;
-	*"Cannot allocate memory"* | *"Out of memory"*) echo ENOMEM ;;
-	*"Device or resource busy"* | *"Resource busy"*) echo EBUSY ;;
-	*"Operation not supported"* | *"Not supported"*) echo EOPNOTSUPP ;;
-	*"Input/output error"* | *"I/O error"*) echo EIO ;;
-	*"Bad address"*) echo EFAULT ;;
-	*"Numerical result out of range"*) echo ERANGE ;;
-	"") echo OK ;;
-	*) echo "OTHER($1)" ;;
+	*"Invalid argument"*) errno=EINVAL ;;
+	*"No such file or directory"*) errno=ENOENT ;;
+	*"File exists"*) errno=EEXIST ;;
+	*"Cannot allocate memory"* | *"Out of memory"*) errno=ENOMEM ;;
+	*"Device or resource busy"* | *"Resource busy"*) errno=EBUSY ;;
+	*"Operation not supported"* | *"Not supported"*) errno=EOPNOTSUPP ;;
+	*"Input/output error"* | *"I/O error"*) errno=EIO ;;
+	*"Bad address"*) errno=EFAULT ;;
+	*"Numerical result out of range"*) errno=ERANGE ;;
+	"") errno=OK ;;
+	*) errno="OTHER($1)" ;;
 	esac
 }
+errno_name() {
+	errno_v "$1"
+	echo "$errno"
+}
 
-# kwrite FILE LINE: writes LINE to a debugfs file in one write(2) and prints
-# OK or the errno name of the failure.
+# kwrite_v FILE LINE: writes LINE to a debugfs file in one write(2) and sets
+# $errno to OK or the errno name of the failure, without forking (forks are
+# slow under TCG); kwrite prints it. They use echo, not printf: busybox's
+# printf returns 1 on a failed write but prints no error text. LINE must not
+# start with -n/-e.
+KW_ERR=/tmp/kwrite.err
+kwrite_v() {
+	err=
+	echo "$2" >"$1" 2>"$KW_ERR" || read -r err <"$KW_ERR"
+	errno_v "${err:-}"
+}
 kwrite() {
-	err=$( (printf '%s\n' "$2" >"$1") 2>&1)
-	errno_name "$err"
+	kwrite_v "$@"
+	echo "$errno"
+}
+
+# kwrite_raw FILE ESCAPED: like kwrite, but the bytes come from `echo -ne`
+# escapes (\0 for NUL, \0377 for byte 0xff, no implicit newline).
+kwrite_raw() {
+	err=
+	echo -ne "$2" >"$1" 2>"$KW_ERR" || read -r err <"$KW_ERR"
+	errno_name "${err:-}"
+}
+
+# kw FILE LINE: a quiet write for bulk loops; returns write(2)'s status.
+kw() {
+	echo "$2" >"$1" 2>/dev/null
 }
 
 # expect_write NAME ERRNO FILE LINE: the write must end with ERRNO (or OK).
 expect_write() {
-	expect_eq "$1" "$2" "$(kwrite "$3" "$4")"
+	kwrite_v "$3" "$4"
+	expect_eq "$1" "$2" "$errno"
 }
 
-# stat KEY: one value of the stats file.
+# stat_v KEY: sets $sv to one value of the stats file (no fork); stat KEY
+# prints it.
+stat_v() {
+	sv=
+	while read -r k v; do
+		[ "$k" = "$1:" ] && sv=$v && break
+	done <"$KALLOC_DIR/stats"
+}
 stat() {
-	sed -n "s/^$1: //p" "$KALLOC_DIR/stats"
+	stat_v "$1"
+	echo "$sv"
+}
+
+# snapshot: sets $snap to the allocation counters and byte totals of stats
+# plus the handle and cache tables: what a rejected write must not change.
+# Builtins only; meant for small tables.
+snapshot() {
+	snap=
+	while read -r l; do
+		case "$l" in
+		total_allocs:* | total_frees:* | active_allocs:* | used_bytes:* | free_bytes:* | \
+			usable_bytes:* | requested_bytes:*) snap="$snap $l" ;;
+		esac
+	done <"$KALLOC_DIR/stats"
+	while read -r l; do snap="$snap|$l"; done <"$KALLOC_DIR/handles"
+	while read -r l; do snap="$snap|$l"; done <"$KALLOC_DIR/caches"
+}
+
+# handles_count: live handles listed in `handles` (header not counted).
+handles_count() {
+	echo $(($(wc -l <"$KALLOC_DIR/handles") - 1))
+}
+
+# validate_ok: `validate` reports a consistent heap.
+validate_ok() {
+	[ "$(head -n 1 "$KALLOC_DIR/validate")" = ok ]
 }
 
 # load [PARAMS...] / unload: insmod/rmmod printing OK or the errno name.
