@@ -1,92 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `GlobalAlloc` adapter: the heap is the global allocator of this test
-//! binary (each `[[test]]` is its own binary). The heap manages a 64 MiB
-//! static region and sits behind a `std::sync::Mutex`; the adapter itself
-//! never allocates. Foreign pointers (none expected) are refused loudly.
+//! `GlobalAlloc` adapter (`ikos_kalloc::host::global_alloc`): the heap is
+//! the global allocator of this test binary (each `[[test]]` is its own
+//! binary). The heap manages a 64 MiB region taken from the system
+//! allocator and sits behind a `std::sync::Mutex`; the adapter itself never
+//! allocates. Foreign pointers (none expected) are refused loudly.
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::cell::UnsafeCell;
 use std::collections::{BTreeMap, HashMap};
-use std::ptr::NonNull;
-use std::sync::Mutex;
 
-use ikos_kalloc::allocator::{Flags, Heap};
-
-const REGION_LEN: usize = 64 << 20;
-
-#[repr(C, align(65536))]
-struct Region(UnsafeCell<[u8; REGION_LEN]>);
-
-// SAFETY: the bytes are only handed to the heap, which is behind a mutex.
-unsafe impl Sync for Region {}
-
-static REGION: Region = Region(UnsafeCell::new([0; REGION_LEN]));
-
-struct KallocGlobal {
-    heap: Mutex<Option<Heap>>,
-}
-
-impl KallocGlobal {
-    fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
-        let mut g = self.heap.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() {
-            let base = NonNull::new(REGION.0.get().cast::<u8>()).unwrap();
-            // SAFETY: the static region is used by nobody else and lives forever.
-            *g = Some(unsafe { Heap::new(base, REGION_LEN) }.expect("heap"));
-        }
-        f(g.as_mut().unwrap())
-    }
-}
-
-// SAFETY: the heap returns suitably aligned, non-overlapping blocks of at
-// least the requested size or null; frees only pointers it handed out.
-unsafe impl GlobalAlloc for KallocGlobal {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        self.with(|h| {
-            h.alloc_flags(l.size().max(1), l.align(), Flags::NONE)
-                .map_or(std::ptr::null_mut(), |p| p.as_ptr())
-        })
-    }
-
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        self.with(|h| {
-            h.alloc_flags(l.size().max(1), l.align(), Flags::ZERO)
-                .map_or(std::ptr::null_mut(), |p| p.as_ptr())
-        })
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        if let Err(e) = self.with(|h| h.free(p)) {
-            // No allocation possible here; abort on a broken invariant.
-            let _ = e;
-            std::process::abort();
-        }
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if l.align() <= 8 {
-            return self.with(|h| {
-                h.realloc(p, new.max(1))
-                    .map_or(std::ptr::null_mut(), |q| q.as_ptr())
-            });
-        }
-        // SAFETY: forwarded contract; copy then free the old block.
-        unsafe {
-            let n = self.alloc(Layout::from_size_align_unchecked(new, l.align()));
-            if !n.is_null() {
-                std::ptr::copy_nonoverlapping(p, n, l.size().min(new));
-                self.dealloc(p, l);
-            }
-            n
-        }
-    }
-}
+use ikos_kalloc::host::global_alloc::KallocGlobal;
 
 #[global_allocator]
-static GLOBAL: KallocGlobal = KallocGlobal {
-    heap: Mutex::new(None),
-};
+static GLOBAL: KallocGlobal = KallocGlobal::new(64 << 20);
 
 fn validate() -> ikos_kalloc::allocator::Stats {
     GLOBAL.with(|h| {

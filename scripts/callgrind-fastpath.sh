@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Instructions per fast-path operation of the allocator core, counted by
+# callgrind (repeatable, unlike timings). For each size and mode it runs
+# `kalloc-fastpath SIZE N MODE` under `valgrind --tool=callgrind` for two N
+# and prints (Ir(N2) - Ir(N1)) / (N2 - N1): setup, heap creation and process
+# start-up cancel out. One "pair" is one alloc plus one free.
+#
+# hold=no: the cache is empty between pairs, so each 64 B pair also creates
+# and releases a slab (the core's empty-slab policy); hold=yes keeps one
+# object of the same size live, which is the steady-state fast path.
+#
+# Usage: scripts/callgrind-fastpath.sh [N1 N2]   (default 10000 110000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n1=${1:-10000}
+n2=${2:-110000}
+[ "$n2" -gt "$n1" ] || { echo "N2 must be larger than N1" >&2; exit 2; }
+
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 2; }
+cargo build --release --locked --quiet --bin kalloc-fastpath
+bin=target/release/kalloc-fastpath
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Total instructions (Ir) of one run.
+ir() {
+	valgrind --tool=callgrind --callgrind-out-file="$tmp/out" "$bin" "$@" 2>"$tmp/log" >/dev/null ||
+		{ cat "$tmp/log" >&2; exit 1; }
+	sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$tmp/out"
+}
+
+printf '%-6s %-7s %-5s %14s %14s %12s %10s\n' size mode hold "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
+for size in 64 16384; do
+	for mode in raw global; do
+	for hold in no yes; do
+		h=()
+		[ "$hold" = yes ] && h=(hold)
+		a=$(ir "$size" "$n1" "$mode" "${h[@]}")
+		b=$(ir "$size" "$n2" "$mode" "${h[@]}")
+		d=$((b - a))
+		dn=$((n2 - n1))
+		# Two decimals with integer arithmetic.
+		pair=$((d * 100 / dn))
+		op=$((d * 100 / (2 * dn)))
+		printf '%-6s %-7s %-5s %14s %14s %9d.%02d %7d.%02d\n' "$size" "$mode" "$hold" "$a" "$b" \
+			$((pair / 100)) $((pair % 100)) $((op / 100)) $((op % 100))
+	done
+	done
+done

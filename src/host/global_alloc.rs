@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `GlobalAlloc` adapter over a [`Heap`] behind a `std::sync::Mutex`.
+//!
+//! The region (`len` bytes, 64 KiB aligned, zeroed) is taken from
+//! [`std::alloc::System`] on first use, so the adapter works both as a
+//! `#[global_allocator]` (it never allocates through the global allocator
+//! itself) and as a plain value called directly (benches). The region is
+//! returned to the system when the adapter is dropped.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+use crate::allocator::{Flags, Heap};
+
+/// Alignment of the region handed to the heap.
+const REGION_ALIGN: usize = 64 * 1024;
+
+/// The heap and the system allocation backing it.
+struct Inner {
+    heap: Heap,
+    layout: Layout,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: the region was allocated in `KallocGlobal::with` with this
+        // layout; the heap is never used again after its owner is dropped
+        // (it is a plain struct without a destructor touching the region).
+        unsafe { System.dealloc(self.heap.base().as_ptr(), self.layout) }
+    }
+}
+
+/// A lazily initialised heap usable as a [`GlobalAlloc`].
+pub struct KallocGlobal {
+    heap: Mutex<Option<Inner>>,
+    len: usize,
+}
+
+impl KallocGlobal {
+    /// An adapter whose heap will manage `len` bytes (a multiple of 4096,
+    /// 64 KiB ..= 1 GiB), allocated on first use.
+    pub const fn new(len: usize) -> Self {
+        KallocGlobal {
+            heap: Mutex::new(None),
+            len,
+        }
+    }
+
+    /// Runs `f` on the heap under the lock, creating the heap first if
+    /// needed. Aborts if the region cannot be obtained (no allocation is
+    /// possible on that path, so there is nothing better to do).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+        let mut g = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            let Ok(layout) = Layout::from_size_align(self.len, REGION_ALIGN) else {
+                std::process::abort();
+            };
+            // SAFETY: non-zero size (checked by `Heap::new` below, and a
+            // zero `len` fails `from_size_align` only for huge values).
+            let base = unsafe { System.alloc_zeroed(layout) };
+            let Some(base) = NonNull::new(base) else {
+                std::process::abort();
+            };
+            // SAFETY: the region is freshly allocated, exclusively owned by
+            // `Inner`, and freed only after the heap is gone.
+            match unsafe { Heap::new(base, self.len) } {
+                Ok(heap) => *g = Some(Inner { heap, layout }),
+                Err(_) => {
+                    // SAFETY: allocated just above with this layout.
+                    unsafe { System.dealloc(base.as_ptr(), layout) };
+                    std::process::abort();
+                }
+            }
+        }
+        match g.as_mut() {
+            Some(inner) => f(&mut inner.heap),
+            None => std::process::abort(),
+        }
+    }
+}
+
+// SAFETY: the heap returns suitably aligned, non-overlapping blocks of at
+// least the requested size or null; frees only pointers it handed out.
+unsafe impl GlobalAlloc for KallocGlobal {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.with(|h| {
+            h.alloc_flags(l.size().max(1), l.align(), Flags::NONE)
+                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+        })
+    }
+
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        self.with(|h| {
+            h.alloc_flags(l.size().max(1), l.align(), Flags::ZERO)
+                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+        })
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
+        if self.with(|h| h.free(p)).is_err() {
+            // No allocation possible here; abort on a broken invariant.
+            std::process::abort();
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if l.align() <= 8 {
+            return self.with(|h| {
+                h.realloc(p, new.max(1))
+                    .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+            });
+        }
+        // SAFETY: forwarded contract; copy then free the old block.
+        unsafe {
+            let n = self.alloc(Layout::from_size_align_unchecked(new, l.align()));
+            if !n.is_null() {
+                std::ptr::copy_nonoverlapping(p, n, l.size().min(new));
+                self.dealloc(p, l);
+            }
+            n
+        }
+    }
+}

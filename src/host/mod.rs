@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host-only helpers (cargo feature `std`, on by default; the kernel never
+//! builds this module): the `GlobalAlloc` adapter shared by the tests, the
+//! benches and the replay tool, and the allocation-trace format with its
+//! replayer.
+
+pub mod global_alloc;
+pub mod replay;
+pub mod trace;

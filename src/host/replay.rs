@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Replays a parsed trace against the ikos core or the system allocator.
+//!
+//! IDs are first mapped to dense slots so that the timed loop does no
+//! hashing. An operation that cannot be carried out (allocation failure,
+//! free or resize of an ID that is not live, allocation of an ID that is
+//! still live) is skipped and counted as failed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::time::Instant;
+use std::vec::Vec;
+
+use super::trace::Op;
+use crate::allocator::Heap;
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Alloc {
+        slot: usize,
+        size: usize,
+        align: usize,
+    },
+    Free {
+        slot: usize,
+    },
+    Realloc {
+        slot: usize,
+        size: usize,
+    },
+}
+
+/// A trace with IDs mapped to dense slots.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    steps: Vec<Step>,
+    slots: usize,
+}
+
+impl Prepared {
+    /// Maps the IDs of `ops` to slots.
+    pub fn new(ops: &[Op]) -> Self {
+        let mut ids: HashMap<u64, usize> = HashMap::new();
+        let mut slot = |id: u64| {
+            let n = ids.len();
+            *ids.entry(id).or_insert(n)
+        };
+        let steps = ops
+            .iter()
+            .map(|op| match *op {
+                Op::Alloc { id, size, align } => Step::Alloc {
+                    slot: slot(id),
+                    size,
+                    align,
+                },
+                Op::Free { id } => Step::Free { slot: slot(id) },
+                Op::Realloc { id, size } => Step::Realloc {
+                    slot: slot(id),
+                    size,
+                },
+            })
+            .collect();
+        Prepared {
+            steps,
+            slots: ids.len(),
+        }
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// True for a trace without operations.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Result of one replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Operations replayed (failed ones included).
+    pub ops: usize,
+    /// Operations that failed or were skipped.
+    pub failed: usize,
+    /// Wall time of the replay loop in nanoseconds.
+    pub elapsed_ns: u128,
+    /// Peak of the sum of requested sizes of live allocations.
+    pub peak_live: usize,
+    /// Highest end (offset + usable size) of any allocation, relative to
+    /// the heap start; `None` where not measurable.
+    pub footprint: Option<usize>,
+}
+
+impl Report {
+    /// Nanoseconds per operation (0 for an empty trace).
+    pub fn ns_per_op(&self) -> u128 {
+        match self.ops {
+            0 => 0,
+            n => self.elapsed_ns / n as u128,
+        }
+    }
+
+    /// `footprint / peak_live` in thousandths, when both are known.
+    pub fn fragmentation_milli(&self) -> Option<u128> {
+        let f = self.footprint?;
+        let live = self.peak_live as u128;
+        (live > 0).then(|| (f as u128 * 1000 + live / 2) / live)
+    }
+}
+
+/// What the replayer needs from an allocator.
+trait Backend {
+    fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `p` came from this backend with this size and alignment.
+    unsafe fn free(&mut self, p: NonNull<u8>, size: usize, align: usize);
+    /// # Safety
+    /// `p` came from this backend with this size and alignment.
+    unsafe fn realloc(
+        &mut self,
+        p: NonNull<u8>,
+        size: usize,
+        align: usize,
+        new: usize,
+    ) -> Option<NonNull<u8>>;
+    /// Called after every successful allocation when tracking.
+    fn observe(&mut self, _p: NonNull<u8>) {}
+}
+
+#[derive(Clone, Copy)]
+struct Live {
+    p: NonNull<u8>,
+    size: usize,
+    align: usize,
+}
+
+fn run<B: Backend>(b: &mut B, p: &Prepared, track: bool) -> Report {
+    let mut live: Vec<Option<Live>> = std::vec![None; p.slots];
+    let (mut failed, mut cur, mut peak) = (0usize, 0usize, 0usize);
+    let t = Instant::now();
+    for step in &p.steps {
+        match *step {
+            Step::Alloc { slot, size, align } => {
+                if live[slot].is_some() {
+                    failed += 1;
+                    continue;
+                }
+                match b.alloc(size, align) {
+                    Some(q) => {
+                        if track {
+                            b.observe(q);
+                        }
+                        live[slot] = Some(Live { p: q, size, align });
+                        cur += size;
+                        peak = peak.max(cur);
+                    }
+                    None => failed += 1,
+                }
+            }
+            Step::Free { slot } => match live[slot].take() {
+                Some(l) => {
+                    // SAFETY: `l` is a live allocation of this backend.
+                    unsafe { b.free(l.p, l.size, l.align) };
+                    cur -= l.size;
+                }
+                None => failed += 1,
+            },
+            Step::Realloc { slot, size } => {
+                let Some(l) = live[slot] else {
+                    failed += 1;
+                    continue;
+                };
+                // SAFETY: `l` is a live allocation of this backend.
+                match unsafe { b.realloc(l.p, l.size, l.align, size) } {
+                    Some(q) => {
+                        if track {
+                            b.observe(q);
+                        }
+                        live[slot] = Some(Live { p: q, size, ..l });
+                        cur = cur - l.size + size;
+                        peak = peak.max(cur);
+                    }
+                    None => failed += 1,
+                }
+            }
+        }
+    }
+    let elapsed_ns = t.elapsed().as_nanos();
+    for l in live.into_iter().flatten() {
+        // SAFETY: still live allocations of this backend.
+        unsafe { b.free(l.p, l.size, l.align) };
+    }
+    Report {
+        ops: p.len(),
+        failed,
+        elapsed_ns,
+        peak_live: peak,
+        footprint: None,
+    }
+}
+
+struct Ikos<'a> {
+    heap: &'a mut Heap,
+    top: usize,
+}
+
+impl Backend for Ikos<'_> {
+    fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.heap.alloc_aligned(size, align)
+    }
+    unsafe fn free(&mut self, p: NonNull<u8>, _size: usize, _align: usize) {
+        let _ = self.heap.free(p.as_ptr());
+    }
+    unsafe fn realloc(
+        &mut self,
+        p: NonNull<u8>,
+        _size: usize,
+        _align: usize,
+        new: usize,
+    ) -> Option<NonNull<u8>> {
+        self.heap.realloc(p.as_ptr(), new).ok()
+    }
+    fn observe(&mut self, p: NonNull<u8>) {
+        let off = self.heap.region_offset(p.as_ptr()).unwrap_or(0);
+        let usable = self.heap.usable_size(p.as_ptr()).unwrap_or(0);
+        self.top = self.top.max(off + usable);
+    }
+}
+
+/// Replays against `heap` twice: a timed pass, then (after the timed pass
+/// freed everything) an untimed pass that records the footprint. Both
+/// passes see the same allocator decisions, since the heap is deterministic
+/// and returns to its initial free state in between.
+pub fn replay_ikos(heap: &mut Heap, p: &Prepared) -> Report {
+    let mut b = Ikos { heap, top: 0 };
+    let mut r = run(&mut b, p, false);
+    let _ = b.heap.shrink();
+    run(&mut b, p, true);
+    r.footprint = Some(b.top);
+    r
+}
+
+struct Sys;
+
+impl Backend for Sys {
+    fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let l = Layout::from_size_align(size, align).ok()?;
+        // SAFETY: `size` is non-zero (trace sizes are > 0).
+        NonNull::new(unsafe { System.alloc(l) })
+    }
+    unsafe fn free(&mut self, p: NonNull<u8>, size: usize, align: usize) {
+        // SAFETY: forwarded; the layout is the one used to allocate.
+        unsafe { System.dealloc(p.as_ptr(), Layout::from_size_align_unchecked(size, align)) }
+    }
+    unsafe fn realloc(
+        &mut self,
+        p: NonNull<u8>,
+        size: usize,
+        align: usize,
+        new: usize,
+    ) -> Option<NonNull<u8>> {
+        // A size that would overflow with this alignment fails like an
+        // allocation failure instead of invoking undefined behaviour.
+        Layout::from_size_align(new, align).ok()?;
+        // SAFETY: forwarded; the layout is the one used to allocate and
+        // `new` is non-zero and valid for `align`.
+        NonNull::new(unsafe {
+            System.realloc(
+                p.as_ptr(),
+                Layout::from_size_align_unchecked(size, align),
+                new,
+            )
+        })
+    }
+}
+
+/// Replays against the system allocator (footprint not measurable).
+pub fn replay_system(p: &Prepared) -> Report {
+    run(&mut Sys, p, false)
+}

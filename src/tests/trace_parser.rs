@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `kalloc-replay` trace format: good lines parse, bad lines give an
+//! error naming their line, and no input makes the parser panic.
+
+use ikos_kalloc::host::replay::{replay_ikos, replay_system, Prepared};
+use ikos_kalloc::host::trace::{parse, parse_line, Op};
+use proptest::prelude::*;
+
+mod common;
+
+#[test]
+fn good_lines() {
+    let text = "# header\n\na 1 64\na 2 100 4096 # aligned\n  r 1 200\nf 1\nf 2\n\t# tail\n";
+    let ops = parse(text).unwrap();
+    assert_eq!(
+        ops,
+        vec![
+            Op::Alloc {
+                id: 1,
+                size: 64,
+                align: 8
+            },
+            Op::Alloc {
+                id: 2,
+                size: 100,
+                align: 4096
+            },
+            Op::Realloc { id: 1, size: 200 },
+            Op::Free { id: 1 },
+            Op::Free { id: 2 },
+        ]
+    );
+    assert_eq!(parse("").unwrap(), vec![]);
+    assert_eq!(parse_line("   # only a comment").unwrap(), None);
+    assert_eq!(
+        parse_line("a 18446744073709551615 1").unwrap(),
+        Some(Op::Alloc {
+            id: u64::MAX,
+            size: 1,
+            align: 8
+        })
+    );
+}
+
+#[test]
+fn bad_lines_name_their_line() {
+    let cases = [
+        ("x 1 2", "unknown operation"),
+        ("a", "missing id"),
+        ("a 1", "missing size"),
+        ("a 1 0", "size must be > 0"),
+        ("a 1 -5", "bad size"),
+        ("a one 5", "bad id"),
+        ("a 1 64 3", "power of two"),
+        ("a 1 64 0", "power of two"),
+        ("a 1 64 2147483648", "power of two"),
+        ("a 1 99999999999999999999999", "bad size"),
+        ("f", "missing id"),
+        ("f 1 2", "trailing"),
+        ("r 1", "missing size"),
+        ("r 1 0", "size must be > 0"),
+        ("a 1 64 8 9", "trailing"),
+    ];
+    for (bad, want) in cases {
+        let text = format!("# ok\na 7 10\n\n{bad}\nf 7\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 4, "{bad:?}: {e}");
+        assert!(e.msg.contains(want), "{bad:?}: {e}");
+        assert!(e.to_string().starts_with("line 4: "), "{e}");
+    }
+}
+
+#[test]
+fn replay_counts_failures_and_peak() {
+    // Freeing an unknown ID, double alloc of a live ID and a realloc of a
+    // freed ID are failed ops; the peak counts requested sizes.
+    let ops = parse("a 1 100\na 2 5000\nr 1 300\na 1 8\nf 9\nf 2\nr 2 10\nf 1\n").unwrap();
+    let p = Prepared::new(&ops);
+    let s = replay_system(&p);
+    assert_eq!((s.ops, s.failed, s.peak_live), (8, 3, 5300));
+    assert_eq!(s.footprint, None);
+    let mut h = common::TestHeap::new(1 << 20);
+    let k = replay_ikos(&mut h, &p);
+    assert_eq!((k.ops, k.failed, k.peak_live), (8, 3, 5300));
+    let f = k.footprint.unwrap();
+    assert!(f > 5300 && f < (1 << 20), "{k:?}");
+    assert!(k.fragmentation_milli().unwrap() > 1000);
+    h.validate().unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+}
+
+proptest! {
+    #[test]
+    fn never_panics(s in "\\PC*") {
+        let _ = parse(&s);
+    }
+
+    #[test]
+    fn never_panics_on_op_like_input(
+        lines in prop::collection::vec("[afrx#]? ?[0-9a-z-]{0,22} ?[0-9]{0,21} ?[0-9]{0,12}", 0..20)
+    ) {
+        let text = lines.join("\n");
+        if let Err(e) = parse(&text) {
+            prop_assert!(e.line >= 1 && e.line <= lines.len());
+        }
+    }
+}
