@@ -20,11 +20,21 @@ KDIR := $(shell scripts/build-kernel.sh --dir $(FLAVOUR))
 OWN_KERNEL := 1
 endif
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(HOSTRUSTC) \
-	RUSTFMT=$(RUSTFMT) CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN)
+# The benchmark runs on the perf kernel (no debug options) unless KDIR is given.
+ifdef OWN_KERNEL
+BENCH_KDIR := $(shell scripts/build-kernel.sh --dir perf)
+else
+BENCH_KDIR := $(KDIR)
+endif
+BENCH_ARGS  ?= ops=200000,runs=5
+BENCH_BUILD := $(CURDIR)/out/bench-build
+
+KVARS = LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(HOSTRUSTC) RUSTFMT=$(RUSTFMT) \
+	CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN)
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
-.PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint \
+.PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
 	clippy fmt fmt-check rust-analyzer clean help
 
 all: modules
@@ -37,6 +47,7 @@ help:
 	@echo "make check         all tests: lint, host tests, VM selftests, scanner self-check"
 	@echo "make vm-test       only the VM selftests (VM_ARGS=group filters)"
 	@echo "make host-test     only the host tests (cargo test)"
+	@echo "make bench         in-kernel benchmark against kmalloc on the perf kernel (BENCH_ARGS=ops=N,runs=N)"
 	@echo "make clippy        host clippy + kernel CLIPPY=1 build, warnings are errors"
 	@echo "make fmt           rustfmt everything; make fmt-check only checks"
 	@echo "make rust-analyzer write rust-project.json so editors resolve kernel::"
@@ -69,6 +80,20 @@ vm-test: modules
 # The scanner must turn a planted kernel warning into a failed run.
 vm-test-scanner: modules
 	scripts/check-scanner-gate.sh $(KDIR)
+
+# The module is built for the perf kernel in a copy of the sources, so the
+# debug build's objects in the tree are left alone.
+bench: deps
+ifdef OWN_KERNEL
+	scripts/build-kernel.sh perf >/dev/null
+endif
+	rm -rf $(BENCH_BUILD) && mkdir -p $(BENCH_BUILD)
+	cp -r Kbuild src include selftests $(BENCH_BUILD)/
+	$(MAKE) -C $(BENCH_KDIR) M=$(BENCH_BUILD) $(KVARS) clean >/dev/null
+	$(MAKE) -C $(BENCH_KDIR) M=$(BENCH_BUILD) $(KVARS) modules
+	scripts/run-vm.sh --kdir $(BENCH_KDIR) --modules $(BENCH_BUILD) --mode bench \
+		--args $(BENCH_ARGS) --out $(CURDIR)/out/bench
+	scripts/bench-medians out/bench/vm-bench.tap
 
 host-test: deps
 	$(CARGO) test --locked

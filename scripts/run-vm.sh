@@ -3,9 +3,11 @@
 #
 # Boots the test kernel in QEMU with ikos_kalloc.ko and the selftests.
 #
-#   scripts/run-vm.sh --mode run|test|shell [options]
+#   scripts/run-vm.sh --mode run|test|bench|shell [options]
 #
 #   --kdir DIR       kernel build dir (bzImage and the module's build tree)
+#   --modules DIR    where ikos_kalloc.ko and selftests/modules/*.ko were built
+#                    (default: the repository)
 #   --out DIR        where the initramfs and logs go (default: out/)
 #   --args A,B       passed to the VM: module parameters in run mode, test
 #                    group filters in test mode (comma separated)
@@ -22,12 +24,13 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
-mode="" kdir="${KDIR:-}" out="$top/out" args="" plant="" timeout_s=1200 smp=2 mem=768
+mode="" kdir="${KDIR:-}" out="$top/out" modules="$top" args="" plant="" timeout_s=1200 smp=2 mem=768
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mode) mode=$2; shift 2 ;;
 	--kdir) kdir=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--modules) modules=$2; shift 2 ;;
 	--args) args=$2; shift 2 ;;
 	--plant) plant=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
@@ -36,11 +39,11 @@ while [ $# -gt 0 ]; do
 	*) echo "run-vm.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
-case "$mode" in run | test | shell) ;; *) echo "run-vm.sh: --mode run|test|shell" >&2; exit 2 ;; esac
+case "$mode" in run | test | bench | shell) ;; *) echo "run-vm.sh: --mode run|test|bench|shell" >&2; exit 2 ;; esac
 [ -n "$kdir" ] || { echo "run-vm.sh: --kdir (or KDIR) is required" >&2; exit 2; }
 bz="$kdir/arch/x86/boot/bzImage"
 [ -f "$bz" ] || { echo "run-vm.sh: no kernel image at $bz" >&2; exit 2; }
-[ -f "$top/ikos_kalloc.ko" ] || { echo "run-vm.sh: build the module first (make)" >&2; exit 2; }
+[ -f "$modules/ikos_kalloc.ko" ] || { echo "run-vm.sh: build the module first (make)" >&2; exit 2; }
 "$here/deps.sh" vm
 
 # --- initramfs: busybox, /init, the modules and the selftests -------------
@@ -50,10 +53,11 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,modules}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/vm-init.sh" "$root/init"
 chmod +x "$root/init"
-cp "$top/ikos_kalloc.ko" "$root/modules/"
-find "$top/selftests" -name '*.ko' -exec cp {} "$root/modules/" \;
+cp "$modules/ikos_kalloc.ko" "$root/modules/"
+find "$modules/selftests" -name '*.ko' -exec cp {} "$root/modules/" \;
 mkdir -p "$root/selftests"
 cp -r "$top/selftests/lib.sh" "$top/selftests/run_tests.sh" "$top/selftests/main-job.sh" \
+	"$top/selftests/bench.sh" \
 	"$top/selftests/tests" "$root/selftests/"
 initrd="$out/vm/initramfs.cpio.gz"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$initrd"

@@ -5,7 +5,8 @@
 # The kernel console is ttyS0 (the "console log", scanned for splats); the
 # output of the selftests and of the main job goes only to ttyS1 (the "TAP
 # file"), so kernel messages never split a TAP line and no test name can look
-# like a splat to the scanner. The mode comes from the kernel command line: ikos.mode=run|test|shell|probe.
+# like a splat to the scanner. The mode comes from the kernel command line:
+# ikos.mode=run|test|bench|shell|probe.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -36,6 +37,7 @@ case "$mode" in
 probe) ;;
 run) sh /selftests/main-job.sh >"$IKOS_TAP" 2>&1 ;;
 test) sh /selftests/run_tests.sh $params >"$IKOS_TAP" 2>&1 ;;
+bench) sh /selftests/bench.sh >"$IKOS_TAP" 2>&1 ;;
 shell)
 	echo "ikos-vm: interactive shell; ikos_kalloc.ko is in /modules, selftests in /selftests."
 	echo "ikos-vm: run 'sh /selftests/run_tests.sh' for the tests; exit the shell to power off."
