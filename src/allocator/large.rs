@@ -153,8 +153,9 @@ impl Heap {
         Ok(())
     }
 
-    /// Checks that the free block `b` can be unlinked (its links are sane).
-    fn check_unlink(&self, b: &Block) -> Result<(), Corruption> {
+    /// Checks that the free block `b` can be unlinked (its links are sane);
+    /// returns its list index.
+    fn check_unlink(&self, b: &Block) -> Result<(usize, usize), Corruption> {
         let Some((fl, sl)) = mapping(b.size) else {
             return Err(Corruption::new(
                 CorruptionKind::BadSize,
@@ -177,19 +178,12 @@ impl Heap {
         } else if self.list_head(fl, sl) != b.off {
             return Err(Corruption::new(CorruptionKind::FreeListMismatch, b.off, 4));
         }
-        Ok(())
+        Ok((fl, sl))
     }
 
     /// Unlinks the free block `b` from its list.
     pub(super) fn remove_free(&mut self, b: &Block) -> Result<(), Corruption> {
-        self.check_unlink(b)?;
-        let Some((fl, sl)) = mapping(b.size) else {
-            return Err(Corruption::new(
-                CorruptionKind::BadSize,
-                b.off,
-                b.size as u64,
-            ));
-        };
+        let (fl, sl) = self.check_unlink(b)?;
         let (next, prev) = self.links(b.off);
         if next != 0 {
             let nn = self.links(next).0;

@@ -107,22 +107,7 @@ impl<G: GlobalAlloc> Alloc for Global<G> {
     }
 }
 
-/// xorshift64* (as in the tests and the trace generator).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as usize
-    }
-}
+use ikos_kalloc::selftest::Rng;
 
 /// A fixed script of allocator operations: `(slot, size)`, size 0 = free.
 struct Script {
@@ -132,7 +117,7 @@ struct Script {
 }
 
 fn random_script() -> Script {
-    let mut rng = Rng(0x1c05_ca11);
+    let mut rng = Rng::new(0x1c05_ca11);
     let n = 1000;
     let mut steps: Vec<(usize, usize)> = (0..n).map(|i| (i, rng.range(8, 4096))).collect();
     let mut order: Vec<usize> = (0..n).collect();
@@ -148,7 +133,7 @@ fn random_script() -> Script {
 }
 
 fn frag_script() -> Script {
-    let mut rng = Rng(0xf4a9);
+    let mut rng = Rng::new(0xf4a9);
     let slots = 1000;
     let mut live = vec![false; slots];
     let mut steps = Vec::new();
@@ -310,7 +295,7 @@ fn large_index(c: &mut Criterion) {
     g.throughput(Throughput::Elements(2));
     for n in [10usize, 1_000, 100_000] {
         let mut raw = Raw::new(1 << 30);
-        let mut rng = Rng(0x0b1_0c4);
+        let mut rng = Rng::new(0x0b1_0c4);
         let mut holes = Vec::with_capacity(n);
         let mut seps = Vec::with_capacity(n);
         for _ in 0..n {

@@ -509,7 +509,7 @@ pub(super) fn stress(heap: &mut Heap) -> TestResult {
 fn stress_on(heap: &mut Heap, table: &mut [Live]) -> TestResult {
     let mut rng = Rng::new(0x1c05_ca11_0c00_0001);
     let pick_size = |rng: &mut Rng| -> usize {
-        match rng.next() % 16 {
+        match rng.next_u64() % 16 {
             0 => rng.range(4097, 16384),
             1..=3 => rng.range(513, 4096),
             _ => rng.range(1, 512),

@@ -13,7 +13,7 @@ mod util;
 use crate::allocator::Heap;
 use core::fmt;
 
-pub use util::Failure;
+pub use util::{Failure, Rng};
 
 /// A self-test: name and body.
 pub struct SelfTest {

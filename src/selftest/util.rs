@@ -36,12 +36,13 @@ pub(super) fn ensure(cond: bool, what: &'static str, value: u64) -> Result<(), F
     }
 }
 
-/// xorshift64*: deterministic, tiny, good enough to pick sizes.
-pub(super) struct Rng(u64);
+/// xorshift64*: deterministic, tiny, good enough to pick sizes. The one PRNG
+/// of the project: the host tests and benches use it too.
+pub struct Rng(u64);
 
 impl Rng {
     /// A generator from a non-zero seed.
-    pub(super) const fn new(seed: u64) -> Self {
+    pub const fn new(seed: u64) -> Self {
         Self(if seed == 0 {
             0x9e37_79b9_7f4a_7c15
         } else {
@@ -50,7 +51,7 @@ impl Rng {
     }
 
     /// Next 64 random bits.
-    pub(super) fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -58,9 +59,9 @@ impl Rng {
     }
 
     /// A value in `lo..=hi` (`lo <= hi`).
-    pub(super) fn range(&mut self, lo: usize, hi: usize) -> usize {
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         let span = (hi - lo) as u64 + 1;
-        lo + (self.next() % span) as usize
+        lo + (self.next_u64() % span) as usize
     }
 }
 

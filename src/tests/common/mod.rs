@@ -115,27 +115,6 @@ pub(crate) fn assert_partition(s: &Stats) {
     );
 }
 
-/// xorshift64* PRNG.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator.
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    /// Next 64-bit value.
-    pub(crate) fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as usize
-    }
-}
+// Not every test binary that includes this module draws random numbers.
+#[allow(unused_imports)]
+pub(crate) use ikos_kalloc::selftest::Rng;
