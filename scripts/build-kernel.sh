@@ -111,7 +111,9 @@ kmake tinyconfig >/dev/null
 kmake olddefconfig >/dev/null
 
 # olddefconfig silently drops options whose dependencies are not met: check
-# that every line of every fragment made it into the final .config.
+# that every line of every fragment made it into the final .config. A later
+# fragment overrides an earlier one (as merge_config.sh does), so only the
+# last line for each option is checked.
 dropped=0
 while IFS= read -r line; do
 	case "$line" in
@@ -130,7 +132,9 @@ while IFS= read -r line; do
 		fi
 		;;
 	esac
-done < <(cat "${fragments[@]}")
+done < <(cat "${fragments[@]}" |
+	awk 'match($0, /^(# )?CONFIG_[A-Za-z0-9_]+/) { opt = substr($0, RSTART, RLENGTH); sub(/^# /, "", opt); last[opt] = $0; order[++n] = opt }
+	     END { for (i = 1; i <= n; i++) if (!(order[i] in done)) { done[order[i]] = 1; print last[order[i]] } }')
 if [ "$dropped" = 1 ]; then
 	log "kernel configuration is missing requested options (see above)"
 	exit 1
