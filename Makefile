@@ -70,6 +70,12 @@ modules: kernel
 
 run: modules
 	$(RUN_VM) --mode run $(if $(VM_ARGS),--args $(VM_ARGS))
+	@for m in before after; do \
+		awk -v m="$$m" '{ sub(/\r$$/, "") } $$0 == "=== heapmap begin: " m { on = 1; next } /^=== heapmap end/ { on = 0 } on' \
+			out/vm-run.tap >out/heapmap-$$m.txt; \
+		scripts/heapmap out/heapmap-$$m.txt out/heapmap-$$m.png "ikos_kalloc heap map: $$m a fragmentation-heavy workload"; \
+	done
+	@echo "heap maps: out/heapmap-before.png out/heapmap-after.png (text: out/heapmap-*.txt)"
 
 shell: modules
 	$(RUN_VM) --mode shell

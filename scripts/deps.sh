@@ -7,6 +7,7 @@
 # present it only runs a few `command -v`/`dpkg-query` checks (well under 5 s).
 #
 # Usage: scripts/deps.sh [kernel|vm|host|all]   (default: all)
+# (host: what the host-side scripts need, e.g. matplotlib for scripts/heapmap)
 set -euo pipefail
 
 what=${1:-all}
@@ -33,11 +34,12 @@ declare -A probe=(
 	[busybox-static]=/bin/busybox
 	[python3]=/usr/bin/python3
 	[make]=/usr/bin/make
+	[python3-matplotlib]=/usr/lib/python3/dist-packages/matplotlib/__init__.py
 )
 
 kernel_pkgs="clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src rust-web-clippy rustfmt-web flex bison bc libelf-dev libssl-dev cpio kmod xz-utils make python3"
 vm_pkgs="qemu-system-x86 busybox-static cpio"
-host_pkgs=""
+host_pkgs="python3-matplotlib"
 
 case "$what" in
 kernel) want="$kernel_pkgs" ;;

@@ -29,6 +29,31 @@ grep -E '^(used_bytes|active_allocs|slabs_total|overhead_bytes):' "$d/stats"
 for id in 1 2 3; do echo "$id" >"$d/free"; done
 echo "destroy demo_obj" >"$d/caches"
 echo "== after freeing: $(grep -E '^(active_allocs|largest_free_block):' "$d/stats" | tr '\n' ' ')"
+# Heap maps for scripts/heapmap: the empty heap, then after a fragmentation-
+# heavy workload (400 allocations of mixed sizes, every other one freed).
+echo "=== heapmap begin: before"
+cat "$d/heapmap"
+echo "=== heapmap end"
+i=100
+while [ $i -lt 500 ]; do
+	echo "$i $(((i * 2654435761) % 24000 + 8))" >"$d/alloc"
+	i=$((i + 1))
+done
+i=100
+while [ $i -lt 500 ]; do
+	echo "$i" >"$d/free"
+	i=$((i + 2))
+done
+echo "== after the fragmentation workload: $(grep -E '^(active_allocs|fragmentation_pct|largest_free_block):' "$d/stats" | tr '\n' ' ')"
+echo "=== heapmap begin: after"
+cat "$d/heapmap"
+echo "=== heapmap end"
+i=101
+while [ $i -lt 500 ]; do
+	echo "$i" >"$d/free"
+	i=$((i + 2))
+done
+echo "shrink: $(echo run >"$d/shrink" && tr '\n' ' ' <"$d/shrink")"
 if [ -r "$d/selftest" ]; then
 	echo "== cat $d/selftest"
 	cat "$d/selftest"

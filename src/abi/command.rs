@@ -294,8 +294,8 @@ pub fn parse_caches(line: &[u8]) -> Result<CachesCmd<'_>, ParseError> {
     Ok(cmd)
 }
 
-/// Parses a write to `selftest`: `run`.
-pub fn parse_selftest(line: &[u8]) -> Result<(), ParseError> {
+/// Parses a write to `selftest` or `shrink`: `run`.
+pub fn parse_run(line: &[u8]) -> Result<(), ParseError> {
     let mut t = Tokens::new(line)?;
     match t.next().ok_or(ParseError::Empty)? {
         "run" => t.end(),

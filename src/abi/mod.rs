@@ -10,6 +10,6 @@
 pub mod command;
 
 pub use command::{
-    parse_alloc, parse_bench, parse_byte_cmd, parse_caches, parse_free, parse_selftest, AllocCmd,
+    parse_alloc, parse_bench, parse_byte_cmd, parse_caches, parse_free, parse_run, AllocCmd,
     AllocFlags, ByteCmd, CachesCmd, ParseError, BENCH_DEFAULT_OPS, BENCH_OPS, MAX_LINE, MAX_NAME,
 };

@@ -75,6 +75,9 @@ pub struct Stats {
     pub dma_refusals: u64,
     /// Slab spans.
     pub slabs_total: usize,
+    /// Bytes held by slab spans (headers included): what `shrink` can give
+    /// back to the large-block pool when the slabs are empty.
+    pub slab_bytes: usize,
     /// Empty slabs.
     pub slabs_empty: usize,
     /// Partial slabs.
@@ -149,6 +152,7 @@ impl Heap {
             corruptions: self.ctr.corruptions,
             dma_refusals: self.ctr.dma_refusals,
             slabs_total: s.spans,
+            slab_bytes: s.span_bytes,
             slab_allocs: self.ctr.slab_allocs,
             object_reuses: self.ctr.reuses,
             reuse_pct: (self.ctr.reuses.saturating_mul(100))

@@ -9,8 +9,9 @@
 
 use super::{
     bench,
+    errors::Shown,
     errors::{alloc_errno, cache_errno, reject},
-    selftest,
+    heapmap, selftest,
     state::{Handle, Kalloc, Origin},
 };
 use crate::{
@@ -51,6 +52,10 @@ pub(crate) struct DebugfsFiles {
     selftest: File<State>,
     #[pin]
     bench: File<State>,
+    #[pin]
+    heapmap: File<State>,
+    #[pin]
+    shrink: File<State>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
@@ -70,7 +75,9 @@ impl DebugfsFiles {
             handles <- dir.read_callback_file(c"handles", s.clone(), &show_handles),
             validate <- dir.read_callback_file(c"validate", s.clone(), &show_validate),
             selftest <- dir.read_write_callback_file(c"selftest", s.clone(), &show_selftest, &write_selftest),
-            bench <- dir.read_write_callback_file(c"bench", s, &show_bench, &write_bench),
+            bench <- dir.read_write_callback_file(c"bench", s.clone(), &show_bench, &write_bench),
+            heapmap <- dir.read_callback_file(c"heapmap", s.clone(), &show_heapmap),
+            shrink <- dir.read_write_callback_file(c"shrink", s, &show_shrink, &write_shrink),
             _dir: dir,
         }? Error)
     }
@@ -100,7 +107,7 @@ fn parsed<'a, T>(
 
 fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = k.heap.lock().stats();
-    let rows: [(&str, u64); 27] = [
+    let rows: [(&str, u64); 28] = [
         ("heap_size", s.heap_size as u64),
         ("used_bytes", s.used_bytes as u64),
         ("free_bytes", s.free_bytes as u64),
@@ -128,6 +135,7 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("object_reuses", s.object_reuses),
         ("reuse_pct", u64::from(s.reuse_pct)),
         ("large_allocs", s.large_allocs as u64),
+        ("slab_bytes", s.slab_bytes as u64),
     ];
     for (key, value) in rows {
         writeln!(f, "{key}: {value}")?;
@@ -397,7 +405,7 @@ fn show_selftest(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn write_selftest(k: &State, reader: &mut UserSliceReader) -> Result {
     const FILE: &str = "selftest";
     let line = read_line(FILE, reader)?;
-    parsed(FILE, &line, abi::parse_selftest)?;
+    parsed(FILE, &line, abi::parse_run)?;
     let mut log = k.selftest.lock();
     match selftest::run(&mut log)? {
         0 => Ok(()),
@@ -416,4 +424,35 @@ fn write_bench(k: &State, reader: &mut UserSliceReader) -> Result {
     let line = read_line(FILE, reader)?;
     let ops = parsed(FILE, &line, abi::parse_bench)?;
     bench::run(&mut k.bench.lock(), ops)
+}
+
+// -------------------------------------------------------- heapmap, shrink ---
+
+fn show_heapmap(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    heapmap::show(k, f)
+}
+
+fn show_shrink(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let (slabs, bytes) = *k.last_shrink.lock();
+    writeln!(f, "slabs_released: {slabs}")?;
+    writeln!(f, "bytes_reclaimed: {bytes}")
+}
+
+fn write_shrink(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "shrink";
+    let line = read_line(FILE, reader)?;
+    parsed(FILE, &line, abi::parse_run)?;
+    let mut last = k.last_shrink.lock();
+    let (slabs, bytes) = {
+        let mut heap = k.heap.lock();
+        let before = heap.stats().slab_bytes;
+        let slabs = heap.shrink().map_err(|c| {
+            pr_err!("shrink: {}\n", Shown(&c));
+            EIO
+        })?;
+        (slabs, before.saturating_sub(heap.stats().slab_bytes))
+    };
+    pr_info!("shrink: released {} empty slabs, {} bytes\n", slabs, bytes);
+    *last = (slabs, bytes);
+    Ok(())
 }

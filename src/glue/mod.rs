@@ -6,6 +6,7 @@ pub(crate) mod bench;
 pub(crate) mod debugfs;
 pub(crate) mod errors;
 pub(crate) mod export;
+pub(crate) mod heapmap;
 pub(crate) mod region;
 pub(crate) mod selftest;
 pub(crate) mod state;

@@ -58,6 +58,9 @@ pub(crate) struct Kalloc {
     /// Results of the last self-test run.
     #[pin]
     pub(crate) selftest: Mutex<SelftestLog>,
+    /// Slabs and bytes the last `shrink` gave back.
+    #[pin]
+    pub(crate) last_shrink: Mutex<(usize, usize)>,
     /// Results of the last benchmark run.
     #[pin]
     pub(crate) bench: Mutex<BenchLog>,
@@ -79,6 +82,7 @@ impl Kalloc {
             handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
             selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
+            last_shrink <- new_mutex!((0, 0), "ikos_kalloc_shrink"),
             region,
         }? Error)
     }

@@ -118,9 +118,9 @@ fn other_files() {
         Err(ParseError::UnknownCommand)
     );
     assert_eq!(parse_caches(b"destroy"), Err(ParseError::MissingArgument));
-    assert_eq!(parse_selftest(b"run\n"), Ok(()));
-    assert_eq!(parse_selftest(b"run now"), Err(ParseError::TrailingGarbage));
-    assert_eq!(parse_selftest(b"RUN"), Err(ParseError::UnknownCommand));
+    assert_eq!(parse_run(b"run\n"), Ok(()));
+    assert_eq!(parse_run(b"run now"), Err(ParseError::TrailingGarbage));
+    assert_eq!(parse_run(b"RUN"), Err(ParseError::UnknownCommand));
     assert_eq!(parse_bench(b"run\n"), Ok(BENCH_DEFAULT_OPS));
     assert_eq!(parse_bench(b"run 5000"), Ok(5000));
     assert_eq!(parse_bench(b"run 999"), Err(ParseError::BadNumber));
@@ -177,7 +177,7 @@ proptest! {
         let _ = parse_free(&line);
         let _ = parse_byte_cmd(&line);
         let _ = parse_caches(&line);
-        let _ = parse_selftest(&line);
+        let _ = parse_run(&line);
         if let Ok(ops) = parse_bench(&line) {
             prop_assert!(BENCH_OPS.contains(&ops));
         }

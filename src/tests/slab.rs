@@ -123,7 +123,13 @@ fn shrink_releases_reserve() {
         h.free(p.as_ptr()).unwrap();
     }
     assert_eq!(h.cache_info(2).unwrap().slabs_empty, 1);
+    let held = h.stats().slab_bytes;
     assert_eq!(h.shrink().unwrap(), 1);
+    let after = h.stats().slab_bytes;
+    assert!(
+        held - after >= 16 * 1024 - 64,
+        "a whole span goes back: {held} -> {after}"
+    );
     h.free(a.as_ptr()).unwrap();
     h.validate().unwrap();
 }
