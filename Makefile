@@ -124,7 +124,8 @@ fmt-check: deps
 
 rust-analyzer: kernel
 	$(KMAKE) rust-analyzer
-	@echo "wrote rust-project.json"
+	scripts/rust-analyzer-module.py rust-project.json src/ikos_kalloc.rs
+	@echo "wrote rust-project.json (kernel crates + ikos_kalloc)"
 
 clean:
 	-$(KMAKE) clean
