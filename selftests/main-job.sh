@@ -7,7 +7,7 @@ d=/sys/kernel/debug/ikos_kalloc
 echo "== insmod ikos_kalloc.ko $IKOS_ARGS"
 # shellcheck disable=SC2086
 insmod /modules/ikos_kalloc.ko $IKOS_ARGS || exit 1
-grep '^ikos_kalloc ' /proc/modules
+grep '^ikos_kalloc ' /proc/modules | cut -d' ' -f1-3
 echo "== ls $d"
 ls "$d"
 echo "== cat $d/stats"
