@@ -63,6 +63,7 @@ pub mod config;
 mod error;
 mod flags;
 mod heap;
+mod inject;
 mod large;
 mod pagemap;
 mod region;
@@ -76,6 +77,7 @@ pub use error::{
 };
 pub use flags::Flags;
 pub use heap::{size_class_for, Heap};
+pub use inject::{InjectError, Injected};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;
