@@ -9,3 +9,4 @@ pub(crate) mod export;
 pub(crate) mod region;
 pub(crate) mod selftest;
 pub(crate) mod state;
+pub(crate) mod stress;

@@ -11,6 +11,7 @@ use super::{
     errors::{self, Shown},
     region::VmallocRegion,
     selftest::SelftestLog,
+    stress::StressLog,
 };
 use crate::allocator::{CacheId, Heap};
 use core::ptr::NonNull;
@@ -61,6 +62,9 @@ pub(crate) struct Kalloc {
     /// Results of the last benchmark run.
     #[pin]
     pub(crate) bench: Mutex<BenchLog>,
+    /// Results of the last stress run.
+    #[pin]
+    pub(crate) stress: Mutex<StressLog>,
     /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
@@ -79,6 +83,7 @@ impl Kalloc {
             handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
             selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
+            stress <- new_mutex!(StressLog::default(), "ikos_kalloc_stress"),
             region,
         }? Error)
     }
@@ -90,13 +95,15 @@ impl Kalloc {
         unsafe { self.region.start().add(offset) }
     }
 
-    /// Frees the memory behind `h` (the handle is already out of the table).
+    /// Frees the memory behind `h`. On damaged metadata the free is refused
+    /// (`EIO`), reported once in dmesg and counted in `corruptions`.
     pub(crate) fn release(&self, h: &Handle) -> Result {
         let p = self.at(h.offset).as_ptr();
         let mut heap = self.heap.lock();
+        // A handle is a known live allocation: a refusal means damage.
         let r = match h.origin {
-            Origin::Cache(id) => heap.cache_free(id, p),
-            Origin::Class(_) | Origin::Large => heap.free(p),
+            Origin::Cache(id) => heap.free_live(p, Some(id)),
+            Origin::Class(_) | Origin::Large => heap.free_live(p, None),
         };
         r.map_err(|e| {
             pr_err!(
