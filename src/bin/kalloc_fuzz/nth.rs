@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 
 /// `finit_module` on x86_64.
@@ -25,10 +25,12 @@ pub(crate) fn insmod_nth(k: u64, ko: &str, params: &str) -> bool {
     // Opened before arming: opening allocates, and only the load may
     // consume the count.
     let path = "/proc/thread-self/fail-nth";
-    let (Ok(f), Ok(p), Ok(mut nth)) = (
+    // Two handles: the file has no llseek, so the read needs its own.
+    let (Ok(f), Ok(p), Ok(mut nth), Ok(mut back)) = (
         File::open(ko),
         CString::new(params),
-        OpenOptions::new().read(true).write(true).open(path),
+        OpenOptions::new().write(true).open(path),
+        File::open(path),
     ) else {
         eprintln!("kalloc-fuzz: cannot open {ko} or {path}, or bad params");
         return false;
@@ -44,17 +46,22 @@ pub(crate) fn insmod_nth(k: u64, ko: &str, params: &str) -> bool {
     let err = std::io::Error::last_os_error();
     // Still armed: the load needed fewer than K allocations.
     let mut left = String::new();
-    let read = nth.rewind().and_then(|()| nth.read_to_string(&mut left));
+    let read = back.read_to_string(&mut left);
     let reached = read.is_ok() && left.trim() == "0";
     if !reached {
-        let _ = nth.rewind().and_then(|()| nth.write(b"0"));
+        // The write ignores the file position.
+        let _ = nth.write(b"0");
     }
     let outcome = if rc == 0 {
         "loaded".to_owned()
     } else {
         format!("failed {}", crate::kfile::errno_name(err.raw_os_error()))
     };
-    let fired = if reached { "fault fired" } else { "not reached" };
+    let fired = if reached {
+        "fault fired"
+    } else {
+        "not reached"
+    };
     println!("insmod-nth {k}: {outcome}, {fired}");
     true
 }
