@@ -44,6 +44,8 @@ expect_eq "concurrency: $e97_procs churn processes: no verify failure, no bad er
 expect_eq "concurrency: reader: validate never corrupt, no failed read" 0 "$e97_rrc"
 check "concurrency: selftest loop: every run passed" grep -q 'failed 0$' /tmp/selftest-loop.out
 check "concurrency: in-kernel stress alongside passed" grep -q 'stress ok' /tmp/stress-bg.out
+# The results of that run, before the next one replaces them.
+echo "# concurrency: stress alongside: $(tr '\n' ' ' <"$KALLOC_DIR/stress")" | tee /dev/kmsg
 e97_ops=0
 for f in /tmp/churn.*; do
 	n=$(sed -n 's/.* ops \([0-9]*\) .*/\1/p' "$f")
