@@ -49,6 +49,9 @@ e98_case() {
 	check "inject: $1: corruptions counts validate and the operation ($c1 -> $c2)" \
 		[ "$c1" -ge 1 -a "$c2" -gt "$c1" ]
 	check "inject: $1: dmesg logged the injection" dmesg_has "ikos_kalloc: inject: "
+	# A refused free keeps its handle: the allocator still counts it live.
+	expect_eq "inject: $1: active_allocs still equals the handle count" \
+		"$(handles_count)" "$(stat active_allocs)"
 	[ $p_ok = 1 ] && [ $n_ok = 1 ] && [ "$c2" -gt "$c1" ] && e98_found=$((e98_found + 1))
 	expect_eq "inject: $1: rmmod of the damaged heap" OK "$(unload)"
 	check "inject: $1: exit reported the damage" dmesg_has "ikos_kalloc: exit: "
