@@ -35,7 +35,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
 .PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
-	clippy fmt fmt-check rust-analyzer clean help
+	clippy fmt fmt-check rust-analyzer clean help fuzz-bin
 
 all: modules
 
@@ -45,7 +45,8 @@ help:
 	@echo "make run           the main job: boot the VM, load the module, show stats, unload"
 	@echo "make shell         the same VM with an interactive shell"
 	@echo "make check         all tests: lint, host tests, VM selftests, scanner self-check"
-	@echo "make vm-test       only the VM selftests (VM_ARGS=group filters)"
+	@echo "make vm-test       only the VM selftests (VM_ARGS=group filters and KEY=VALUE knobs)"
+	@echo "make fuzz-bin      the static in-VM fuzz/churn driver (kalloc-fuzz)"
 	@echo "make host-test     only the host tests (cargo test)"
 	@echo "make bench         in-kernel benchmark against kmalloc on the perf kernel (BENCH_ARGS=ops=N,runs=N)"
 	@echo "make clippy        host clippy + kernel CLIPPY=1 build, warnings are errors"
@@ -77,11 +78,18 @@ run: modules
 	done
 	@echo "heap maps: out/heapmap-before.png out/heapmap-after.png (text: out/heapmap-*.txt)"
 
-shell: modules
+shell: modules fuzz-bin
 	$(RUN_VM) --mode shell
 
-vm-test: modules
+vm-test: modules fuzz-bin
 	$(RUN_VM) --mode test $(if $(VM_ARGS),--args $(VM_ARGS))
+
+# The static driver of the reliability groups (copied into the initramfs).
+FUZZ_TARGET = x86_64-unknown-linux-gnu
+FUZZ_BIN    = target/$(FUZZ_TARGET)/release/kalloc-fuzz
+fuzz-bin:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --locked --release \
+		--bin kalloc-fuzz --target $(FUZZ_TARGET)
 
 # The scanner must turn a planted kernel warning into a failed run.
 vm-test-scanner: modules
@@ -115,7 +123,7 @@ clippy: kernel
 	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log
 	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
 
-RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs
+RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs
 fmt: deps
 	$(RUSTFMT) --edition 2021 $(RUST_ROOTS) $(wildcard src/tests/*.rs)
 

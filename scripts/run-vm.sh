@@ -10,7 +10,9 @@
 #                    (default: the repository)
 #   --out DIR        where the initramfs and logs go (default: out/)
 #   --args A,B       passed to the VM: module parameters in run mode, test
-#                    group filters in test mode (comma separated)
+#                    group filters in test mode (comma separated; KEY=VALUE
+#                    items are exported to the groups instead, e.g.
+#                    FUZZ_SECONDS=600)
 #   --plant KIND     load a test module that plants a splat (warning) first
 #   --timeout SEC    give up after SEC seconds (default 1200)
 #   --smp N, --mem MB
@@ -55,6 +57,9 @@ cp "$here/vm-init.sh" "$root/init"
 chmod +x "$root/init"
 cp "$modules/ikos_kalloc.ko" "$root/modules/"
 find "$modules/selftests" -name '*.ko' -exec cp {} "$root/modules/" \;
+# The static debugfs fuzz/churn driver (make fuzz-bin), when built.
+fuzz_bin="$top/target/x86_64-unknown-linux-gnu/release/kalloc-fuzz"
+[ -x "$fuzz_bin" ] && cp "$fuzz_bin" "$root/bin/kalloc-fuzz"
 mkdir -p "$root/selftests"
 cp -r "$top/selftests/lib.sh" "$top/selftests/run_tests.sh" "$top/selftests/main-job.sh" \
 	"$top/selftests/bench.sh" \

@@ -3,8 +3,20 @@
 #
 # Runs every selftests/tests/NN-*.sh group in order as one TAP 13 stream.
 # Usage (inside the VM): sh /selftests/run_tests.sh [GROUP-NAME-SUBSTRING...]
+# [KEY=VALUE...]; KEY=VALUE items are exported to the groups (knobs such as
+# FUZZ_SECONDS), not group filters.
 here=$(dirname "$0")
 . "$here/lib.sh"
+
+filters=
+for a in "$@"; do
+	case "$a" in
+	[A-Z]*=*) export "${a?}" ;;
+	*) filters="$filters $a" ;;
+	esac
+done
+# shellcheck disable=SC2086
+set -- $filters
 
 echo "TAP version 13"
 kmemleak_baseline

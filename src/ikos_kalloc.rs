@@ -34,6 +34,10 @@ module! {
             default: true,
             description: "Run the self-tests on a scratch heap at load (default true)",
         },
+        fault_injection: bool {
+            default: false,
+            description: "Create the debugfs inject file (corruption injection, tests only; default false)",
+        },
     },
 }
 
@@ -74,7 +78,10 @@ impl kernel::Module for IkosKalloc {
             );
         })?;
         let state = Arc::pin_init(Kalloc::new(region), GFP_KERNEL)?;
-        let files = KBox::pin_init(DebugfsFiles::new(state.clone()), GFP_KERNEL)?;
+        let files = KBox::pin_init(
+            DebugfsFiles::new(state.clone(), module_parameters::fault_injection.value()),
+            GFP_KERNEL,
+        )?;
         pr_info!("loaded: heap of {} bytes\n", size);
         if module_parameters::selftest_on_load.value() {
             // A failed self-test is reported (dmesg, `selftest` file), it does

@@ -327,3 +327,71 @@ pub fn parse_bench(line: &[u8]) -> Result<u64, ParseError> {
         _ => Err(ParseError::UnknownCommand),
     }
 }
+
+/// A write to `inject` (only with `fault_injection=1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectCmd {
+    /// `header ID`: the block header or slab descriptor magic.
+    Header(u64),
+    /// `freelist ID`: free the handle, then damage its free-list link.
+    Freelist(u64),
+    /// `boundary ID`: the boundary tag of the next block.
+    Boundary(u64),
+    /// `overflow ID N`: N bytes past the usable size.
+    Overflow(u64, usize),
+}
+
+/// Longest `overflow` accepted, in bytes.
+pub const INJECT_MAX_OVERFLOW: usize = 4096;
+
+/// Parses a write to `inject`: `header ID`, `freelist ID`, `boundary ID` or
+/// `overflow ID N` with N in 1..=[`INJECT_MAX_OVERFLOW`].
+pub fn parse_inject(line: &[u8]) -> Result<InjectCmd, ParseError> {
+    let mut t = Tokens::new(line)?;
+    let word = t.next().ok_or(ParseError::Empty)?;
+    let cmd = match word {
+        "header" | "freelist" | "boundary" | "overflow" => {
+            let id = number(t.required()?)?;
+            match word {
+                "header" => InjectCmd::Header(id),
+                "freelist" => InjectCmd::Freelist(id),
+                "boundary" => InjectCmd::Boundary(id),
+                _ => {
+                    let n = size(t.required()?)?;
+                    if n > INJECT_MAX_OVERFLOW {
+                        return Err(ParseError::BadNumber);
+                    }
+                    InjectCmd::Overflow(id, n)
+                }
+            }
+        }
+        _ => return Err(ParseError::UnknownCommand),
+    };
+    t.end()?;
+    Ok(cmd)
+}
+
+/// Seconds per `stress run` when none are given.
+pub const STRESS_DEFAULT_SECONDS: u32 = 5;
+/// Accepted range of `SECONDS` for `stress`.
+pub const STRESS_SECONDS: core::ops::RangeInclusive<u32> = 1..=3600;
+
+/// Parses a write to `stress`: `run [SECONDS]`, SECONDS in [`STRESS_SECONDS`].
+pub fn parse_stress(line: &[u8]) -> Result<u32, ParseError> {
+    let mut t = Tokens::new(line)?;
+    match t.next().ok_or(ParseError::Empty)? {
+        "run" => {
+            let secs = match t.next() {
+                Some(tok) => u32::try_from(number(tok)?).map_err(|_| ParseError::BadNumber)?,
+                None => STRESS_DEFAULT_SECONDS,
+            };
+            t.end()?;
+            if STRESS_SECONDS.contains(&secs) {
+                Ok(secs)
+            } else {
+                Err(ParseError::BadNumber)
+            }
+        }
+        _ => Err(ParseError::UnknownCommand),
+    }
+}

@@ -10,6 +10,8 @@
 pub mod command;
 
 pub use command::{
-    parse_alloc, parse_bench, parse_byte_cmd, parse_caches, parse_free, parse_run, AllocCmd,
-    AllocFlags, ByteCmd, CachesCmd, ParseError, BENCH_DEFAULT_OPS, BENCH_OPS, MAX_LINE, MAX_NAME,
+    parse_alloc, parse_bench, parse_byte_cmd, parse_caches, parse_free, parse_inject, parse_run,
+    parse_stress, AllocCmd, AllocFlags, ByteCmd, CachesCmd, InjectCmd, ParseError,
+    BENCH_DEFAULT_OPS, BENCH_OPS, INJECT_MAX_OVERFLOW, MAX_LINE, MAX_NAME, STRESS_DEFAULT_SECONDS,
+    STRESS_SECONDS,
 };

@@ -18,7 +18,7 @@ use super::config::{
     CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
     PAGE_SIZE, TOTAL_CACHES,
 };
-use super::error::{AllocError, Corruption, FreeError, InitError, ReallocError};
+use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, TLSF_INDEX_BYTES};
 use super::pagemap::ENTRY_BYTES;
@@ -350,6 +350,50 @@ impl Heap {
             None => Err(FreeError::DestroyedCache),
         };
         self.finish_free(r)
+    }
+
+    /// Frees an allocation the caller knows to be live because it keeps its
+    /// own record of it (the debugfs handle table does); `cache` as for
+    /// [`Heap::cache_free`], `None` for [`Heap::free`]. For such a pointer a
+    /// refusal that would mean "not a live allocation" (double free, not
+    /// allocated, interior, outside) can only mean damaged metadata, so it
+    /// is reported as [`FreeError::Corrupted`] naming the damage and counted
+    /// in `corruptions` instead of `invalid_frees` or `double_frees`.
+    pub fn free_live(&mut self, ptr: *mut u8, cache: Option<CacheId>) -> Result<(), FreeError> {
+        let r = match cache {
+            None => self.free_inner(ptr, None),
+            Some(id) => match self.resolve(id) {
+                Some(ci) => self.free_inner(ptr, Some(ci)),
+                None => Err(FreeError::DestroyedCache),
+            },
+        };
+        let r = match r {
+            Err(
+                FreeError::NotAllocated
+                | FreeError::DoubleFree
+                | FreeError::Interior
+                | FreeError::OutsideHeap,
+            ) => Err(FreeError::Corrupted(self.explain_refusal(ptr))),
+            r => r,
+        };
+        self.finish_free(r)
+    }
+
+    /// The damage that makes the known-live allocation at `ptr` look dead.
+    fn explain_refusal(&self, ptr: *const u8) -> Corruption {
+        let off = self.mem.offset_of(ptr).unwrap_or(0);
+        let hdr = off.saturating_sub(HEADER_SIZE);
+        match self.pagemap_lookup(off) {
+            Err(c) => c,
+            Ok(Some(span)) => match self.slab_desc(span.off) {
+                Err(c) => c,
+                Ok(_) => Corruption::new(CorruptionKind::SlabCountMismatch, span.off, off as u64),
+            },
+            Ok(None) => match self.block(hdr) {
+                Err(c) => c,
+                Ok(b) => Corruption::new(CorruptionKind::BadMagic, hdr, u64::from(b.used)),
+            },
+        }
     }
 
     fn finish_free(&mut self, r: Result<(), FreeError>) -> Result<(), FreeError> {

@@ -64,6 +64,7 @@ mod error;
 mod flags;
 mod heap;
 mod heapmap;
+mod inject;
 mod large;
 mod pagemap;
 mod region;
@@ -78,6 +79,7 @@ pub use error::{
 pub use flags::Flags;
 pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
+pub use inject::{InjectError, Injected};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

@@ -19,6 +19,8 @@ pub(super) unsafe trait Pod: Copy {}
 
 // SAFETY: primitive integers accept every bit pattern.
 unsafe impl Pod for u32 {}
+// SAFETY: plain integer, any bit pattern is valid.
+unsafe impl Pod for u8 {}
 // SAFETY: primitive integers accept every bit pattern.
 unsafe impl Pod for u64 {}
 

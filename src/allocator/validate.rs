@@ -281,16 +281,20 @@ impl Heap {
                 let mut prev = 0usize;
                 let mut cur = head;
                 while cur != 0 {
-                    if listed >= w.free_count {
-                        return Err(err(CorruptionKind::FreeListLoop, cur, listed as u64));
-                    }
+                    // Bounds first, so that a wild link in the last listed
+                    // block is reported as such, not as a loop. The offset
+                    // is the block carrying the bad link (0: a list head in
+                    // the TLSF index), the detail the link itself.
                     let b = self.block(cur).map_err(|c| {
                         if c.kind == CorruptionKind::BadMagic {
                             err(CorruptionKind::FreeListMismatch, cur, c.detail)
                         } else {
-                            err(CorruptionKind::FreeListOutOfBounds, cur, prev as u64)
+                            err(CorruptionKind::FreeListOutOfBounds, prev, cur as u64)
                         }
                     })?;
+                    if listed >= w.free_count {
+                        return Err(err(CorruptionKind::FreeListLoop, cur, listed as u64));
+                    }
                     let (next, back) = self.links(cur);
                     if b.used || mapping(b.size) != Some((fl, sl)) || back != prev {
                         return Err(err(CorruptionKind::FreeListMismatch, cur, b.size as u64));

@@ -9,13 +9,13 @@
 
 use super::{
     bench,
-    errors::Shown,
-    errors::{alloc_errno, cache_errno, reject},
+    errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
     heapmap, selftest,
     state::{Handle, Kalloc, Origin},
+    stress,
 };
 use crate::{
-    abi::{self, AllocCmd, CachesCmd, MAX_LINE},
+    abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
     allocator::{config::NUM_CACHES, size_class_for, Flags},
 };
 use kernel::{
@@ -56,13 +56,18 @@ pub(crate) struct DebugfsFiles {
     heapmap: File<State>,
     #[pin]
     shrink: File<State>,
+    #[pin]
+    stress: File<State>,
+    /// `inject`, only with `fault_injection=1`.
+    inject: Option<Pin<KBox<File<State>>>>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
 
 impl DebugfsFiles {
-    /// Creates `/sys/kernel/debug/ikos_kalloc/` and its files.
-    pub(crate) fn new(state: State) -> impl PinInit<Self, Error> {
+    /// Creates `/sys/kernel/debug/ikos_kalloc/` and its files; `inject`
+    /// only when `fault_injection` is set.
+    pub(crate) fn new(state: State, fault_injection: bool) -> impl PinInit<Self, Error> {
         let dir = Dir::new(c"ikos_kalloc");
         let s = state;
         try_pin_init!(Self {
@@ -77,7 +82,15 @@ impl DebugfsFiles {
             selftest <- dir.read_write_callback_file(c"selftest", s.clone(), &show_selftest, &write_selftest),
             bench <- dir.read_write_callback_file(c"bench", s.clone(), &show_bench, &write_bench),
             heapmap <- dir.read_callback_file(c"heapmap", s.clone(), &show_heapmap),
-            shrink <- dir.read_write_callback_file(c"shrink", s, &show_shrink, &write_shrink),
+            shrink <- dir.read_write_callback_file(c"shrink", s.clone(), &show_shrink, &write_shrink),
+            stress <- dir.read_write_callback_file(c"stress", s.clone(), &show_stress, &write_stress),
+            inject: match fault_injection {
+                true => Some(KBox::pin_init(
+                    dir.write_callback_file(c"inject", s, &write_inject),
+                    GFP_KERNEL,
+                )?),
+                false => None,
+            },
             _dir: dir,
         }? Error)
     }
@@ -275,9 +288,13 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
     let id = parsed(FILE, &line, abi::parse_free)?;
     let mut handles = k.handles.lock();
     let h = handles
-        .remove(&id)
+        .get(&id)
         .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
-    k.release(&h)
+    // A free refused on damaged metadata keeps the handle: the allocation
+    // is still live for the allocator (and `active_allocs` counts it).
+    k.release(h)?;
+    handles.remove(&id);
+    Ok(())
 }
 
 /// Runs `op` on the usable bytes of handle `id`. The handles mutex is held
@@ -454,5 +471,61 @@ fn write_shrink(k: &State, reader: &mut UserSliceReader) -> Result {
     };
     pr_info!("shrink: released {} empty slabs, {} bytes\n", slabs, bytes);
     *last = (slabs, bytes);
+    Ok(())
+}
+
+// --------------------------------------------------------------- stress ---
+
+fn show_stress(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    k.stress.lock().write(f)
+}
+
+fn write_stress(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "stress";
+    let line = read_line(FILE, reader)?;
+    let seconds = parsed(FILE, &line, abi::parse_stress)?;
+    stress::run(&mut k.stress.lock(), seconds)
+}
+
+// --------------------------------------------------------------- inject ---
+
+fn write_inject(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "inject";
+    let line = read_line(FILE, reader)?;
+    let cmd = parsed(FILE, &line, abi::parse_inject)?;
+    let (id, kind) = match cmd {
+        InjectCmd::Header(id) => (id, "header"),
+        InjectCmd::Freelist(id) => (id, "freelist"),
+        InjectCmd::Boundary(id) => (id, "boundary"),
+        InjectCmd::Overflow(id, _) => (id, "overflow"),
+    };
+    let mut handles = k.handles.lock();
+    let h = handles
+        .get(&id)
+        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+    let p = k.at(h.offset).as_ptr();
+    let mut heap = k.heap.lock();
+    let r = match cmd {
+        InjectCmd::Header(_) => heap.inject_header(p),
+        InjectCmd::Freelist(_) => heap.inject_freelist(p),
+        InjectCmd::Boundary(_) => heap.inject_boundary(p),
+        InjectCmd::Overflow(_, n) => heap.inject_overflow(p, n),
+    };
+    // `freelist` frees the handle first: once that happened it is gone,
+    // whatever the damage step said.
+    let freed = heap.usable_size(p).is_none();
+    drop(heap);
+    if matches!(cmd, InjectCmd::Freelist(_)) && freed {
+        handles.remove(&id);
+    }
+    let inj = r.map_err(|e| reject(FILE, inject_errno(e), &e))?;
+    pr_info!(
+        "inject: {} of handle {}: damaged {} at offset {} ({} bytes)\n",
+        kind,
+        id,
+        inj.what,
+        inj.offset,
+        inj.len
+    );
     Ok(())
 }

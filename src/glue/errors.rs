@@ -3,7 +3,7 @@
 //! Mapping of allocator errors to errnos, and the rate-limited dmesg line
 //! that accompanies every rejected debugfs write.
 
-use crate::allocator::{AllocError, CacheError, FreeError};
+use crate::allocator::{AllocError, CacheError, FreeError, InjectError};
 use kernel::{
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
@@ -25,6 +25,16 @@ pub(crate) fn free_errno(e: FreeError) -> Error {
     match e {
         FreeError::Corrupted(_) => EIO,
         _ => EINVAL,
+    }
+}
+
+/// errno for a refused injection.
+pub(crate) fn inject_errno(e: InjectError) -> Error {
+    match e {
+        // The handle table says live, the allocator says not: damage.
+        InjectError::NotLive | InjectError::Corrupted(_) => EIO,
+        InjectError::Free(e) => free_errno(e),
+        InjectError::NoNeighbour | InjectError::OutOfRange => ERANGE,
     }
 }
 
@@ -61,6 +71,7 @@ impl core::fmt::Display for ErrnoName {
             (ENOSPC, "ENOSPC"),
             (EFAULT, "EFAULT"),
             (ENODEV, "ENODEV"),
+            (ERANGE, "ERANGE"),
         ]
         .into_iter()
         .find(|(x, _)| *x == e)

@@ -10,3 +10,4 @@ pub(crate) mod heapmap;
 pub(crate) mod region;
 pub(crate) mod selftest;
 pub(crate) mod state;
+pub(crate) mod stress;

@@ -11,6 +11,7 @@ use super::{
     errors::{self, Shown},
     region::VmallocRegion,
     selftest::SelftestLog,
+    stress::StressLog,
 };
 use crate::allocator::{CacheId, Heap};
 use core::ptr::NonNull;
@@ -64,6 +65,9 @@ pub(crate) struct Kalloc {
     /// Results of the last benchmark run.
     #[pin]
     pub(crate) bench: Mutex<BenchLog>,
+    /// Results of the last stress run.
+    #[pin]
+    pub(crate) stress: Mutex<StressLog>,
     /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
@@ -83,6 +87,7 @@ impl Kalloc {
             selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
             last_shrink <- new_mutex!((0, 0), "ikos_kalloc_shrink"),
+            stress <- new_mutex!(StressLog::default(), "ikos_kalloc_stress"),
             region,
         }? Error)
     }
@@ -94,13 +99,15 @@ impl Kalloc {
         unsafe { self.region.start().add(offset) }
     }
 
-    /// Frees the memory behind `h` (the handle is already out of the table).
+    /// Frees the memory behind `h`. On damaged metadata the free is refused
+    /// (`EIO`), reported once in dmesg and counted in `corruptions`.
     pub(crate) fn release(&self, h: &Handle) -> Result {
         let p = self.at(h.offset).as_ptr();
         let mut heap = self.heap.lock();
+        // A handle is a known live allocation: a refusal means damage.
         let r = match h.origin {
-            Origin::Cache(id) => heap.cache_free(id, p),
-            Origin::Class(_) | Origin::Large => heap.free(p),
+            Origin::Cache(id) => heap.free_live(p, Some(id)),
+            Origin::Class(_) | Origin::Large => heap.free_live(p, None),
         };
         r.map_err(|e| {
             pr_err!(

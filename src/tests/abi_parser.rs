@@ -181,6 +181,12 @@ proptest! {
         if let Ok(ops) = parse_bench(&line) {
             prop_assert!(BENCH_OPS.contains(&ops));
         }
+        if let Ok(InjectCmd::Overflow(_, n)) = parse_inject(&line) {
+            prop_assert!((1..=INJECT_MAX_OVERFLOW).contains(&n));
+        }
+        if let Ok(s) = parse_stress(&line) {
+            prop_assert!(STRESS_SECONDS.contains(&s));
+        }
     }
 
     #[test]
@@ -202,4 +208,42 @@ proptest! {
             Ok(AllocCmd::Sized { id, size, align: 1 << shift, flags: AllocFlags { zero: true, ..Default::default() } })
         );
     }
+}
+
+#[test]
+fn inject_forms() {
+    assert_eq!(parse_inject(b"header 7\n"), Ok(InjectCmd::Header(7)));
+    assert_eq!(parse_inject(b"freelist 0x10"), Ok(InjectCmd::Freelist(16)));
+    assert_eq!(parse_inject(b"boundary\t1"), Ok(InjectCmd::Boundary(1)));
+    assert_eq!(
+        parse_inject(b"overflow 1 4096"),
+        Ok(InjectCmd::Overflow(1, 4096))
+    );
+    for (line, e) in [
+        (&b"overflow 1 4097"[..], ParseError::BadNumber),
+        (b"overflow 1 0", ParseError::ZeroSize),
+        (b"overflow 1", ParseError::MissingArgument),
+        (b"header", ParseError::MissingArgument),
+        (b"header 1 2", ParseError::TrailingGarbage),
+        (b"HEADER 1", ParseError::UnknownCommand),
+        (b"header -1", ParseError::BadNumber),
+        (b"", ParseError::Empty),
+    ] {
+        assert_eq!(
+            parse_inject(line),
+            Err(e),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn stress_forms() {
+    assert_eq!(parse_stress(b"run\n"), Ok(STRESS_DEFAULT_SECONDS));
+    assert_eq!(parse_stress(b"run 3600"), Ok(3600));
+    assert_eq!(parse_stress(b"run 0"), Err(ParseError::BadNumber));
+    assert_eq!(parse_stress(b"run 3601"), Err(ParseError::BadNumber));
+    assert_eq!(parse_stress(b"run 4294967296"), Err(ParseError::BadNumber));
+    assert_eq!(parse_stress(b"stop"), Err(ParseError::UnknownCommand));
 }

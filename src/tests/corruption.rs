@@ -234,3 +234,20 @@ fn random_damage_never_crashes() {
     println!("random damage: {detected}/300 rounds detected by validate()");
     assert!(detected > 150);
 }
+
+#[test]
+fn wild_link_in_the_last_listed_block_is_out_of_bounds_not_a_loop() {
+    // A fresh heap has one free block; a wild next link in it used to be
+    // reported as a free-list loop at the wild offset.
+    let mut h = TestHeap::new(1 << 20);
+    let blk = h.metadata_bytes();
+    h.poke32(blk + 16, 0xffff_fff0);
+    let c = h.validate().expect_err("detected");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::FreeListOutOfBounds, blk, 0xffff_fff0),
+        "{c}"
+    );
+    h.poke32(blk + 16, 0);
+    h.validate().unwrap();
+}

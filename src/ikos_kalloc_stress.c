@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * In-kernel stress test of the ikos_kalloc C API (debugfs `stress`).
+ *
+ * One kthread per online CPU, bound to it, allocates objects of random
+ * sizes (kmalloc-style and from a shared custom cache), fills each with a
+ * pattern and parks it in a ring shared by all threads. Taking a slot
+ * frees whatever object was parked there, after checking its pattern, so
+ * most frees happen on another CPU than the allocation (counted as
+ * cross_cpu_frees). Frees of local short-lived objects are mixed in. At the
+ * end the ring is drained; every object allocated must have been freed,
+ * and the allocator's statistics before and after show any refused free or
+ * corruption. Called from
+ * src/glue/stress.rs.
+ */
+#include <linux/cpumask.h>
+#include <linux/delay.h>
+#include <linux/kthread.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <ikos_kalloc.h>
+#include "ikos_kalloc_stress.h"
+
+#define RING_SLOTS 256
+
+struct ring_slot {
+	void *p;
+	size_t size;
+	u8 pattern;
+	bool cached;
+	int cpu;
+};
+
+struct stress {
+	spinlock_t lock;		/* protects ring */
+	struct ring_slot ring[RING_SLOTS];
+	struct ikos_kalloc_cache *cache;	/* may be NULL */
+	size_t cache_size;
+};
+
+struct worker {
+	struct stress *s;
+	struct task_struct *task;
+	int cpu;
+	u64 seed;
+	u64 allocs, frees, cross, alloc_fail, verify_fail;
+};
+
+static u64 rng_next(u64 *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dULL;
+}
+
+/* 80% small (8..4096), 20% large (4097..32768). */
+static size_t pick_size(u64 r)
+{
+	if ((r >> 8) % 5)
+		return 8 + (r >> 16) % 4089;
+	return 4097 + (r >> 16) % 28672;
+}
+
+static void release(struct stress *s, struct worker *w, struct ring_slot *o)
+{
+	if (!o->p)
+		return;
+	if (memchr_inv(o->p, o->pattern, o->size))
+		w->verify_fail++;
+	if (o->cached)
+		ikos_kalloc_cache_free(s->cache, o->p);
+	else
+		ikos_kfree(o->p);
+	w->frees++;
+	if (o->cpu != w->cpu)
+		w->cross++;
+	o->p = NULL;
+}
+
+static int stress_thread(void *data)
+{
+	struct worker *w = data;
+	struct stress *s = w->s;
+
+	while (!kthread_should_stop()) {
+		u64 r = rng_next(&w->seed);
+		struct ring_slot n = { .cpu = w->cpu, .pattern = (u8)(r >> 40) };
+		struct ring_slot old;
+		unsigned int i = r % RING_SLOTS;
+
+		if (s->cache && (r >> 4) % 4 == 0) {
+			n.p = ikos_kalloc_cache_alloc(s->cache);
+			n.size = s->cache_size;
+			n.cached = true;
+		} else {
+			n.size = pick_size(r);
+			n.p = ikos_kalloc(n.size);
+		}
+		if (!n.p) {
+			w->alloc_fail++;
+		} else {
+			w->allocs++;
+			memset(n.p, n.pattern, n.size);
+		}
+		if ((r >> 56) % 8 == 0 && n.p) {
+			/* A short-lived local object: freed right here. */
+			release(s, w, &n);
+		} else {
+			spin_lock(&s->lock);
+			old = s->ring[i];
+			s->ring[i] = n;
+			spin_unlock(&s->lock);
+			release(s, w, &old);
+		}
+		cond_resched();
+	}
+	return 0;
+}
+
+static u64 snap_errors(const struct ikos_kalloc_stats *st)
+{
+	return st->invalid_frees + st->double_frees + st->corruptions;
+}
+
+int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
+{
+	struct ikos_kalloc_stats before, after;
+	struct worker *workers, drain = { .cpu = -1 };
+	struct stress *s;
+	unsigned int cpu, n = 0, i;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (ikos_kalloc_get_stats(&before))
+		return -ENODEV;
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	workers = kcalloc(nr_cpu_ids, sizeof(*workers), GFP_KERNEL);
+	if (!s || !workers) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	spin_lock_init(&s->lock);
+	s->cache_size = 200;
+	/* Fails if the name is taken (a user cache): run without it then. */
+	s->cache = ikos_kalloc_cache_create("ikos_stress", s->cache_size, 8);
+
+	for_each_online_cpu(cpu) {
+		struct worker *w = &workers[n];
+		struct task_struct *t;
+
+		w->s = s;
+		w->cpu = cpu;
+		w->seed = 0x57e55ull * (cpu + 1) + 0x1c05ca11;
+		t = kthread_create_on_cpu(stress_thread, w, cpu, "ikos_stress/%u");
+		if (IS_ERR(t)) {
+			ret = PTR_ERR(t);
+			break;
+		}
+		w->task = t;
+		n++;
+	}
+	for (i = 0; i < n; i++)
+		wake_up_process(workers[i].task);
+	if (!ret)
+		msleep_interruptible(seconds * 1000);
+	for (i = 0; i < n; i++)
+		kthread_stop(workers[i].task);
+
+	for (i = 0; i < RING_SLOTS; i++)
+		release(s, &drain, &s->ring[i]);
+	if (s->cache && ikos_kalloc_cache_destroy(s->cache))
+		drain.verify_fail++;
+
+	res->threads = n;
+	res->seconds = seconds;
+	for (i = 0; i < n; i++) {
+		struct worker *w = &workers[i];
+
+		res->allocs += w->allocs;
+		res->frees += w->frees;
+		res->cross_cpu_frees += w->cross;
+		res->alloc_failures += w->alloc_fail;
+		res->verify_failures += w->verify_fail;
+	}
+	res->frees += drain.frees;
+	res->verify_failures += drain.verify_fail;
+	res->ops = res->allocs + res->frees;
+	if (ikos_kalloc_get_stats(&after)) {
+		ret = ret ?: -ENODEV;
+		goto out;
+	}
+	res->free_errors = snap_errors(&after) - snap_errors(&before);
+	/* Not the active_allocs delta: other users may allocate meanwhile. */
+	res->leaked = res->allocs - res->frees;
+out:
+	kfree(workers);
+	kfree(s);
+	return ret;
+}

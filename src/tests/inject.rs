@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Corruption injection (`Heap::inject_*`, debugfs `inject`): each kind
+//! damages exactly the metadata it names, `validate()` reports it precisely,
+//! the next operation that touches it fails with an error value instead of
+//! following the damage, and `corruptions` counts it.
+
+mod common;
+
+use common::TestHeap;
+use ikos_kalloc::allocator::{AllocError, CorruptionKind, Flags, FreeError, InjectError};
+
+/// `validate()` must report `kind` at `offset` and bump `corruptions`.
+fn detected(h: &mut TestHeap, kind: CorruptionKind, offset: usize) {
+    let before = h.stats().corruptions;
+    let c = h.validate().expect_err("injected damage must be detected");
+    assert_eq!((c.kind, c.offset), (kind, offset), "{c}");
+    assert_eq!(h.stats().corruptions, before + 1);
+    println!("detected: {c}");
+}
+
+#[test]
+fn header_of_a_large_block() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    let inj = h.inject_header(a.as_ptr()).unwrap();
+    assert_eq!(inj.offset, h.off(a) - 16);
+    let at = h.off(a) - 16;
+    detected(&mut h, CorruptionKind::BadMagic, at);
+    // The live-handle free names the damage; a blind free only refuses.
+    let before = h.stats().corruptions;
+    let e = h.free_live(a.as_ptr(), None).unwrap_err();
+    assert!(
+        matches!(e, FreeError::Corrupted(c) if c.kind == CorruptionKind::BadMagic),
+        "{e:?}"
+    );
+    assert_eq!(h.stats().corruptions, before + 1);
+    // The neighbour cannot coalesce across the damaged header either.
+    assert!(matches!(h.free(b.as_ptr()), Err(FreeError::Corrupted(_))));
+}
+
+#[test]
+fn header_of_a_slab_object() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let span = h.metadata_bytes();
+    let inj = h.inject_header(a.as_ptr()).unwrap();
+    assert_eq!(inj.offset, span + 16);
+    detected(&mut h, CorruptionKind::SlabBadMagic, span);
+    assert!(matches!(
+        h.free_live(a.as_ptr(), None),
+        Err(FreeError::Corrupted(c)) if c.kind == CorruptionKind::SlabBadMagic
+    ));
+    assert!(matches!(
+        h.alloc_flags(64, 8, Flags::NONE),
+        Err(AllocError::Corrupted(_))
+    ));
+}
+
+#[test]
+fn boundary_tag_of_a_large_block() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    h.inject_boundary(a.as_ptr()).unwrap();
+    let at = h.off(b) - 16;
+    detected(&mut h, CorruptionKind::BoundaryTagMismatch, at);
+    let e = h.free_live(a.as_ptr(), None).unwrap_err();
+    assert!(
+        matches!(e, FreeError::Corrupted(c) if c.kind == CorruptionKind::BoundaryTagMismatch),
+        "{e:?}"
+    );
+    // b's own header still checks; its free walks back through the bad tag.
+    assert!(matches!(
+        h.free_live(b.as_ptr(), None),
+        Err(FreeError::Corrupted(_))
+    ));
+}
+
+#[test]
+fn boundary_tag_of_a_slab_span() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let span = h.metadata_bytes();
+    h.inject_boundary(a.as_ptr()).unwrap();
+    let (n, _) = slab_span_end(&mut h, span);
+    detected(&mut h, CorruptionKind::BoundaryTagMismatch, n);
+    // Freeing the only object returns the span to the large pool, which
+    // checks its neighbour's tag.
+    assert!(matches!(
+        h.free_live(a.as_ptr(), None),
+        Err(FreeError::Corrupted(c)) if c.kind == CorruptionKind::BoundaryTagMismatch
+    ));
+}
+
+/// Offset just past the span at `span` (its block size is header word 0).
+fn slab_span_end(h: &mut TestHeap, span: usize) -> (usize, usize) {
+    let size = (h.peek32(span) & !0xf) as usize;
+    (span + size, size)
+}
+
+#[test]
+fn freelist_link_of_a_large_block() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let _guard = h.alloc(10_000).unwrap();
+    let frees = h.stats().total_frees;
+    let inj = h.inject_freelist(a.as_ptr()).unwrap();
+    assert_eq!(h.stats().total_frees, frees + 1, "the handle was freed");
+    assert_eq!(inj.offset, h.off(a));
+    let at = h.off(a) - 16;
+    detected(&mut h, CorruptionKind::FreeListOutOfBounds, at);
+    // 9000 bytes maps to a list below a's: the search takes a.
+    let r = h.alloc_flags(9000, 8, Flags::NONE);
+    assert!(matches!(r, Err(AllocError::Corrupted(_))), "{r:?}");
+}
+
+#[test]
+fn freelist_link_of_a_slab_object() {
+    let mut h = TestHeap::new(1 << 20);
+    let _a = h.alloc(64).unwrap();
+    let b = h.alloc(64).unwrap();
+    let _c = h.alloc(64).unwrap();
+    let inj = h.inject_freelist(b.as_ptr()).unwrap();
+    assert_eq!((inj.offset, inj.what), (h.off(b), "slab free-list link"));
+    let c = h.validate().expect_err("detected");
+    assert_eq!(c.kind, CorruptionKind::SlabFreeList, "{c}");
+    // The next 64-byte allocation pops b and must not follow its link.
+    let r = h.alloc_flags(64, 8, Flags::NONE);
+    assert!(matches!(r, Err(AllocError::Corrupted(_))), "{r:?}");
+}
+
+#[test]
+fn freelist_of_the_last_object_damages_the_large_block() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let inj = h.inject_freelist(a.as_ptr()).unwrap();
+    assert_eq!(inj.what, "free-list next link of a free block");
+    let c = h.validate().expect_err("detected");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (
+            CorruptionKind::FreeListOutOfBounds,
+            inj.offset - 16,
+            0xffff_fff0
+        ),
+        "{c}"
+    );
+    let r = h.alloc_flags(100_000, 8, Flags::NONE);
+    assert!(matches!(r, Err(AllocError::Corrupted(_))), "{r:?}");
+}
+
+#[test]
+fn overflow_into_the_next_block_header() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    let usable = h.usable_size(a.as_ptr()).unwrap();
+    let inj = h.inject_overflow(a.as_ptr(), 8).unwrap();
+    assert_eq!((inj.offset, inj.len), (h.off(a) + usable, 8));
+    let at = h.off(b) - 16;
+    detected(&mut h, CorruptionKind::BadMagic, at);
+    assert!(matches!(
+        h.free_live(a.as_ptr(), None),
+        Err(FreeError::Corrupted(_))
+    ));
+    assert!(matches!(
+        h.free_live(b.as_ptr(), None),
+        Err(FreeError::Corrupted(c)) if c.kind == CorruptionKind::BadMagic
+    ));
+}
+
+#[test]
+fn overflow_into_a_free_slab_object() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let b = h.alloc(64).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.inject_overflow(a.as_ptr(), 4).unwrap();
+    let c = h.validate().expect_err("detected");
+    assert_eq!(c.kind, CorruptionKind::SlabFreeList, "{c}");
+    // The next allocation pops b, whose link is now garbage.
+    let r = h.alloc_flags(64, 8, Flags::NONE);
+    assert!(matches!(r, Err(AllocError::Corrupted(_))), "{r:?}");
+}
+
+#[test]
+fn overflow_into_a_live_slab_object_is_not_detectable() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let b = h.alloc(64).unwrap();
+    h.inject_overflow(a.as_ptr(), 64).unwrap();
+    h.validate().expect("user data of b: no metadata was hit");
+    h.free(a.as_ptr()).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn refusals_leave_the_heap_unchanged() {
+    let mut h = TestHeap::new(64 << 10);
+    let a = h.alloc(100).unwrap();
+    let bogus = a.as_ptr().wrapping_add(8);
+    assert_eq!(h.inject_header(bogus), Err(InjectError::NotLive));
+    assert_eq!(
+        h.inject_overflow(a.as_ptr(), 0),
+        Err(InjectError::OutOfRange)
+    );
+    assert_eq!(
+        h.inject_overflow(a.as_ptr(), usize::MAX),
+        Err(InjectError::OutOfRange)
+    );
+    assert_eq!(
+        h.inject_overflow(a.as_ptr(), 64 << 10),
+        Err(InjectError::OutOfRange)
+    );
+    h.free(a.as_ptr()).unwrap();
+    assert_eq!(h.inject_freelist(a.as_ptr()), Err(InjectError::NotLive));
+    // A block that fills the heap up to its end has no successor.
+    let big = h.stats().largest_free_block;
+    let p = h.alloc(big).unwrap();
+    assert_eq!(h.inject_boundary(p.as_ptr()), Err(InjectError::NoNeighbour));
+    h.validate().unwrap();
+    h.free(p.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn free_live_of_an_intact_allocation_is_a_plain_free() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    h.free_live(a.as_ptr(), None).unwrap();
+    h.free_live(b.as_ptr(), None).unwrap();
+    assert_eq!(h.stats().corruptions, 0);
+    h.validate().unwrap();
+}
