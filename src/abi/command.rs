@@ -308,24 +308,33 @@ pub const BENCH_DEFAULT_OPS: u64 = 100_000;
 /// Accepted range of `OPS` for `bench`.
 pub const BENCH_OPS: core::ops::RangeInclusive<u64> = 1_000..=100_000_000;
 
-/// Parses a write to `bench`: `run [OPS]`, OPS in [`BENCH_OPS`].
-pub fn parse_bench(line: &[u8]) -> Result<u64, ParseError> {
+/// Parses `run [N]`: N (default `default`) must lie in `range`.
+fn run_count(
+    line: &[u8],
+    default: u64,
+    range: core::ops::RangeInclusive<u64>,
+) -> Result<u64, ParseError> {
     let mut t = Tokens::new(line)?;
     match t.next().ok_or(ParseError::Empty)? {
         "run" => {
-            let ops = match t.next() {
+            let n = match t.next() {
                 Some(tok) => number(tok)?,
-                None => BENCH_DEFAULT_OPS,
+                None => default,
             };
             t.end()?;
-            if BENCH_OPS.contains(&ops) {
-                Ok(ops)
+            if range.contains(&n) {
+                Ok(n)
             } else {
                 Err(ParseError::BadNumber)
             }
         }
         _ => Err(ParseError::UnknownCommand),
     }
+}
+
+/// Parses a write to `bench`: `run [OPS]`, OPS in [`BENCH_OPS`].
+pub fn parse_bench(line: &[u8]) -> Result<u64, ParseError> {
+    run_count(line, BENCH_DEFAULT_OPS, BENCH_OPS)
 }
 
 /// A write to `inject` (only with `fault_injection=1`).
@@ -378,20 +387,8 @@ pub const STRESS_SECONDS: core::ops::RangeInclusive<u32> = 1..=3600;
 
 /// Parses a write to `stress`: `run [SECONDS]`, SECONDS in [`STRESS_SECONDS`].
 pub fn parse_stress(line: &[u8]) -> Result<u32, ParseError> {
-    let mut t = Tokens::new(line)?;
-    match t.next().ok_or(ParseError::Empty)? {
-        "run" => {
-            let secs = match t.next() {
-                Some(tok) => u32::try_from(number(tok)?).map_err(|_| ParseError::BadNumber)?,
-                None => STRESS_DEFAULT_SECONDS,
-            };
-            t.end()?;
-            if STRESS_SECONDS.contains(&secs) {
-                Ok(secs)
-            } else {
-                Err(ParseError::BadNumber)
-            }
-        }
-        _ => Err(ParseError::UnknownCommand),
-    }
+    let range = u64::from(*STRESS_SECONDS.start())..=u64::from(*STRESS_SECONDS.end());
+    let secs = run_count(line, u64::from(STRESS_DEFAULT_SECONDS), range)?;
+    // In range, so it fits.
+    u32::try_from(secs).map_err(|_| ParseError::BadNumber)
 }
