@@ -136,6 +136,8 @@ pub struct CacheInfo {
     pub slab_bytes: usize,
     /// Live objects.
     pub active_objs: usize,
+    /// Free objects held by per-CPU magazines (built-in classes only).
+    pub magazine_objs: usize,
     /// Object capacity of all slabs.
     pub total_objs: usize,
     /// Empty slabs.
@@ -396,7 +398,8 @@ impl Heap {
             stride: c.stride as usize,
             objs_per_slab: c.capacity as usize,
             slab_bytes: c.span_size as usize,
-            active_objs: c.active_objs as usize,
+            active_objs: c.active_objs.wrapping_sub(self.magazine_cached(slot)) as usize,
+            magazine_objs: self.magazine_cached(slot) as usize,
             total_objs: c.total_objs as usize,
             slabs_empty: c.counts[0] as usize,
             slabs_partial: c.counts[1] as usize,

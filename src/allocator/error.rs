@@ -120,6 +120,9 @@ pub enum CorruptionKind {
     CacheMismatch,
     /// Totals from the walk disagree with the statistics counters.
     StatsMismatch,
+    /// A per-CPU magazine holds something that is not a cached object of
+    /// its class (see `magazine`).
+    MagazineEntry,
 }
 
 /// Description of detected metadata damage.
@@ -226,6 +229,7 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::PageMapMismatch => "page map mismatch",
             CorruptionKind::CacheMismatch => "cache descriptor mismatch",
             CorruptionKind::StatsMismatch => "statistics mismatch",
+            CorruptionKind::MagazineEntry => "bad magazine entry",
         };
         f.write_str(s)
     }

@@ -21,6 +21,7 @@ use super::config::{
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, TLSF_INDEX_BYTES};
+use super::magazine::MagazineCounters;
 use super::pagemap::ENTRY_BYTES;
 use super::region::Region;
 
@@ -81,6 +82,7 @@ pub struct Heap {
     pub(super) tlsf: TlsfCounters,
     pub(super) slabs: SlabCounters,
     pub(super) ctr: Counters,
+    pub(super) mags: MagazineCounters,
 }
 
 // SAFETY: the heap exclusively owns its region (contract of `Heap::new`);
@@ -151,6 +153,7 @@ impl Heap {
             tlsf: TlsfCounters::default(),
             slabs: SlabCounters::default(),
             ctr: Counters::default(),
+            mags: MagazineCounters::default(),
         };
         heap.mem.fill(0, blocks_start, 0);
         heap.init_builtin_caches();

@@ -15,6 +15,12 @@
 //! whose slab was already returned to the large pool (the released
 //! descriptor keeps a `SLAB_DEAD` marker until the memory is reused), so
 //! such a double free is still reported as `DoubleFree`.
+//!
+//! The low four bits of an entry (span offsets are 16-byte aligned) carry a
+//! *fast tag*: `class + 1` for a slab of built-in size class `class` with
+//! the standard geometry, 0 otherwise. The lock-free free path
+//! ([`super::magazine`]) needs nothing but this word to find an object's
+//! class, index and bitmap word, so it never reads a slab descriptor.
 
 use super::block::Block;
 use super::config::PAGE_SIZE;
@@ -25,6 +31,8 @@ use super::heap::Heap;
 pub(super) const ENTRY_BYTES: usize = 8;
 /// Entry bit marking a released (ghost) span.
 pub(super) const GHOST: usize = 1 << 31;
+/// Entry bits holding the fast tag (see the module doc).
+pub(super) const TAG_MASK: usize = 0xf;
 
 impl Heap {
     fn entry_off(&self, page: usize) -> usize {
@@ -32,8 +40,8 @@ impl Heap {
             .wrapping_add(page.wrapping_mul(ENTRY_BYTES))
     }
 
-    /// The `(first, start)` entry of `page`.
-    pub(super) fn pagemap_entry(&self, page: usize) -> (usize, usize) {
+    /// The `(first, start)` entry of `page` with the fast tags kept.
+    pub(super) fn pagemap_tagged(&self, page: usize) -> (usize, usize) {
         let e = self.entry_off(page);
         (
             self.mem.rd32(e) as usize,
@@ -41,12 +49,19 @@ impl Heap {
         )
     }
 
-    /// Records (or, with `set == false`, erases) the span `span` of `size` bytes.
-    pub(super) fn pagemap_update(&mut self, span: usize, size: usize, set: bool) {
+    /// The `(first, start)` entry of `page` (span offsets, ghost bit kept).
+    pub(super) fn pagemap_entry(&self, page: usize) -> (usize, usize) {
+        let (first, start) = self.pagemap_tagged(page);
+        (first & !TAG_MASK, start & !TAG_MASK)
+    }
+
+    /// Records (or, with `set == false`, erases) the span `span` of `size`
+    /// bytes; `tag` is its fast tag (ignored when erasing).
+    pub(super) fn pagemap_update(&mut self, span: usize, size: usize, set: bool, tag: usize) {
         let first = span / PAGE_SIZE;
         let last = span.wrapping_add(size).saturating_sub(1) / PAGE_SIZE;
         let val = if set {
-            span as u32
+            (span | (tag & TAG_MASK)) as u32
         } else {
             (span | GHOST) as u32
         };
@@ -58,14 +73,14 @@ impl Heap {
             } else {
                 e
             };
-            if set || self.mem.rd32(slot) as usize == span {
+            if set || self.mem.rd32(slot) as usize & !TAG_MASK == span {
                 self.mem.wr32(slot, val);
             }
             if set && slot == e {
                 // A span recorded as starting inside this page but within
                 // our range can only be a stale ghost: drop it.
                 let st = e.wrapping_add(4);
-                let old = self.mem.rd32(st) as usize & !GHOST;
+                let old = self.mem.rd32(st) as usize & !(GHOST | TAG_MASK);
                 if old > span && old < span.wrapping_add(size) {
                     self.mem.wr32(st, 0);
                 }

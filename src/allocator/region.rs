@@ -5,9 +5,16 @@
 //! Every read or write of metadata goes through [`Region`], which checks the
 //! offset against the region length and the alignment of the accessed type,
 //! so a damaged offset can never turn into an access outside the region.
+//!
+//! Words that the per-CPU fast path ([`super::magazine`]) reads or changes
+//! without the heap lock (page-map entries, slab bitmap words) are accessed
+//! with relaxed atomics on both sides: `rd32`/`wr32` and the `*64` bitmap
+//! helpers. On x86-64 these are the same plain moves (and one locked `or`/
+//! `and` for the bitmap), but they keep concurrent access well defined.
 
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Plain-old-data types that may be read from arbitrary region bytes.
 ///
@@ -81,14 +88,53 @@ impl Region {
         unsafe { self.base.as_ptr().add(off).cast::<T>().write(val) }
     }
 
-    /// Reads a `u32` at `off` (0 when out of bounds).
-    pub(super) fn rd32(&self, off: usize) -> u32 {
-        self.read::<u32>(off).unwrap_or(0)
+    /// The atomic `u32` at `off`, if in bounds and aligned.
+    fn atomic32(&self, off: usize) -> Option<&AtomicU32> {
+        if !self.fits(off, 4, 4) {
+            return None;
+        }
+        // SAFETY: in bounds and 4-byte aligned (checked above) inside the
+        // owned region, which outlives `&self`; every access to words that
+        // are shared with the lock-free fast path is atomic.
+        Some(unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) })
     }
 
-    /// Writes a `u32` at `off` (ignored when out of bounds).
+    /// The atomic `u64` at `off`, if in bounds and aligned.
+    fn atomic64(&self, off: usize) -> Option<&AtomicU64> {
+        if !self.fits(off, 8, 8) {
+            return None;
+        }
+        // SAFETY: as for `atomic32`, with 8-byte alignment checked.
+        Some(unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) })
+    }
+
+    /// Reads a `u32` at `off` (0 when out of bounds); a relaxed atomic load.
+    pub(super) fn rd32(&self, off: usize) -> u32 {
+        self.atomic32(off).map_or(0, |a| a.load(Relaxed))
+    }
+
+    /// Writes a `u32` at `off` (ignored when out of bounds); a relaxed
+    /// atomic store.
     pub(super) fn wr32(&mut self, off: usize, val: u32) {
-        self.write(off, val)
+        if let Some(a) = self.atomic32(off) {
+            a.store(val, Relaxed)
+        }
+    }
+
+    /// Reads the `u64` at `off` atomically (0 when out of bounds).
+    pub(super) fn load64(&self, off: usize) -> u64 {
+        self.atomic64(off).map_or(0, |a| a.load(Relaxed))
+    }
+
+    /// Atomically sets (`on`) or clears the bits `mask` of the `u64` at
+    /// `off` and returns the previous value (0 when out of bounds). Takes
+    /// `&self`: the fast path flips bitmap bits without the heap lock.
+    pub(super) fn update64(&self, off: usize, mask: u64, on: bool) -> u64 {
+        match self.atomic64(off) {
+            Some(a) if on => a.fetch_or(mask, Relaxed),
+            Some(a) => a.fetch_and(!mask, Relaxed),
+            None => 0,
+        }
     }
 
     /// Fills `off..off + len` with `byte` (ignored when out of bounds).

@@ -51,7 +51,21 @@ use super::config::{
 };
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
+use super::magazine::fast_tag;
 use super::region::Pod;
+
+/// An object taken from a slab by [`Heap::slab_take`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Taken {
+    /// Region offset of the object.
+    pub(super) obj: usize,
+    /// Whether it was freed before (came from the free list).
+    pub(super) reused: bool,
+    /// Offset of its slab span.
+    pub(super) span: usize,
+    /// Its index in the slab (its bitmap bit).
+    pub(super) idx: usize,
+}
 
 /// Bytes of the slab descriptor.
 pub(super) const DESC_BYTES: usize = 48;
@@ -154,7 +168,8 @@ impl Heap {
         self.mem.write(span.wrapping_add(HEADER_SIZE), *d);
     }
 
-    fn bit_pos(span: usize, idx: usize) -> (usize, u64) {
+    /// Region offset of the bitmap word and the bit of object `idx` of `span`.
+    pub(super) fn bit_pos(span: usize, idx: usize) -> (usize, u64) {
         let word = span.wrapping_add(BITMAP_OFF).wrapping_add((idx / 64) * 8);
         (word, 1u64 << (idx % 64))
     }
@@ -162,13 +177,13 @@ impl Heap {
     /// Whether object `idx` of `span` is allocated.
     pub(super) fn slab_bit(&self, span: usize, idx: usize) -> bool {
         let (w, m) = Self::bit_pos(span, idx);
-        self.mem.read::<u64>(w).unwrap_or(0) & m != 0
+        self.mem.load64(w) & m != 0
     }
 
-    fn set_slab_bit(&mut self, span: usize, idx: usize, on: bool) {
+    /// Sets or clears the bit of object `idx`; returns whether it was set.
+    fn set_slab_bit(&mut self, span: usize, idx: usize, on: bool) -> bool {
         let (w, m) = Self::bit_pos(span, idx);
-        let v = self.mem.read::<u64>(w).unwrap_or(0);
-        self.mem.write(w, if on { v | m } else { v & !m });
+        self.mem.update64(w, m, on) & m != 0
     }
 
     /// Index of the object at `obj`, or the free error describing why it is not one.
@@ -227,7 +242,7 @@ impl Heap {
         };
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
-        self.pagemap_update(span, b.size, true);
+        self.pagemap_update(span, b.size, true, fast_tag(ci, &c));
         self.slabs.spans = self.slabs.spans.wrapping_add(1);
         self.slabs.span_bytes = self.slabs.span_bytes.wrapping_add(b.size);
         self.slabs.cap_bytes = self
@@ -253,7 +268,7 @@ impl Heap {
             ));
         }
         self.slab_list_unlink(ci, span, &d)?;
-        self.pagemap_update(span, b.size, false);
+        self.pagemap_update(span, b.size, false, 0);
         // Kill the descriptor (the large free reuses its first words as free
         // links) and leave a dead marker for double-free detection.
         let dead = SlabDesc {
@@ -353,8 +368,44 @@ impl Heap {
         self.slab_list_push(ci, want, span)
     }
 
-    /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
-    pub(super) fn slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+    /// Takes up to `n` objects from cache `ci` and hands each to `put`;
+    /// returns how many. Taken objects count as in use
+    /// (slab `inuse`, cache `active_objs`, `used_bytes`) but their bitmap
+    /// bits stay clear: the caller either marks them live ([`Heap::slab_alloc`])
+    /// or keeps them in a per-CPU magazine. Slabs are consumed one at a time
+    /// with one descriptor read and write each, so a batch is cheap. If
+    /// damage is found after some objects were taken, those stay taken and
+    /// the count is returned (the damage is counted); with none taken the
+    /// damage is the error.
+    pub(super) fn slab_take(
+        &mut self,
+        ci: usize,
+        n: usize,
+        mut put: impl FnMut(Taken),
+    ) -> Result<usize, AllocError> {
+        let mut got = 0usize;
+        while got < n {
+            match self.slab_take_one_slab(ci, n - got, &mut put) {
+                Ok(k) => got += k,
+                Err(e) if got == 0 => return Err(e),
+                Err(e) => {
+                    if let AllocError::Corrupted(c) = e {
+                        self.note_corruption(c);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    /// One step of [`Heap::slab_take`]: up to `n` objects from one slab.
+    fn slab_take_one_slab(
+        &mut self,
+        ci: usize,
+        n: usize,
+        put: &mut impl FnMut(Taken),
+    ) -> Result<usize, AllocError> {
         let c: CacheDesc = self.cache(ci);
         let mut span = c.heads[SlabState::Partial as usize] as usize;
         if span == 0 {
@@ -364,47 +415,78 @@ impl Heap {
             span = self.slab_new(ci)?;
         }
         let mut d = self.slab_desc(span)?;
-        let (obj, reused) = if d.free_head != 0 {
-            let obj = d.free_head as usize;
-            self.check_free_obj(span, &d, obj)?;
-            let next = self.mem.rd32(obj) as usize;
-            if next != 0 {
-                self.check_free_obj(span, &d, next)?;
-            }
-            d.free_head = next as u32;
-            (obj, true)
-        } else if d.bump < d.capacity {
-            let obj = (d.obj_start as usize)
-                .wrapping_add((d.bump as usize).wrapping_mul(d.stride as usize));
-            d.bump = d.bump.wrapping_add(1);
-            (obj, false)
-        } else {
-            return Err(Corruption::new(
-                CorruptionKind::SlabCountMismatch,
-                span,
-                u64::from(d.inuse),
-            )
-            .into());
+        let count_err = |d: &SlabDesc| {
+            Corruption::new(CorruptionKind::SlabCountMismatch, span, u64::from(d.inuse))
         };
         if d.inuse >= d.capacity {
-            return Err(Corruption::new(
-                CorruptionKind::SlabCountMismatch,
-                span,
-                u64::from(d.inuse),
-            )
-            .into());
+            return Err(count_err(&d).into());
         }
-        let idx = Self::slab_obj_index(&d, obj)
-            .map_err(|_| Corruption::new(CorruptionKind::SlabFreeList, obj, span as u64))?;
-        d.inuse = d.inuse.wrapping_add(1);
-        self.set_slab_desc(span, &d);
-        self.set_slab_bit(span, idx, true);
-        self.slabs.used_bytes = self.slabs.used_bytes.wrapping_add(d.stride as usize);
-        let mut c = self.cache(ci);
-        c.active_objs = c.active_objs.wrapping_add(1);
-        self.set_cache(ci, &c);
-        self.slab_relist(ci, span)?;
-        Ok((obj, reused))
+        let mut took = 0usize;
+        let mut damage = None;
+        while took < n && d.inuse < d.capacity {
+            let (obj, reused, idx) = if d.free_head != 0 {
+                let obj = d.free_head as usize;
+                let next = self.mem.rd32(obj) as usize;
+                let checked = self
+                    .check_free_obj(span, &d, obj)
+                    .and_then(|()| match next {
+                        0 => Ok(()),
+                        _ => self.check_free_obj(span, &d, next),
+                    });
+                if let Err(c) = checked {
+                    damage = Some(c);
+                    break;
+                }
+                d.free_head = next as u32;
+                // `check_free_obj` proved `obj` is an object start.
+                let idx = obj.wrapping_sub(d.obj_start as usize) / (d.stride.max(1) as usize);
+                (obj, true, idx)
+            } else if d.bump < d.capacity {
+                let idx = d.bump as usize;
+                let obj = (d.obj_start as usize).wrapping_add(idx.wrapping_mul(d.stride as usize));
+                d.bump = d.bump.wrapping_add(1);
+                (obj, false, idx)
+            } else {
+                damage = Some(count_err(&d));
+                break;
+            };
+            d.inuse = d.inuse.wrapping_add(1);
+            took += 1;
+            put(Taken {
+                obj,
+                reused,
+                span,
+                idx,
+            });
+        }
+        if took > 0 {
+            self.set_slab_desc(span, &d);
+            self.slabs.used_bytes = self
+                .slabs
+                .used_bytes
+                .wrapping_add(took.wrapping_mul(d.stride as usize));
+            let mut c = self.cache(ci);
+            c.active_objs = c.active_objs.wrapping_add(took as u32);
+            self.set_cache(ci, &c);
+            self.slab_relist(ci, span)?;
+        }
+        match damage {
+            Some(c) if took == 0 => Err(c.into()),
+            Some(c) => {
+                self.note_corruption(c);
+                Ok(took)
+            }
+            None => Ok(took),
+        }
+    }
+
+    /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
+    pub(super) fn slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+        let mut got = None;
+        self.slab_take(ci, 1, |t| got = Some(t))?;
+        let t = got.ok_or(AllocError::OutOfMemory)?;
+        self.set_slab_bit(t.span, t.idx, true);
+        Ok((t.obj, t.reused))
     }
 
     /// Frees object `obj` of slab `span`. `want` is the cache the caller
@@ -416,7 +498,7 @@ impl Heap {
         want: Option<usize>,
     ) -> Result<usize, FreeError> {
         let span = span.off;
-        let mut d = self.slab_desc(span)?;
+        let d = self.slab_desc(span)?;
         let ci = d.cache as usize;
         if obj < d.obj_start as usize {
             return Err(FreeError::NotAllocated);
@@ -430,31 +512,68 @@ impl Heap {
         if !self.slab_bit(span, idx) {
             return Err(FreeError::DoubleFree);
         }
+        self.slab_check_return(span, &d, ci)?;
+        self.set_slab_bit(span, idx, false);
+        self.slab_return(span, d, ci, obj)?;
+        let mut c = self.cache(ci);
+        c.frees = c.frees.wrapping_add(1);
+        self.set_cache(ci, &c);
+        Ok(d.stride as usize)
+    }
+
+    /// Gives back a taken object whose bitmap bit is clear (one a per-CPU
+    /// magazine held) to its slab. Returns its cache index.
+    pub(super) fn slab_put(&mut self, obj: usize) -> Result<usize, Corruption> {
+        let bad = |detail: u64| Corruption::new(CorruptionKind::SlabFreeList, obj, detail);
+        let span = self.pagemap_lookup(obj)?.ok_or(bad(0))?.off;
+        let d = self.slab_desc(span)?;
+        let ci = d.cache as usize;
+        let idx = Self::slab_obj_index(&d, obj).map_err(|_| bad(span as u64))?;
+        if self.slab_bit(span, idx) {
+            return Err(bad(span as u64));
+        }
+        self.slab_check_return(span, &d, ci)?;
+        self.slab_return(span, d, ci, obj)?;
+        Ok(ci)
+    }
+
+    /// Checks that slab `span` (descriptor `d`, cache `ci`) can take an
+    /// object back.
+    fn slab_check_return(&self, span: usize, d: &SlabDesc, ci: usize) -> Result<(), Corruption> {
         if d.inuse == 0 {
-            return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0).into());
+            return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0));
         }
         if !self.cache(ci).active() {
-            return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64).into());
+            return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64));
         }
-        let head = d.free_head as usize;
-        if head != 0 {
-            self.check_free_obj(span, &d, head)?;
+        match d.free_head {
+            0 => Ok(()),
+            head => self.check_free_obj(span, d, head as usize),
         }
-        self.mem.wr32(obj, head as u32);
+    }
+
+    /// Pushes the taken object `obj` on its slab's free list and updates
+    /// the counts, lists and empty-slab reserve.
+    fn slab_return(
+        &mut self,
+        span: usize,
+        mut d: SlabDesc,
+        ci: usize,
+        obj: usize,
+    ) -> Result<(), Corruption> {
+        self.mem.wr32(obj, d.free_head);
         d.free_head = obj as u32;
         d.inuse = d.inuse.wrapping_sub(1);
         self.set_slab_desc(span, &d);
-        self.set_slab_bit(span, idx, false);
         self.slabs.used_bytes = self.slabs.used_bytes.wrapping_sub(d.stride as usize);
         let mut c = self.cache(ci);
         c.active_objs = c.active_objs.wrapping_sub(1);
-        c.frees = c.frees.wrapping_add(1);
         self.set_cache(ci, &c);
         self.slab_relist(ci, span)?;
         if d.inuse == 0 {
             self.slab_trim(ci)?;
         }
-        Ok(d.stride as usize)
+        Ok(())
     }
 
     /// Returns empty slabs of cache `ci` to the large pool: all of them when

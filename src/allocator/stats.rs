@@ -8,7 +8,7 @@
 //! * `used_bytes`: usable bytes of live allocations (payload of used large
 //!   blocks, stride of live slab objects);
 //! * `free_bytes`: payload of free large blocks plus free object slots of
-//!   existing slabs;
+//!   existing slabs, including objects held by per-CPU magazines;
 //! * `overhead_bytes`: the metadata area, every 16-byte block header (used
 //!   and free), and per slab the descriptor, bitmap, alignment padding and
 //!   unused tail (span size minus `capacity * stride`).
@@ -20,7 +20,7 @@
 //! per object (25 % for the 8-byte class). Internal fragmentation over the
 //! whole run is exact through `requested_total` / `usable_total`.
 
-use super::config::{HEADER_SIZE, TOTAL_CACHES};
+use super::config::{class_size, HEADER_SIZE, NUM_CACHES, TOTAL_CACHES};
 use super::heap::Heap;
 
 /// Snapshot of the heap counters. All integers.
@@ -96,6 +96,18 @@ pub struct Stats {
     pub blocks_free: usize,
     /// Live large allocations.
     pub large_allocs: usize,
+    /// Objects held by per-CPU magazines (free, ready for the fast path).
+    pub magazine_objects: u64,
+    /// Bytes of those objects (counted in `free_bytes`).
+    pub magazine_bytes: u64,
+    /// Allocations served by the per-CPU fast path.
+    pub fast_allocs: u64,
+    /// Frees taken by the per-CPU fast path.
+    pub fast_frees: u64,
+    /// Magazine refills from the slabs (each under the heap lock).
+    pub magazine_refills: u64,
+    /// Magazine drains back to the slabs (each under the heap lock).
+    pub magazine_drains: u64,
 }
 
 impl Heap {
@@ -111,11 +123,20 @@ impl Heap {
             .saturating_sub(t.free_bytes)
             .saturating_sub(s.span_bytes);
         let large_used = large_bytes.saturating_sub(large_count.saturating_mul(HEADER_SIZE));
-        let used = large_used.saturating_add(s.used_bytes);
+        let (mag_objs, mag_bytes) = (0..NUM_CACHES).fold((0u64, 0usize), |(n, b), c| {
+            let k = self.magazine_cached(c);
+            (
+                n.saturating_add(u64::from(k)),
+                b.saturating_add((k as usize).saturating_mul(class_size(c))),
+            )
+        });
+        // Magazine objects are taken from their slabs but free for users.
+        let slab_live = s.used_bytes.saturating_sub(mag_bytes);
+        let used = large_used.saturating_add(slab_live);
         let free = t
             .free_bytes
             .saturating_sub(t.free_count.saturating_mul(HEADER_SIZE))
-            .saturating_add(s.cap_bytes.saturating_sub(s.used_bytes));
+            .saturating_add(s.cap_bytes.saturating_sub(slab_live));
         let overhead = self
             .blocks_start
             .saturating_add(t.free_count.saturating_mul(HEADER_SIZE))
@@ -161,6 +182,12 @@ impl Heap {
             blocks_total: t.block_count,
             blocks_free: t.free_count,
             large_allocs: large_count,
+            magazine_objects: mag_objs,
+            magazine_bytes: mag_bytes as u64,
+            fast_allocs: self.mags.fast_allocs,
+            fast_frees: self.mags.fast_frees,
+            magazine_refills: self.mags.refills,
+            magazine_drains: self.mags.drains,
             ..Stats::default()
         };
         for i in 0..TOTAL_CACHES {

@@ -43,7 +43,10 @@ pub struct ValidationReport {
 #[derive(Clone, Copy, Default)]
 struct Tally {
     states: [u32; 3],
+    /// Taken objects (live or held by a magazine).
     inuse: u32,
+    /// Live objects (bitmap bits set).
+    live: u32,
     cap: u32,
 }
 
@@ -194,7 +197,9 @@ impl Heap {
             pop = pop.wrapping_add(word.count_ones());
         }
         rep.objects_checked += cap;
-        if pop != d.inuse {
+        // Taken objects without a live bit are magazine objects; their
+        // number per class is checked in `check_caches`.
+        if pop > d.inuse {
             return Err(bad(u64::from(pop)));
         }
         // Object free list: every handed-out free object exactly once.
@@ -251,6 +256,7 @@ impl Heap {
                 *s = s.wrapping_add(1);
             }
             t.inuse = t.inuse.wrapping_add(d.inuse);
+            t.live = t.live.wrapping_add(pop);
             t.cap = t.cap.wrapping_add(d.capacity);
         }
         Ok(())
@@ -357,6 +363,14 @@ impl Heap {
                     u64::from(c.active_objs),
                 ));
             }
+            let cached = t.inuse.wrapping_sub(t.live);
+            if cached != self.magazine_cached(ci) {
+                return Err(err(
+                    CorruptionKind::MagazineEntry,
+                    ci,
+                    u64::from(cached),
+                ));
+            }
         }
         Ok(())
     }
@@ -405,9 +419,9 @@ impl Heap {
         let mut objs = 0u64;
         let mut req = w.large_req;
         for (ci, tl) in tally.iter().enumerate() {
-            objs = objs.wrapping_add(u64::from(tl.inuse));
+            objs = objs.wrapping_add(u64::from(tl.live));
             let size = u64::from(self.cache(ci).object_size);
-            req = req.wrapping_add(u64::from(tl.inuse).wrapping_mul(size));
+            req = req.wrapping_add(u64::from(tl.live).wrapping_mul(size));
         }
         let live = self.ctr.total_allocs.wrapping_sub(self.ctr.total_frees);
         if live != objs.wrapping_add(w.large_count as u64) {

@@ -1,0 +1,581 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-CPU magazines: the lock-free fast path of the built-in size classes.
+//!
+//! A [`CpuCache`] holds, per size class, a *magazine* (Bonwick): a small
+//! stack of free objects taken from the slabs in batches. The kernel glue
+//! keeps one `CpuCache` per CPU behind its own (uncontended) lock; the heap
+//! lock is only taken to refill an empty magazine or drain a full one.
+//!
+//! Object states. A slab object is *free* (on its slab's free list or
+//! beyond the bump index), *cached* (held by a magazine) or *live* (owned by
+//! a user). Slab counts (`inuse`, `active_objs`, `used_bytes`) count cached
+//! and live objects alike, so a slab holding magazine objects is never
+//! released. The slab bitmap bit means *live*: the fast path sets it on
+//! alloc and clears it on free with one atomic bit operation, so
+//!
+//! * double-free detection stays exact: a free of an object whose bit is
+//!   clear (cached or free) is handed to the locked slow path, which
+//!   classifies and counts it exactly as before;
+//! * `usable_size`/`is_valid_pointer` stay exact, also across CPUs.
+//!
+//! The fast free path needs only the page-map entry of the object's page:
+//! its fast tag names the class of a standard-geometry slab, from which the
+//! object index and bitmap word follow by arithmetic ([`FastView::locate`]).
+//!
+//! Accounting. Fast-path events are counted in the `CpuCache` and folded
+//! into the heap counters by [`Heap::magazine_absorb`]; the heap also knows
+//! how many objects it handed to magazines (`magazine_objects`). Once every
+//! `CpuCache` is absorbed (the glue does that before `stats`, `validate`,
+//! `caches` and `heapmap`, with the fast path paused), the statistics are
+//! exact and `validate` checks per class that the taken objects without a
+//! live bit are exactly the magazine objects.
+//!
+//! Limit, as in every allocator with a lock-free free path: a double free
+//! racing on another CPU with the release of the object's (then empty) slab
+//! may flip a bit in memory that slab no longer owns. Sequential double
+//! frees, including ones after the slab was released, are detected.
+
+use core::ptr::NonNull;
+
+use super::cache::CacheDesc;
+use super::config::{class_align, class_size, NUM_CACHES, PAGE_SIZE};
+use super::error::{AllocError, Corruption, CorruptionKind};
+use super::heap::Heap;
+use super::pagemap::{ENTRY_BYTES, GHOST, TAG_MASK};
+use super::region::Region;
+use super::slab::{slab_geometry, BITMAP_OFF};
+
+/// Slots of a magazine (the most any class uses).
+pub const MAGAZINE_SLOTS: usize = 32;
+
+/// Objects the magazine of class `class` holds: 32, but at most 16 KiB of
+/// objects (16 for 1024 bytes, 8 for 2048, 4 for 4096).
+pub const fn magazine_capacity(class: usize) -> usize {
+    let n = (16 * 1024) / class_size(class);
+    if n > MAGAZINE_SLOTS {
+        MAGAZINE_SLOTS
+    } else {
+        n
+    }
+}
+
+/// Geometry of a standard slab of a built-in class, known without reading
+/// its descriptor.
+#[derive(Clone, Copy)]
+struct ClassGeom {
+    /// log2 of the object size.
+    shift: u32,
+    /// Objects per slab.
+    cap: usize,
+    /// Offset of the first byte after the bitmap from the span start.
+    data_off: usize,
+    /// Object alignment.
+    align: usize,
+}
+
+const fn class_geom(class: usize) -> ClassGeom {
+    let size = class_size(class);
+    let (cap, _) = slab_geometry(size, class_align(class));
+    ClassGeom {
+        shift: size.trailing_zeros(),
+        cap,
+        data_off: BITMAP_OFF + cap.div_ceil(64) * 8,
+        align: class_align(class),
+    }
+}
+
+const GEOM: [ClassGeom; NUM_CACHES] = {
+    let mut g = [class_geom(0); NUM_CACHES];
+    let mut i = 1;
+    while i < NUM_CACHES {
+        g[i] = class_geom(i);
+        i += 1;
+    }
+    g
+};
+
+/// Fast tag of a new slab of cache `ci` (see `pagemap`): `ci + 1` for a
+/// built-in class with the standard geometry, 0 for anything else.
+pub(super) fn fast_tag(ci: usize, c: &CacheDesc) -> usize {
+    match GEOM.get(ci) {
+        Some(g)
+            if c.stride as usize == class_size(ci)
+                && c.align as usize == g.align
+                && c.capacity as usize == g.cap =>
+        {
+            ci + 1
+        }
+        _ => 0,
+    }
+}
+
+const MASK27: u64 = (1 << 27) - 1;
+
+/// One magazine slot: the object, its bitmap word and bit, and whether it
+/// was used before, packed in 64 bits (offsets are 8-aligned and below
+/// 1 GiB, so 27 bits each).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Entry(u64);
+
+impl Entry {
+    fn new(obj: usize, word: usize, bit: usize, reused: bool) -> Entry {
+        Entry(
+            ((obj as u64 >> 3) & MASK27)
+                | (((word as u64 >> 3) & MASK27) << 27)
+                | ((bit as u64 & 63) << 54)
+                | (u64::from(reused) << 60),
+        )
+    }
+
+    fn obj(self) -> usize {
+        ((self.0 & MASK27) << 3) as usize
+    }
+
+    fn word(self) -> usize {
+        (((self.0 >> 27) & MASK27) << 3) as usize
+    }
+
+    fn mask(self) -> u64 {
+        1 << ((self.0 >> 54) & 63)
+    }
+
+    fn reused(self) -> bool {
+        self.0 >> 60 & 1 != 0
+    }
+}
+
+/// A stack of free objects of one class.
+#[derive(Clone, Copy)]
+struct Magazine {
+    count: usize,
+    slots: [Entry; MAGAZINE_SLOTS],
+}
+
+/// Fast-path events of one class, not yet folded into the heap.
+#[derive(Clone, Copy, Default)]
+struct ClassEvents {
+    allocs: u64,
+    frees: u64,
+    reuses: u64,
+    requested: u64,
+}
+
+/// The per-CPU object cache: one magazine per built-in size class and the
+/// fast-path event counts.
+pub struct CpuCache {
+    mags: [Magazine; NUM_CACHES],
+    events: [ClassEvents; NUM_CACHES],
+    refills: u64,
+    drains: u64,
+    corruptions: u64,
+}
+
+impl Default for CpuCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Outcome of [`CpuCache::free`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastFree {
+    /// The object is in the magazine.
+    Done,
+    /// The magazine of this class is full: drain it under the heap lock
+    /// ([`Heap::magazine_drain`]) and retry.
+    Full(usize),
+    /// Not a live object of a standard built-in slab: free it through the
+    /// locked heap, which classifies any error exactly.
+    Slow,
+}
+
+impl CpuCache {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        CpuCache {
+            mags: [Magazine {
+                count: 0,
+                slots: [Entry(0); MAGAZINE_SLOTS],
+            }; NUM_CACHES],
+            events: [ClassEvents {
+                allocs: 0,
+                frees: 0,
+                reuses: 0,
+                requested: 0,
+            }; NUM_CACHES],
+            refills: 0,
+            drains: 0,
+            corruptions: 0,
+        }
+    }
+
+    /// Objects of class `class` held.
+    pub fn held(&self, class: usize) -> usize {
+        self.mags.get(class).map_or(0, |m| m.count)
+    }
+
+    /// Objects held over all classes.
+    pub fn held_total(&self) -> usize {
+        self.mags.iter().map(|m| m.count).sum()
+    }
+
+    /// Allocates an object of built-in class `class` (`size` is the request,
+    /// for the statistics) from the magazine, or `None` when it is empty:
+    /// then refill it under the heap lock ([`Heap::magazine_refill`]) and
+    /// retry. With `zero` the object is cleared.
+    pub fn alloc(
+        &mut self,
+        v: &FastView,
+        class: usize,
+        size: usize,
+        zero: bool,
+    ) -> Option<NonNull<u8>> {
+        let m = self.mags.get_mut(class)?;
+        loop {
+            m.count = m.count.checked_sub(1)?;
+            let e = *m.slots.get(m.count)?;
+            if v.mem.update64(e.word(), e.mask(), true) & e.mask() != 0 {
+                // A cached object marked live: a caller wrote to freed
+                // memory's metadata or freed it behind our back. Drop it
+                // (`validate` will report the slab) and take the next one.
+                self.corruptions = self.corruptions.wrapping_add(1);
+                continue;
+            }
+            if let Some(ev) = self.events.get_mut(class) {
+                ev.allocs = ev.allocs.wrapping_add(1);
+                ev.reuses = ev.reuses.wrapping_add(u64::from(e.reused()));
+                ev.requested = ev.requested.wrapping_add(size as u64);
+            }
+            if zero {
+                v.zero(e.obj(), class_size(class));
+            }
+            return Some(v.mem.ptr(e.obj()));
+        }
+    }
+
+    /// Frees `ptr` into the magazine of its class if it is a live object of
+    /// a standard built-in slab.
+    pub fn free(&mut self, v: &FastView, ptr: *const u8) -> FastFree {
+        let Some((class, obj, word, bit)) = v.mem.offset_of(ptr).and_then(|o| v.locate(o)) else {
+            return FastFree::Slow;
+        };
+        let Some(m) = self.mags.get_mut(class) else {
+            return FastFree::Slow;
+        };
+        if m.count >= magazine_capacity(class) {
+            return FastFree::Full(class);
+        }
+        let mask = 1u64 << bit;
+        if v.mem.update64(word, mask, false) & mask == 0 {
+            // Not live: a double free or never allocated. Nothing changed;
+            // the heap reports it.
+            return FastFree::Slow;
+        }
+        if let Some(slot) = m.slots.get_mut(m.count) {
+            *slot = Entry::new(obj, word, bit, true);
+            m.count += 1;
+        }
+        if let Some(ev) = self.events.get_mut(class) {
+            ev.frees = ev.frees.wrapping_add(1);
+        }
+        FastFree::Done
+    }
+}
+
+impl CpuCache {
+    /// [`CpuCache::alloc`], refilling once through `refill` (which locks
+    /// the heap and calls [`Heap::magazine_refill`]) when the magazine is
+    /// empty.
+    pub fn alloc_with(
+        &mut self,
+        v: &FastView,
+        class: usize,
+        size: usize,
+        zero: bool,
+        refill: impl FnOnce(&mut CpuCache) -> Result<usize, AllocError>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if let Some(p) = self.alloc(v, class, size, zero) {
+            return Ok(p);
+        }
+        refill(self)?;
+        self.alloc(v, class, size, zero)
+            .ok_or(AllocError::OutOfMemory)
+    }
+
+    /// [`CpuCache::free`], draining a full magazine to half its capacity
+    /// through `drain` (which locks the heap and calls
+    /// [`Heap::magazine_drain`] with the given class and `keep`) and
+    /// retrying once. Returns `Done` or `Slow`.
+    pub fn free_with(
+        &mut self,
+        v: &FastView,
+        ptr: *const u8,
+        drain: impl FnOnce(&mut CpuCache, usize, usize),
+    ) -> FastFree {
+        match self.free(v, ptr) {
+            FastFree::Full(class) => {
+                drain(self, class, magazine_capacity(class) / 2);
+                match self.free(v, ptr) {
+                    FastFree::Done => FastFree::Done,
+                    _ => FastFree::Slow,
+                }
+            }
+            r => r,
+        }
+    }
+}
+
+/// What the fast path needs of a heap: the region and the page map, read
+/// and changed only with atomic word operations, so it is used without the
+/// heap lock. Obtained from [`Heap::fast_view`].
+pub struct FastView {
+    mem: Region,
+    pagemap_off: usize,
+    npages: usize,
+}
+
+// SAFETY: a `FastView` only performs atomic word accesses on the region
+// (page-map loads, bitmap bit updates) and writes to objects it just took
+// ownership of; the contract of `Heap::fast_view` keeps the region alive.
+unsafe impl Send for FastView {}
+// SAFETY: see `Send`; every method takes `&self` and is data-race free.
+unsafe impl Sync for FastView {}
+
+impl FastView {
+    /// Class, object offset, bitmap word offset and bit of the object
+    /// starting at region offset `off`, if it lies in a standard built-in
+    /// slab.
+    fn locate(&self, off: usize) -> Option<(usize, usize, usize, usize)> {
+        let page = off / PAGE_SIZE;
+        if page >= self.npages {
+            return None;
+        }
+        let e = self.pagemap_off.wrapping_add(page * ENTRY_BYTES);
+        let first = self.mem.rd32(e) as usize;
+        let start = self.mem.rd32(e.wrapping_add(4)) as usize;
+        // A span starting inside the page owns everything from its start.
+        let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
+            start
+        } else {
+            first
+        };
+        let tag = cand & TAG_MASK;
+        if tag == 0 || cand & GHOST != 0 {
+            return None;
+        }
+        let class = tag - 1;
+        let g = GEOM.get(class)?;
+        let span = cand & !TAG_MASK;
+        // The region base is page aligned, so offsets align like addresses.
+        let obj_start = span.wrapping_add(g.data_off).next_multiple_of(g.align);
+        let rel = off.checked_sub(obj_start)?;
+        let idx = rel >> g.shift;
+        if idx >= g.cap || rel & ((1 << g.shift) - 1) != 0 {
+            return None;
+        }
+        let (word, _) = Heap::bit_pos(span, idx);
+        Some((class, off, word, idx % 64))
+    }
+
+    /// Clears `len` bytes of the object at `off`, which the caller owns.
+    fn zero(&self, off: usize, len: usize) {
+        if off.checked_add(len).is_some_and(|end| end <= self.mem.len()) {
+            // SAFETY: in bounds (checked); the object was just handed to
+            // the caller by `CpuCache::alloc`, nothing else accesses it.
+            unsafe { core::ptr::write_bytes(self.mem.ptr(off).as_ptr(), 0, len) }
+        }
+    }
+}
+
+/// Counters of the per-CPU layer kept by the heap.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct MagazineCounters {
+    /// Objects handed to magazines and not (yet known to be) returned or
+    /// allocated, per class; exact once every `CpuCache` is absorbed.
+    pub(super) cached: [u32; NUM_CACHES],
+    pub(super) fast_allocs: u64,
+    pub(super) fast_frees: u64,
+    pub(super) refills: u64,
+    pub(super) drains: u64,
+}
+
+impl Heap {
+    /// A view of this heap for the lock-free fast path.
+    ///
+    /// # Safety
+    ///
+    /// The view must not be used after this heap is dropped or its region
+    /// is freed.
+    pub unsafe fn fast_view(&self) -> FastView {
+        FastView {
+            // SAFETY: same region as the heap's, valid as long as the caller
+            // promises; the view only makes atomic word accesses to shared
+            // metadata and writes to objects it owns.
+            mem: unsafe { Region::new(self.mem.base(), self.mem.len()) },
+            pagemap_off: self.pagemap_off,
+            npages: self.npages,
+        }
+    }
+
+    /// Fills the magazine of `class` in `cpu` to half its capacity (at least
+    /// one object) with objects taken from the slabs. Returns how many were
+    /// added; an error only when none could be taken.
+    pub fn magazine_refill(&mut self, cpu: &mut CpuCache, class: usize) -> Result<usize, AllocError> {
+        let m = cpu.mags.get_mut(class).ok_or(AllocError::BadCache)?;
+        let cap = magazine_capacity(class);
+        let want = (cap / 2).max(1).saturating_sub(m.count);
+        if want == 0 {
+            return Ok(0);
+        }
+        let got = self.slab_take(class, want, |t| {
+            let (word, _) = Heap::bit_pos(t.span, t.idx);
+            if let Some(slot) = m.slots.get_mut(m.count) {
+                *slot = Entry::new(t.obj, word, t.idx % 64, t.reused);
+                m.count += 1;
+            }
+        });
+        let got = match got {
+            Ok(n) => n,
+            Err(e) => {
+                self.ctr.failed_allocs = self.ctr.failed_allocs.wrapping_add(1);
+                if let AllocError::Corrupted(c) = e {
+                    self.note_corruption(c);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(n) = self.mags.cached.get_mut(class) {
+            *n = n.wrapping_add(got as u32);
+        }
+        cpu.refills = cpu.refills.wrapping_add(1);
+        Ok(got)
+    }
+
+    /// Returns the oldest objects of the `class` magazine of `cpu` to their
+    /// slabs until at most `keep` remain. Returns how many went back. An
+    /// entry whose slab does not take it back (damage) is dropped, counted
+    /// in `corruptions` and reported after the rest were returned.
+    pub fn magazine_drain(
+        &mut self,
+        cpu: &mut CpuCache,
+        class: usize,
+        keep: usize,
+    ) -> Result<usize, Corruption> {
+        let Some(m) = cpu.mags.get_mut(class) else {
+            return Ok(0);
+        };
+        let n = m.count.saturating_sub(keep);
+        let mut first_err = None;
+        for e in m.slots.iter().take(n) {
+            if let Err(c) = self.slab_put(e.obj()) {
+                let c = self.note_corruption(c);
+                first_err.get_or_insert(c);
+            }
+        }
+        m.slots.copy_within(n..m.count, 0);
+        m.count -= n;
+        if let Some(c) = self.mags.cached.get_mut(class) {
+            *c = c.wrapping_sub(n as u32);
+        }
+        cpu.drains = cpu.drains.wrapping_add(1);
+        match first_err {
+            Some(c) => Err(c),
+            None => Ok(n),
+        }
+    }
+
+    /// Folds the fast-path events of `cpu` into the heap counters and
+    /// resets them. After every `CpuCache` is absorbed the statistics are
+    /// exact.
+    pub fn magazine_absorb(&mut self, cpu: &mut CpuCache) {
+        for (class, ev) in cpu.events.iter_mut().enumerate() {
+            if ev.allocs == 0 && ev.frees == 0 {
+                continue;
+            }
+            let size = class_size(class) as u64;
+            let ctr = &mut self.ctr;
+            ctr.total_allocs = ctr.total_allocs.wrapping_add(ev.allocs);
+            ctr.total_frees = ctr.total_frees.wrapping_add(ev.frees);
+            ctr.slab_allocs = ctr.slab_allocs.wrapping_add(ev.allocs);
+            ctr.reuses = ctr.reuses.wrapping_add(ev.reuses);
+            ctr.requested_total = ctr.requested_total.wrapping_add(ev.requested);
+            ctr.usable_total = ctr.usable_total.wrapping_add(ev.allocs.wrapping_mul(size));
+            ctr.requested_live = ctr
+                .requested_live
+                .wrapping_add(ev.allocs.wrapping_mul(size))
+                .wrapping_sub(ev.frees.wrapping_mul(size));
+            let mg = &mut self.mags;
+            mg.fast_allocs = mg.fast_allocs.wrapping_add(ev.allocs);
+            mg.fast_frees = mg.fast_frees.wrapping_add(ev.frees);
+            if let Some(n) = mg.cached.get_mut(class) {
+                *n = n
+                    .wrapping_add(ev.frees as u32)
+                    .wrapping_sub(ev.allocs as u32);
+            }
+            let mut c = self.cache(class);
+            c.allocs = c.allocs.wrapping_add(ev.allocs);
+            c.frees = c.frees.wrapping_add(ev.frees);
+            c.reuses = c.reuses.wrapping_add(ev.reuses);
+            c.requested_total = c.requested_total.wrapping_add(ev.requested);
+            self.set_cache(class, &c);
+            *ev = ClassEvents::default();
+        }
+        let mg = &mut self.mags;
+        mg.refills = mg.refills.wrapping_add(core::mem::take(&mut cpu.refills));
+        mg.drains = mg.drains.wrapping_add(core::mem::take(&mut cpu.drains));
+        let bad = core::mem::take(&mut cpu.corruptions);
+        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(bad);
+    }
+
+    /// Absorbs `cpu` and returns all its objects to the slabs (empty slabs
+    /// then go back to the large pool as usual). Returns how many objects
+    /// went back.
+    pub fn magazine_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
+        self.magazine_absorb(cpu);
+        let mut n = 0usize;
+        let mut first_err = None;
+        for class in 0..NUM_CACHES {
+            match self.magazine_drain(cpu, class, 0) {
+                Ok(k) => n += k,
+                Err(c) => {
+                    first_err.get_or_insert(c);
+                }
+            }
+        }
+        match first_err {
+            Some(c) => Err(c),
+            None => Ok(n),
+        }
+    }
+
+    /// Checks every object `cpu` holds: a start of an object of the right
+    /// class in a live slab, not marked live. Returns how many were checked.
+    pub fn magazine_check(&self, cpu: &CpuCache) -> Result<usize, Corruption> {
+        let mut n = 0usize;
+        for (class, m) in cpu.mags.iter().enumerate() {
+            for e in m.slots.iter().take(m.count) {
+                let obj = e.obj();
+                let bad = |d: u64| Corruption::new(CorruptionKind::MagazineEntry, obj, d);
+                let span = self.pagemap_lookup(obj)?.ok_or(bad(0))?.off;
+                let d = self.slab_desc(span)?;
+                if d.cache as usize != class {
+                    return Err(bad(u64::from(d.cache)));
+                }
+                let idx = Self::slab_obj_index(&d, obj).map_err(|_| bad(span as u64))?;
+                let (word, mask) = Heap::bit_pos(span, idx);
+                if word != e.word() || mask != e.mask() || self.slab_bit(span, idx) {
+                    return Err(bad(span as u64));
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Objects the heap has handed to magazines, per class (exact once
+    /// every `CpuCache` is absorbed).
+    pub(super) fn magazine_cached(&self, class: usize) -> u32 {
+        self.mags.cached.get(class).copied().unwrap_or(0)
+    }
+}
