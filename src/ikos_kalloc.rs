@@ -34,6 +34,10 @@ module! {
             default: true,
             description: "Run the self-tests on a scratch heap at load (default true)",
         },
+        percpu: bool {
+            default: true,
+            description: "Per-CPU object caches (the lock-free fast path) for the size classes (default true)",
+        },
         fault_injection: bool {
             default: false,
             description: "Create the debugfs inject file (corruption injection, tests only; default false)",
@@ -77,7 +81,7 @@ impl kernel::Module for IkosKalloc {
                 e.to_errno()
             );
         })?;
-        let state = Arc::pin_init(Kalloc::new(region), GFP_KERNEL)?;
+        let state = Arc::pin_init(Kalloc::new(region, module_parameters::percpu.value()), GFP_KERNEL)?;
         let files = KBox::pin_init(
             DebugfsFiles::new(state.clone(), module_parameters::fault_injection.value()),
             GFP_KERNEL,

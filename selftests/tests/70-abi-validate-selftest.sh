@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # validate and selftest files, selftest_on_load, and the accepted alloc flags.
 
-E70_KEYS="blocks_checked free_blocks used_blocks slabs_checked objects_checked free_list_links slab_free_links pages_checked bytes_accounted"
+E70_KEYS="blocks_checked free_blocks used_blocks slabs_checked objects_checked free_list_links slab_free_links pages_checked bytes_accounted magazine_objects_checked"
 
 dmesg_mark
 expect_eq "validate: load (selftest_on_load default)" OK "$(load)"

@@ -27,6 +27,7 @@ e99_exhaust() {
 	i=1
 	while [ $i -le $n ]; do kw "$KALLOC_DIR/free" "$i" || bad=$((bad + 1)); i=$((i + 1)); done
 	expect_eq "exhaust $1: every free succeeded" 0 "$bad"
+	expect_write "exhaust $1: shrink (empties the per-CPU magazines)" OK "$KALLOC_DIR/shrink" "run"
 	expect_eq "exhaust $1: largest_free_block back to its initial value" "$lfb0" "$(stat largest_free_block)"
 	check "exhaust $1: validate ok" validate_ok
 	expect_eq "exhaust $1: rmmod" OK "$(unload)"

@@ -224,6 +224,30 @@ impl Heap {
         self.finish_alloc(r, flags)
     }
 
+    /// Like [`Heap::alloc_flags`], except that running out of memory is
+    /// returned without being counted as a failure: the caller reclaims
+    /// (drains per-CPU magazines) and retries with `alloc_flags`.
+    pub fn alloc_flags_retryable(
+        &mut self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
+        match self.alloc_inner(size, align, flags) {
+            Err(AllocError::OutOfMemory) => Err(AllocError::OutOfMemory),
+            r => self.finish_alloc(r, flags),
+        }
+    }
+
+    /// Counts `e` as a failed allocation made outside the heap's own entry
+    /// points (a failed magazine refill) and returns it.
+    pub fn fail_alloc(&mut self, e: AllocError) -> AllocError {
+        match self.finish_alloc(Err(e), Flags::NONE) {
+            Err(e) => e,
+            Ok(_) => e,
+        }
+    }
+
     fn finish_alloc(
         &mut self,
         r: Result<Got, AllocError>,

@@ -39,7 +39,7 @@
 use core::ptr::NonNull;
 
 use super::cache::CacheDesc;
-use super::config::{class_align, class_size, NUM_CACHES, PAGE_SIZE};
+use super::config::{class_align, class_size, MIN_SIZE, NUM_CACHES, PAGE_SIZE};
 use super::error::{AllocError, Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::pagemap::{ENTRY_BYTES, GHOST, TAG_MASK};
@@ -51,8 +51,13 @@ pub const MAGAZINE_SLOTS: usize = 32;
 
 /// Objects the magazine of class `class` holds: 32, but at most 16 KiB of
 /// objects (16 for 1024 bytes, 8 for 2048, 4 for 4096).
+/// 0 for a class that does not exist.
 pub const fn magazine_capacity(class: usize) -> usize {
-    let n = (16 * 1024) / class_size(class);
+    if class >= NUM_CACHES {
+        return 0;
+    }
+    // 16 KiB / class_size(class), without a division that could trap.
+    let n = (16 * 1024 / MIN_SIZE) >> class;
     if n > MAGAZINE_SLOTS {
         MAGAZINE_SLOTS
     } else {
@@ -380,7 +385,10 @@ impl FastView {
 
     /// Clears `len` bytes of the object at `off`, which the caller owns.
     fn zero(&self, off: usize, len: usize) {
-        if off.checked_add(len).is_some_and(|end| end <= self.mem.len()) {
+        if off
+            .checked_add(len)
+            .is_some_and(|end| end <= self.mem.len())
+        {
             // SAFETY: in bounds (checked); the object was just handed to
             // the caller by `CpuCache::alloc`, nothing else accesses it.
             unsafe { core::ptr::write_bytes(self.mem.ptr(off).as_ptr(), 0, len) }
@@ -420,8 +428,13 @@ impl Heap {
 
     /// Fills the magazine of `class` in `cpu` to half its capacity (at least
     /// one object) with objects taken from the slabs. Returns how many were
-    /// added; an error only when none could be taken.
-    pub fn magazine_refill(&mut self, cpu: &mut CpuCache, class: usize) -> Result<usize, AllocError> {
+    /// added; an error only when none could be taken (not counted: see
+    /// [`Heap::fail_alloc`]).
+    pub fn magazine_refill(
+        &mut self,
+        cpu: &mut CpuCache,
+        class: usize,
+    ) -> Result<usize, AllocError> {
         let m = cpu.mags.get_mut(class).ok_or(AllocError::BadCache)?;
         let cap = magazine_capacity(class);
         let want = (cap / 2).max(1).saturating_sub(m.count);
@@ -435,16 +448,9 @@ impl Heap {
                 m.count += 1;
             }
         });
-        let got = match got {
-            Ok(n) => n,
-            Err(e) => {
-                self.ctr.failed_allocs = self.ctr.failed_allocs.wrapping_add(1);
-                if let AllocError::Corrupted(c) = e {
-                    self.note_corruption(c);
-                }
-                return Err(e);
-            }
-        };
+        // A failure is not counted here: the caller either falls back to
+        // the slow path (out of memory) or counts it with `fail_alloc`.
+        let got = got?;
         if let Some(n) = self.mags.cached.get_mut(class) {
             *n = n.wrapping_add(got as u32);
         }
@@ -550,8 +556,14 @@ impl Heap {
     }
 
     /// Checks every object `cpu` holds: a start of an object of the right
-    /// class in a live slab, not marked live. Returns how many were checked.
-    pub fn magazine_check(&self, cpu: &CpuCache) -> Result<usize, Corruption> {
+    /// class in a live slab, not marked live. Returns how many were checked;
+    /// damage is counted in `corruptions`.
+    pub fn magazine_check(&mut self, cpu: &CpuCache) -> Result<usize, Corruption> {
+        self.magazine_check_inner(cpu)
+            .map_err(|c| self.note_corruption(c))
+    }
+
+    fn magazine_check_inner(&self, cpu: &CpuCache) -> Result<usize, Corruption> {
         let mut n = 0usize;
         for (class, m) in cpu.mags.iter().enumerate() {
             for e in m.slots.iter().take(m.count) {

@@ -544,7 +544,11 @@ impl Heap {
             return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0));
         }
         if !self.cache(ci).active() {
-            return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64));
+            return Err(Corruption::new(
+                CorruptionKind::CacheMismatch,
+                span,
+                ci as u64,
+            ));
         }
         match d.free_head {
             0 => Ok(()),

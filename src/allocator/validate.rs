@@ -365,11 +365,7 @@ impl Heap {
             }
             let cached = t.inuse.wrapping_sub(t.live);
             if cached != self.magazine_cached(ci) {
-                return Err(err(
-                    CorruptionKind::MagazineEntry,
-                    ci,
-                    u64::from(cached),
-                ));
+                return Err(err(CorruptionKind::MagazineEntry, ci, u64::from(cached)));
             }
         }
         Ok(())

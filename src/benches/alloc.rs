@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Host benchmarks (`cargo bench --bench alloc`): the ikos core (raw `Heap`,
-//! no lock, and through the `GlobalAlloc` adapter with its mutex) against
+//! no lock; `ikos_percpu`, the kernel's fast path: a per-CPU magazine
+//! behind its own mutex and the heap behind another, taken only to refill
+//! or drain; and through the `GlobalAlloc` adapter with its mutex) against
 //! glibc malloc (`std::alloc::System`) and mimalloc (`mimalloc::MiMalloc`
 //! called directly, not installed as the global allocator).
 //!
@@ -30,7 +32,8 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ikos_kalloc::allocator::Heap;
+use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, FastView, Heap};
+use std::sync::Mutex;
 use ikos_kalloc::host::global_alloc::KallocGlobal;
 use mimalloc::MiMalloc;
 
@@ -86,6 +89,56 @@ impl Alloc for Raw {
     fn free(&mut self, p: *mut u8, _size: usize, _align: usize) {
         if self.heap().free(p).is_err() {
             panic!("ikos free failed");
+        }
+    }
+}
+
+/// The kernel glue's structure on the host: a raw heap behind a mutex
+/// taken only for refills, drains and the slow path, plus one per-CPU
+/// cache behind its own (uncontended) mutex, like `glue/percpu.rs`.
+struct PerCpu {
+    raw: Mutex<Raw>,
+    cpu: Mutex<CpuCache>,
+    view: FastView,
+}
+
+impl PerCpu {
+    fn new(len: usize) -> Self {
+        let raw = Raw::new(len);
+        // SAFETY: the view lives in the same `PerCpu` as the heap's region
+        // and is only used through `&mut self` methods while both exist.
+        let view = unsafe { raw.heap.as_ref().expect("heap").fast_view() };
+        PerCpu {
+            raw: Mutex::new(raw),
+            cpu: Mutex::new(CpuCache::new()),
+            view,
+        }
+    }
+}
+
+impl Alloc for PerCpu {
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        if let Some(class) = size_class_for(size, align) {
+            let mut cpu = self.cpu.lock().expect("cpu");
+            let raw = &self.raw;
+            let r = cpu.alloc_with(&self.view, class, size, false, |c| {
+                raw.lock().expect("heap").heap().magazine_refill(c, class)
+            });
+            if let Ok(p) = r {
+                return p.as_ptr();
+            }
+        }
+        self.raw.lock().expect("heap").alloc(size, align)
+    }
+    fn free(&mut self, p: *mut u8, size: usize, align: usize) {
+        let mut cpu = self.cpu.lock().expect("cpu");
+        let raw = &self.raw;
+        let r = cpu.free_with(&self.view, p, |c, class, keep| {
+            let _ = raw.lock().expect("heap").heap().magazine_drain(c, class, keep);
+        });
+        if r != FastFree::Done {
+            drop(cpu);
+            self.raw.lock().expect("heap").free(p, size, align);
         }
     }
 }
@@ -271,6 +324,7 @@ fn workloads(c: &mut Criterion) {
         let mut g = c.benchmark_group(k.name());
         g.throughput(Throughput::Elements(s.ops(k)));
         workload(&mut g, "ikos_raw", Raw::new(HEAP), k, &s);
+        workload(&mut g, "ikos_percpu", PerCpu::new(HEAP), k, &s);
         workload(
             &mut g,
             "ikos_global",

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
-    allocator::{config::NUM_CACHES, size_class_for, Flags},
+    allocator::{config::NUM_CACHES, size_class_for, Flags, Heap},
 };
 use kernel::{
     debugfs::{Dir, File},
@@ -119,8 +119,8 @@ fn parsed<'a, T>(
 // ---------------------------------------------------------------- stats ---
 
 fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let s = k.heap.lock().stats();
-    let rows: [(&str, u64); 28] = [
+    let s = k.quiesced(false, |h, _| h.stats());
+    let rows: [(&str, u64); 34] = [
         ("heap_size", s.heap_size as u64),
         ("used_bytes", s.used_bytes as u64),
         ("free_bytes", s.free_bytes as u64),
@@ -149,6 +149,12 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("reuse_pct", u64::from(s.reuse_pct)),
         ("large_allocs", s.large_allocs as u64),
         ("slab_bytes", s.slab_bytes as u64),
+        ("magazine_objects", s.magazine_objects),
+        ("magazine_bytes", s.magazine_bytes),
+        ("fast_allocs", s.fast_allocs),
+        ("fast_frees", s.fast_frees),
+        ("magazine_refills", s.magazine_refills),
+        ("magazine_drains", s.magazine_drains),
     ];
     for (key, value) in rows {
         writeln!(f, "{key}: {value}")?;
@@ -161,28 +167,30 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
-        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees"
+        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees magazine_objs"
     )?;
     // Formatting into the seq_file buffer never sleeps, so it may run under
     // the spinlock; it is a few dozen short lines.
-    let heap = k.heap.lock();
-    for c in heap.caches() {
-        writeln!(
-            f,
-            "{} {} {} {} {} {} {} {} {} {}",
-            c.name(),
-            c.object_size,
-            c.align,
-            c.active_objs,
-            c.total_objs,
-            c.slabs_empty,
-            c.slabs_partial,
-            c.slabs_full,
-            c.allocs,
-            c.frees
-        )?;
-    }
-    Ok(())
+    k.quiesced(false, |heap, _| {
+        for c in heap.caches() {
+            writeln!(
+                f,
+                "{} {} {} {} {} {} {} {} {} {} {}",
+                c.name(),
+                c.object_size,
+                c.align,
+                c.active_objs,
+                c.total_objs,
+                c.slabs_empty,
+                c.slabs_partial,
+                c.slabs_full,
+                c.allocs,
+                c.frees,
+                c.magazine_objs
+            )?;
+        }
+        Ok(())
+    })
 }
 
 fn write_caches(k: &State, reader: &mut UserSliceReader) -> Result {
@@ -225,7 +233,6 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
     if handles.get(&id).is_some() {
         return Err(reject(FILE, EEXIST, &"handle ID is live"));
     }
-    let mut heap = k.heap.lock();
     let (ptr, size, align, origin) = match cmd {
         AllocCmd::Sized {
             size,
@@ -244,13 +251,14 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
                     flags = flags.union(bit);
                 }
             }
-            let p = heap
-                .alloc_flags(size, align, flags)
+            let p = k
+                .alloc(size, align, flags)
                 .map_err(|e| reject(FILE, alloc_errno(e), &e))?;
             let origin = size_class_for(size, align).map_or(Origin::Large, Origin::Class);
             (p, size, align, origin)
         }
         AllocCmd::FromCache { cache, .. } => {
+            let mut heap = k.heap.lock();
             let cid = heap
                 .cache_by_name(cache)
                 .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
@@ -266,6 +274,7 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
             (p, info.object_size, info.align, origin)
         }
     };
+    let heap = k.heap.lock();
     let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
     let offset = heap.region_offset(ptr.as_ptr()).unwrap_or(0);
     drop(heap);
@@ -392,9 +401,9 @@ fn show_handles(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 // ------------------------------------------------------------- validate ---
 
 fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let result = k.heap.lock().validate();
+    let result = k.quiesced(false, |h, mags| mags.and_then(|n| Ok((h.validate()?, n))));
     match result {
-        Ok(r) => {
+        Ok((r, mags)) => {
             writeln!(f, "ok")?;
             writeln!(f, "blocks_checked: {}", r.blocks_checked)?;
             writeln!(f, "free_blocks: {}", r.free_blocks)?;
@@ -404,7 +413,8 @@ fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             writeln!(f, "free_list_links: {}", r.free_list_links)?;
             writeln!(f, "slab_free_links: {}", r.slab_free_links)?;
             writeln!(f, "pages_checked: {}", r.pages_checked)?;
-            writeln!(f, "bytes_accounted: {}", r.bytes_accounted)
+            writeln!(f, "bytes_accounted: {}", r.bytes_accounted)?;
+            writeln!(f, "magazine_objects_checked: {mags}")
         }
         Err(c) => {
             writeln!(f, "corrupt")?;
@@ -460,15 +470,23 @@ fn write_shrink(k: &State, reader: &mut UserSliceReader) -> Result {
     let line = read_line(FILE, reader)?;
     parsed(FILE, &line, abi::parse_run)?;
     let mut last = k.last_shrink.lock();
-    let (slabs, bytes) = {
-        let mut heap = k.heap.lock();
-        let before = heap.stats().slab_bytes;
-        let slabs = heap.shrink().map_err(|c| {
+    // Slabs before, then empty every magazine into the slabs (which returns
+    // the slabs that became empty) and drop the empty-slab reserves: the
+    // difference is what went back to the large pool.
+    let count = |heap: &Heap| {
+        let s = heap.stats();
+        (s.slabs_total, s.slab_bytes)
+    };
+    let before = k.quiesced(false, |heap, _| count(heap));
+    let after = k.quiesced(true, |heap, _| {
+        heap.shrink().map_err(|c| {
             pr_err!("shrink: {}\n", Shown(&c));
             EIO
         })?;
-        (slabs, before.saturating_sub(heap.stats().slab_bytes))
-    };
+        Ok::<_, Error>(count(heap))
+    })?;
+    let slabs = before.0.saturating_sub(after.0);
+    let bytes = before.1.saturating_sub(after.1);
     pr_info!("shrink: released {} empty slabs, {} bytes\n", slabs, bytes);
     *last = (slabs, bytes);
     Ok(())

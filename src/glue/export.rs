@@ -18,7 +18,7 @@ use super::{
     errors::{rate_limited, Shown},
     state::Kalloc,
 };
-use crate::allocator::{CacheError, CacheId, Flags, Heap};
+use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap};
 use core::{ffi::c_void, ptr};
 use kernel::{
     prelude::*,
@@ -41,15 +41,25 @@ pub(crate) fn retract() {
     CURRENT.store(ptr::null_mut(), Release);
 }
 
-/// Runs `f` on the locked heap, or returns `None` when it is not available.
-fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+/// The module state, or `None` when it is not available.
+fn state() -> Option<&'static Kalloc> {
     let p = CURRENT.load(Acquire);
     // SAFETY: a non-null `CURRENT` points into the `Arc<Kalloc>` held by the
     // module: published after init completed, cleared before exit drops it.
     // Callers are other modules holding a reference on this one, so exit
     // cannot run while they are inside these functions.
-    let k = unsafe { p.as_ref() }?;
-    Some(f(&mut k.heap.lock()))
+    unsafe { p.as_ref() }
+}
+
+/// Runs `f` on the locked heap, or returns `None` when it is not available.
+fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    Some(f(&mut state()?.heap.lock()))
+}
+
+/// Runs `f` on the locked heap with the fast path paused and every CPU's
+/// counters folded in (exact statistics and validation).
+fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Option<R> {
+    Some(state()?.quiesced(false, f))
 }
 
 /// Encodes a cache id as the opaque C handle (never null).
@@ -69,12 +79,12 @@ fn out(p: Option<Option<core::ptr::NonNull<u8>>>) -> *mut c_void {
 
 #[no_mangle]
 extern "C" fn ikos_kalloc(size: usize) -> *mut c_void {
-    out(with_heap(|h| h.alloc(size)))
+    out(state().map(|k| k.alloc(size, 8, Flags::NONE).ok()))
 }
 
 #[no_mangle]
 extern "C" fn ikos_kalloc_aligned(size: usize, align: usize) -> *mut c_void {
-    out(with_heap(|h| h.alloc_aligned(size, align)))
+    out(state().map(|k| k.alloc(size, align, Flags::NONE).ok()))
 }
 
 #[no_mangle]
@@ -84,12 +94,12 @@ extern "C" fn ikos_kalloc_flags(size: usize, flags: u32) -> *mut c_void {
         return ptr::null_mut();
     }
     let flags = Flags::from_bits_truncate(flags);
-    out(with_heap(|h| h.alloc_flags(size, 8, flags).ok()))
+    out(state().map(|k| k.alloc(size, 8, flags).ok()))
 }
 
 #[no_mangle]
 extern "C" fn ikos_kfree(p: *mut c_void) {
-    if let Some(Err(e)) = with_heap(|h| h.free(p.cast())) {
+    if let Some(Err(e)) = state().map(|k| k.free(p.cast())) {
         rate_limited(&e);
     }
 }
@@ -168,7 +178,7 @@ extern "C" fn ikos_kalloc_is_valid_pointer(p: *const c_void) -> bool {
 
 #[no_mangle]
 extern "C" fn ikos_kalloc_validate_heap() -> c_int {
-    match with_heap(|h| h.validate()) {
+    match with_quiesced(|h, mags| mags.and_then(|_| h.validate())) {
         Some(Ok(_)) => 0,
         Some(Err(c)) => {
             pr_err!("ikos_kalloc_validate_heap: {}\n", Shown(&c));
@@ -207,7 +217,7 @@ unsafe extern "C" fn ikos_kalloc_get_stats(o: *mut CStats) -> c_int {
     if o.is_null() {
         return EINVAL.to_errno();
     }
-    let Some(s) = with_heap(|h| h.stats()) else {
+    let Some(s) = with_quiesced(|h, _| h.stats()) else {
         return ENODEV.to_errno();
     };
     let c = CStats {

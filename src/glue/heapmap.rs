@@ -5,16 +5,19 @@
 //! `scripts/heapmap` turns it into a PNG).
 
 use super::state::Kalloc;
-use crate::allocator::SlabOccupancy;
+use crate::allocator::{Heap, SlabOccupancy};
 use kernel::fmt;
 
 /// Pages per row of the picture.
 const ROW: usize = 64;
 
-/// Writes the heap map. Runs under the heap lock: it only formats into the
-/// seq_file buffer, which never sleeps.
+/// Writes the heap map. Runs under the heap lock (fast path paused): it
+/// only formats into the seq_file buffer, which never sleeps.
 pub(crate) fn show(k: &Kalloc, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let heap = k.heap.lock();
+    k.quiesced(false, |heap, _| show_locked(heap, f))
+}
+
+fn show_locked(heap: &mut Heap, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = heap.stats();
     writeln!(
         f,

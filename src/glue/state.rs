@@ -3,17 +3,23 @@
 //! The module's state: the heap behind an IRQ-safe spinlock, the table of
 //! debugfs handles, and the results of the last self-test run.
 //!
-//! Lock order: `handles` (a mutex, may sleep) before `heap` (a spinlock with
-//! interrupts off, never held across anything that sleeps or allocates).
+//! Lock order: `handles` (a mutex, may sleep), then a per-CPU cache lock
+//! (see `percpu`), then `heap` (a spinlock with interrupts off, never held
+//! across anything that sleeps or allocates).
+//!
+//! Allocations and frees go through [`Kalloc::alloc`] and [`Kalloc::free`]:
+//! the per-CPU fast path for size classes, the locked heap otherwise.
+//! Reports go through [`Kalloc::quiesced`], which makes them exact.
 
 use super::{
     bench::BenchLog,
     errors::{self, Shown},
+    percpu::PerCpu,
     region::VmallocRegion,
     selftest::SelftestLog,
     stress::StressLog,
 };
-use crate::allocator::{CacheId, Heap};
+use crate::allocator::{AllocError, CacheId, Corruption, Flags, FreeError, Heap};
 use core::ptr::NonNull;
 use kernel::{
     new_mutex, new_spinlock_irq,
@@ -53,6 +59,8 @@ pub(crate) struct Kalloc {
     /// The allocator. IRQ-safe so that every operation may run in any context.
     #[pin]
     pub(crate) heap: SpinLockIrq<Heap>,
+    /// The per-CPU caches (fast path) of `heap`.
+    pcpu: PerCpu,
     /// Live handles by ID.
     #[pin]
     pub(crate) handles: Mutex<RBTree<u64, Handle>>,
@@ -73,16 +81,22 @@ pub(crate) struct Kalloc {
 }
 
 impl Kalloc {
-    /// Builds the state over `region`.
-    pub(crate) fn new(region: VmallocRegion) -> impl PinInit<Self, Error> {
+    /// Builds the state over `region`; `percpu` enables the per-CPU caches.
+    pub(crate) fn new(region: VmallocRegion, percpu: bool) -> impl PinInit<Self, Error> {
         // SAFETY: `region` is owned by the `Kalloc` being built and outlives
         // the heap (it is dropped after it); nothing else uses its memory.
         let heap = unsafe { Heap::new(region.start(), region.len()) }.map_err(|e| {
             pr_err!("heap init failed: {}\n", Shown(&e));
             EINVAL
         });
+        let pcpu = heap.as_ref().map_err(|e| *e).and_then(|h| {
+            // SAFETY: the view is of the heap's region, which `Kalloc` owns
+            // and drops after `pcpu` (it is the last field).
+            unsafe { PerCpu::new(h.fast_view(), percpu) }
+        });
         try_pin_init!(Self {
             heap <- new_spinlock_irq!(heap?, "ikos_kalloc_heap"),
+            pcpu: pcpu?,
             handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
             selftest <- new_mutex!(SelftestLog::new(), "ikos_kalloc_selftest"),
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
@@ -99,15 +113,57 @@ impl Kalloc {
         unsafe { self.region.start().add(offset) }
     }
 
+    /// Allocates `size` bytes aligned to `align`: size classes on the
+    /// per-CPU fast path, everything else (and everything while reports
+    /// pause the fast path) on the locked heap. When the heap runs out, the
+    /// objects cached in every CPU's magazines are given back and the
+    /// request is retried once before it fails (unless it is larger than
+    /// the whole heap, which no reclaim can satisfy).
+    pub(crate) fn alloc(&self, size: usize, align: usize, flags: Flags) -> Result<NonNull<u8>, AllocError> {
+        if let Some(r) = self.pcpu.alloc(&self.heap, size, align, flags) {
+            return r;
+        }
+        let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
+        match r {
+            Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
+                self.quiesced(true, |h, _| h.alloc_flags(size, align, flags))
+            }
+            Err(AllocError::OutOfMemory) => Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory)),
+            r => r,
+        }
+    }
+
+    /// Frees `ptr` (kfree semantics), on the fast path when it is a live
+    /// size-class object, otherwise through the locked heap, which also
+    /// classifies and counts every invalid free.
+    pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
+            return Ok(());
+        }
+        self.heap.lock().free(ptr)
+    }
+
+    /// Runs `f` on the locked heap after pausing the fast path and folding
+    /// every CPU's counters into the heap, so statistics and `validate` are
+    /// exact; with `flush` the magazines are emptied into the slabs first.
+    /// `f` also gets the result of checking every magazine entry.
+    pub(crate) fn quiesced<R>(
+        &self,
+        flush: bool,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> R {
+        self.pcpu.quiesce(&self.heap, flush, f)
+    }
+
     /// Frees the memory behind `h`. On damaged metadata the free is refused
     /// (`EIO`), reported once in dmesg and counted in `corruptions`.
     pub(crate) fn release(&self, h: &Handle) -> Result {
         let p = self.at(h.offset).as_ptr();
-        let mut heap = self.heap.lock();
         // A handle is a known live allocation: a refusal means damage.
         let r = match h.origin {
-            Origin::Cache(id) => heap.free_live(p, Some(id)),
-            Origin::Class(_) | Origin::Large => heap.free_live(p, None),
+            Origin::Cache(id) => self.heap.lock().free_live(p, Some(id)),
+            Origin::Class(_) | Origin::Large if self.pcpu.free(&self.heap, p) => Ok(()),
+            Origin::Class(_) | Origin::Large => self.heap.lock().free_live(p, None),
         };
         r.map_err(|e| {
             pr_err!(
@@ -136,9 +192,10 @@ impl PinnedDrop for Kalloc {
         }
         *handles = RBTree::new();
         drop(handles);
-        let mut heap = self.heap.lock();
-        let active = heap.stats().active_allocs;
-        match heap.validate() {
+        let (active, result) = self.quiesced(true, |heap, mags| {
+            (heap.stats().active_allocs, mags.and_then(|_| heap.validate()))
+        });
+        match result {
             Ok(_) if failed == 0 && active == 0 => {
                 pr_info!("exit: freed {} live handles, heap consistent\n", freed)
             }

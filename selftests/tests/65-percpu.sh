@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-2.0
+# Per-CPU magazines: size classes take the fast path, reports stay exact with
+# objects in magazines, shrink empties them, ZERO works, percpu=0 turns it off.
+
+# e65_loop FROM TO CMD: writes "I" (free) or "I SIZE" (alloc) for I in FROM..TO;
+# sets e65_bad to the failed writes.
+e65_loop() {
+	e65_bad=0
+	e65_i=$1
+	while [ "$e65_i" -le "$2" ]; do
+		case $3 in
+		free) kw "$KALLOC_DIR/free" "$e65_i" || e65_bad=$((e65_bad + 1)) ;;
+		*) kw "$KALLOC_DIR/alloc" "$e65_i $3" || e65_bad=$((e65_bad + 1)) ;;
+		esac
+		e65_i=$((e65_i + 1))
+	done
+}
+e65_col() {
+	awk -v n="$1" -v c="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i }
+		$1 == n { print $k }' "$KALLOC_DIR/caches"
+}
+
+expect_eq "percpu: load" OK "$(load)"
+e65_lfb=$(stat largest_free_block)
+e65_loop 1 200 64
+expect_eq "percpu: 200 allocs of 64 B" 0 "$e65_bad"
+expect_eq "percpu: all 200 on the fast path, all live" "200 200 200" \
+	"$(stat fast_allocs) $(stat total_allocs) $(stat active_allocs)"
+# Refills fill a magazine to 16 of 32: at least 200 / 16 of them.
+check "percpu: at least 13 refills" test "$(stat magazine_refills)" -ge 13
+expect_eq "percpu: size-64 row counts 200 live" 200 "$(e65_col size-64 active_objs)"
+e65_loop 1 200 free
+expect_eq "percpu: 200 frees" 0 "$e65_bad"
+expect_eq "percpu: all 200 frees on the fast path, none live" "200 200 0" \
+	"$(stat fast_frees) $(stat total_frees) $(stat active_allocs)"
+e65_m=$(stat magazine_objects)
+# One magazine per CPU of at most 32 64-byte objects holds what is left.
+check "percpu: magazines hold 1..64 objects after the frees ($e65_m)" \
+	test "$e65_m" -ge 1 -a "$e65_m" -le 64
+expect_eq "percpu: magazine_bytes is 64 per object" $((e65_m * 64)) "$(stat magazine_bytes)"
+expect_eq "percpu: the size-64 row shows the same magazine objects, 0 live" "$e65_m 0" \
+	"$(e65_col size-64 magazine_objs) $(e65_col size-64 active_objs)"
+expect_eq "percpu: used + free + overhead == heap_size" "$(stat heap_size)" \
+	$(($(stat used_bytes) + $(stat free_bytes) + $(stat overhead_bytes)))
+expect_eq "percpu: used_bytes 0: magazine objects count as free" 0 "$(stat used_bytes)"
+check "percpu: validate ok with objects in magazines" validate_ok
+expect_eq "percpu: validate checked every magazine object" "$e65_m" \
+	"$(sed -n 's/^magazine_objects_checked: //p' "$KALLOC_DIR/validate")"
+check "percpu: drains happened (magazine full at 32)" test "$(stat magazine_drains)" -ge 1
+
+# ZERO on the fast path: a dirty object comes back cleared.
+expect_write "percpu: alloc 301 64" OK "$KALLOC_DIR/alloc" "301 64"
+expect_write "percpu: fill 301 with 0xab" OK "$KALLOC_DIR/fill" "301 171"
+expect_write "percpu: free 301" OK "$KALLOC_DIR/free" "301"
+e65_bad=0
+for e65_i in 302 303 304 305; do
+	kw "$KALLOC_DIR/alloc" "$e65_i 64 zero" || e65_bad=$((e65_bad + 1))
+	kw "$KALLOC_DIR/verify" "$e65_i 0" || e65_bad=$((e65_bad + 1))
+	kw "$KALLOC_DIR/free" "$e65_i" || e65_bad=$((e65_bad + 1))
+done
+expect_eq "percpu: 4 zeroed allocs verify as 0" 0 "$e65_bad"
+
+# Mixed sizes: large blocks take the locked path, classes the fast one.
+e65_loop 400 449 5000
+expect_eq "percpu: 50 large allocs" 0 "$e65_bad"
+e65_f=$(stat fast_allocs)
+e65_loop 500 549 1000
+expect_eq "percpu: 50 allocs of 1000 B are fast" $((e65_f + 50)) "$(stat fast_allocs)"
+e65_loop 400 449 free
+e65_loop 500 549 free
+expect_eq "percpu: nothing live" 0 "$(stat active_allocs)"
+
+expect_write "percpu: shrink" OK "$KALLOC_DIR/shrink" "run"
+expect_eq "percpu: shrink emptied the magazines and released every slab" "0 0" \
+	"$(stat magazine_objects) $(stat slabs_total)"
+check "percpu: shrink reclaimed bytes" \
+	test "$(sed -n 's/^bytes_reclaimed: //p' "$KALLOC_DIR/shrink")" -gt 0
+expect_eq "percpu: after shrink the heap is one free block again" "$e65_lfb" \
+	"$(stat largest_free_block)"
+check "percpu: validate ok after shrink" validate_ok
+expect_eq "percpu: unload" OK "$(unload)"
+
+expect_eq "percpu: load percpu=0" OK "$(load percpu=0)"
+e65_loop 1 20 64
+e65_loop 1 20 free
+expect_eq "percpu=0: 20 allocs and frees, none on the fast path" "20 20 0 0 0" \
+	"$(stat total_allocs) $(stat total_frees) $(stat fast_allocs) $(stat fast_frees) $(stat magazine_objects)"
+expect_eq "percpu=0: the emptied slab went back (one free block)" "0 $e65_lfb" \
+	"$(stat slabs_total) $(stat largest_free_block)"
+expect_eq "percpu=0: unload" OK "$(unload)"
