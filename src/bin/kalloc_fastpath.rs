@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-fastpath SIZE N [raw|global] [hold]`: N alloc+free pairs of SIZE
-//! bytes on a 64 MiB heap, through the raw `Heap` API (default) or the
-//! `GlobalAlloc` adapter (with its mutex). With `hold`, one object of the
+//! `kalloc-fastpath SIZE N [raw|global|percpu] [hold]`: N alloc+free pairs
+//! of SIZE bytes on a 64 MiB heap, through the raw `Heap` API (default),
+//! the `GlobalAlloc` adapter (with its mutex) or a per-CPU magazine
+//! (`CpuCache`, the kernel's fast path without its uncontended lock; sizes
+//! that are not a size class take the raw path). With `hold`, one object of the
 //! same size stays allocated during the loop, so a size-class cache keeps
 //! its slab; without it, every pair on an otherwise empty cache creates and
 //! releases a slab (the core's empty-slab policy). Built to be run under
@@ -14,12 +16,54 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::process::ExitCode;
 
+use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, Heap};
 use ikos_kalloc::host::global_alloc::KallocGlobal;
 
 const HEAP: usize = 64 << 20;
-const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global] [hold]";
+const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu] [hold]";
 
-fn run(size: usize, n: u64, global: bool, hold: bool) -> Result<(), String> {
+/// How the pairs reach the allocator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Raw,
+    Global,
+    PerCpu,
+}
+
+/// N + 1 pairs through a `CpuCache` on the locked heap `h`.
+fn percpu_pairs(h: &mut Heap, size: usize, n: u64) -> u64 {
+    // SAFETY: the view is dropped at the end of this function, while the
+    // heap (owned by the caller's adapter) lives on.
+    let v = unsafe { h.fast_view() };
+    let mut cpu = CpuCache::new();
+    let mut failed = 0u64;
+    let class = size_class_for(size, 8);
+    for _ in 0..=n {
+        let p = match class {
+            Some(c) => cpu
+                .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
+                .ok(),
+            None => h.alloc(black_box(size)),
+        };
+        let Some(p) = p else {
+            failed += 1;
+            continue;
+        };
+        let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
+            let _ = h.magazine_drain(cc, c, keep);
+        });
+        if r != FastFree::Done && h.free(p.as_ptr()).is_err() {
+            failed += 1;
+        }
+    }
+    if h.magazine_flush(&mut cpu).is_err() {
+        failed += 1;
+    }
+    failed
+}
+
+fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
+    let global = mode == Mode::Global;
     let g = KallocGlobal::new(HEAP);
     let held = if hold {
         let p = g
@@ -46,6 +90,8 @@ fn run(size: usize, n: u64, global: bool, hold: bool) -> Result<(), String> {
             }
         }
         failed
+    } else if mode == Mode::PerCpu {
+        g.with(|h| percpu_pairs(h, size, n))
     } else {
         // One lock for the whole loop: the pairs themselves are lock-free.
         g.with(|h| {
@@ -77,14 +123,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hold = args.last().is_some_and(|a| a == "hold");
     let args = &args[..args.len() - usize::from(hold)];
-    let global = match args.get(2).map(String::as_str) {
-        None | Some("raw") => Some(false),
-        Some("global") => Some(true),
+    let mode = match args.get(2).map(String::as_str) {
+        None | Some("raw") => Some(Mode::Raw),
+        Some("global") => Some(Mode::Global),
+        Some("percpu") => Some(Mode::PerCpu),
         Some(_) => None,
     };
     let size = args.first().and_then(|s| s.parse::<usize>().ok());
     let n = args.get(1).and_then(|s| s.parse::<u64>().ok());
-    let (Some(size), Some(n), Some(global), true) = (size, n, global, args.len() <= 3) else {
+    let (Some(size), Some(n), Some(mode), true) = (size, n, mode, args.len() <= 3) else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
@@ -92,7 +139,7 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    match run(size, n, global, hold) {
+    match run(size, n, mode, hold) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kalloc-fastpath: {e}");
