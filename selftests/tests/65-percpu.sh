@@ -54,7 +54,7 @@ expect_write "percpu: fill 301 with 0xab" OK "$KALLOC_DIR/fill" "301 171"
 expect_write "percpu: free 301" OK "$KALLOC_DIR/free" "301"
 e65_bad=0
 for e65_i in 302 303 304 305; do
-	kw "$KALLOC_DIR/alloc" "$e65_i 64 zero" || e65_bad=$((e65_bad + 1))
+	kw "$KALLOC_DIR/alloc" "$e65_i 64 8 zero" || e65_bad=$((e65_bad + 1))
 	kw "$KALLOC_DIR/verify" "$e65_i 0" || e65_bad=$((e65_bad + 1))
 	kw "$KALLOC_DIR/free" "$e65_i" || e65_bad=$((e65_bad + 1))
 done
