@@ -260,7 +260,8 @@ impl CpuCache {
     }
 
     /// Frees `ptr` into the magazine of its class if it is a live object of
-    /// a standard built-in slab.
+    /// a standard built-in slab. [`FastView::is_class_object`] tells before
+    /// taking the cache's lock whether that can be the case.
     pub fn free(&mut self, v: &FastView, ptr: *const u8) -> FastFree {
         let Some((class, obj, word, bit)) = v.mem.offset_of(ptr).and_then(|o| v.locate(o)) else {
             return FastFree::Slow;
@@ -356,9 +357,9 @@ impl FastView {
         if page >= self.npages {
             return None;
         }
-        let e = self.pagemap_off.wrapping_add(page * ENTRY_BYTES);
-        let first = self.mem.rd32(e) as usize;
-        let start = self.mem.rd32(e.wrapping_add(4)) as usize;
+        // Both words of the entry in one load: `first` low, `start` high.
+        let e = self.mem.load64(self.pagemap_off.wrapping_add(page * ENTRY_BYTES));
+        let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
         // A span starting inside the page owns everything from its start.
         let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
             start
@@ -372,8 +373,9 @@ impl FastView {
         let class = tag - 1;
         let g = GEOM.get(class)?;
         let span = cand & !TAG_MASK;
-        // The region base is page aligned, so offsets align like addresses.
-        let obj_start = span.wrapping_add(g.data_off).next_multiple_of(g.align);
+        // The region base is page aligned, so offsets align like addresses;
+        // `align` is a power of two.
+        let obj_start = (span + g.data_off + g.align - 1) & !(g.align - 1);
         let rel = off.checked_sub(obj_start)?;
         let idx = rel >> g.shift;
         if idx >= g.cap || rel & ((1 << g.shift) - 1) != 0 {
@@ -381,6 +383,16 @@ impl FastView {
         }
         let (word, _) = Heap::bit_pos(span, idx);
         Some((class, off, word, idx % 64))
+    }
+
+    /// Whether `ptr` is an object start in a standard built-in slab (live or
+    /// not): only such pointers can take the fast free path. Reads one
+    /// page-map word, no lock needed.
+    pub fn is_class_object(&self, ptr: *const u8) -> bool {
+        self.mem
+            .offset_of(ptr)
+            .and_then(|o| self.locate(o))
+            .is_some()
     }
 
     /// Clears `len` bytes of the object at `off`, which the caller owns.

@@ -40,13 +40,18 @@ impl Heap {
             .wrapping_add(page.wrapping_mul(ENTRY_BYTES))
     }
 
-    /// The `(first, start)` entry of `page` with the fast tags kept.
+    /// The `(first, start)` entry of `page` with the fast tags kept. An
+    /// entry is one `u64` (`first` in the low half), always read and
+    /// written whole and atomically: the fast path reads it without the
+    /// heap lock.
     pub(super) fn pagemap_tagged(&self, page: usize) -> (usize, usize) {
-        let e = self.entry_off(page);
-        (
-            self.mem.rd32(e) as usize,
-            self.mem.rd32(e.wrapping_add(4)) as usize,
-        )
+        let e = self.mem.load64(self.entry_off(page));
+        ((e & 0xffff_ffff) as usize, (e >> 32) as usize)
+    }
+
+    fn pagemap_store(&mut self, page: usize, first: usize, start: usize) {
+        let e = (first as u64 & 0xffff_ffff) | ((start as u64 & 0xffff_ffff) << 32);
+        self.mem.store64(self.entry_off(page), e);
     }
 
     /// The `(first, start)` entry of `page` (span offsets, ghost bit kept).
@@ -67,24 +72,23 @@ impl Heap {
         };
         let mut page = first;
         while page <= last && page < self.npages {
-            let e = self.entry_off(page);
-            let slot = if page == first && !span.is_multiple_of(PAGE_SIZE) {
-                e.wrapping_add(4)
+            let (mut f, mut st) = self.pagemap_tagged(page);
+            if page == first && !span.is_multiple_of(PAGE_SIZE) {
+                if set || st & !TAG_MASK == span {
+                    st = val as usize;
+                }
             } else {
-                e
-            };
-            if set || self.mem.rd32(slot) as usize & !TAG_MASK == span {
-                self.mem.wr32(slot, val);
-            }
-            if set && slot == e {
+                if set || f & !TAG_MASK == span {
+                    f = val as usize;
+                }
                 // A span recorded as starting inside this page but within
                 // our range can only be a stale ghost: drop it.
-                let st = e.wrapping_add(4);
-                let old = self.mem.rd32(st) as usize & !(GHOST | TAG_MASK);
-                if old > span && old < span.wrapping_add(size) {
-                    self.mem.wr32(st, 0);
+                let old = st & !(GHOST | TAG_MASK);
+                if set && old > span && old < span.wrapping_add(size) {
+                    st = 0;
                 }
             }
+            self.pagemap_store(page, f, st);
             page += 1;
         }
     }

@@ -126,6 +126,13 @@ impl Region {
         self.atomic64(off).map_or(0, |a| a.load(Relaxed))
     }
 
+    /// Writes the `u64` at `off` atomically (ignored when out of bounds).
+    pub(super) fn store64(&mut self, off: usize, val: u64) {
+        if let Some(a) = self.atomic64(off) {
+            a.store(val, Relaxed)
+        }
+    }
+
     /// Atomically sets (`on`) or clears the bits `mask` of the `u64` at
     /// `off` and returns the previous value (0 when out of bounds). Takes
     /// `&self`: the fast path flips bitmap bits without the heap lock.

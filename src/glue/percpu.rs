@@ -110,6 +110,10 @@ impl PerCpu {
     /// Frees on the fast path. False means "use the slow path" (not a live
     /// standard size-class object, paused or disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
+        // Large blocks and custom-cache objects skip the CPU cache entirely.
+        if !self.view.is_class_object(ptr) {
+            return false;
+        }
         let Some(cpu) = self.local() else {
             return false;
         };
