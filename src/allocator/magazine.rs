@@ -471,9 +471,11 @@ impl Heap {
     }
 
     /// Returns the oldest objects of the `class` magazine of `cpu` to their
-    /// slabs until at most `keep` remain. Returns how many went back. An
-    /// entry whose slab does not take it back (damage) is dropped, counted
-    /// in `corruptions` and reported after the rest were returned.
+    /// slabs until at most `keep` remain, in one batch (see
+    /// `Heap::slab_put_many`). Returns how many went back. At an entry
+    /// whose slab does not take it back (damage) the batch stops: that entry
+    /// and the rest of the batch are dropped (never handed out again) and
+    /// the damage is counted in `corruptions` and returned.
     pub fn magazine_drain(
         &mut self,
         cpu: &mut CpuCache,
@@ -484,22 +486,18 @@ impl Heap {
             return Ok(0);
         };
         let n = m.count.saturating_sub(keep);
-        let mut first_err = None;
-        for e in m.slots.iter().take(n) {
-            if let Err(c) = self.slab_put(e.obj()) {
-                let c = self.note_corruption(c);
-                first_err.get_or_insert(c);
-            }
-        }
+        let (done, damage) = self.slab_put_many(m.slots.iter().take(n).map(|e| e.obj()));
+        // On damage the entries after the bad one cannot be trusted either:
+        // they are dropped with it (leaked, never handed out again).
         m.slots.copy_within(n..m.count, 0);
         m.count -= n;
         if let Some(c) = self.mags.cached.get_mut(class) {
             *c = c.wrapping_sub(n as u32);
         }
         cpu.drains = cpu.drains.wrapping_add(1);
-        match first_err {
-            Some(c) => Err(c),
-            None => Ok(n),
+        match damage {
+            Some(c) => Err(self.note_corruption(c)),
+            None => Ok(done),
         }
     }
 

@@ -521,20 +521,96 @@ impl Heap {
         Ok(d.stride as usize)
     }
 
-    /// Gives back a taken object whose bitmap bit is clear (one a per-CPU
-    /// magazine held) to its slab. Returns its cache index.
-    pub(super) fn slab_put(&mut self, obj: usize) -> Result<usize, Corruption> {
-        let bad = |detail: u64| Corruption::new(CorruptionKind::SlabFreeList, obj, detail);
-        let span = self.pagemap_lookup(obj)?.ok_or(bad(0))?.off;
-        let d = self.slab_desc(span)?;
-        let ci = d.cache as usize;
-        let idx = Self::slab_obj_index(&d, obj).map_err(|_| bad(span as u64))?;
-        if self.slab_bit(span, idx) {
-            return Err(bad(span as u64));
+    /// Gives back taken objects whose bitmap bits are clear (objects a
+    /// per-CPU magazine held) to their slabs. Consecutive objects of the
+    /// same slab share one descriptor read and write, one list update and
+    /// one cache-counter update. Returns how many went back; stops at the first
+    /// object its slab does not take back and reports that damage (the
+    /// objects before it are back, the rest are not).
+    pub(super) fn slab_put_many(
+        &mut self,
+        objs: impl Iterator<Item = usize>,
+    ) -> (usize, Option<Corruption>) {
+        let mut done = 0usize;
+        // The slab being filled: span, descriptor, cache, objects pushed.
+        let mut cur: Option<(usize, SlabDesc, usize, usize)> = None;
+        let mut damage = None;
+        for obj in objs {
+            let bad = |detail: u64| Corruption::new(CorruptionKind::SlabFreeList, obj, detail);
+            let same = cur.as_ref().is_some_and(|(_, d, _, _)| {
+                let start = d.obj_start as usize;
+                obj >= start && obj - start < (d.capacity as usize) * (d.stride as usize)
+            });
+            if !same {
+                if let Some(c) = cur.take() {
+                    if let Err(e) = self.slab_put_commit(c) {
+                        damage = Some(e);
+                        break;
+                    }
+                }
+                let loaded = self
+                    .pagemap_lookup(obj)
+                    .and_then(|b| b.ok_or(bad(0)))
+                    .and_then(|b| Ok((b.off, self.slab_desc(b.off)?)))
+                    .and_then(|(span, d)| {
+                        let ci = d.cache as usize;
+                        self.slab_check_return(span, &d, ci)?;
+                        Ok((span, d, ci, 0usize))
+                    });
+                match loaded {
+                    Ok(c) => cur = Some(c),
+                    Err(e) => {
+                        damage = Some(e);
+                        break;
+                    }
+                }
+            }
+            let Some((span, d, _, n)) = cur.as_mut() else {
+                break;
+            };
+            let ok = match Self::slab_obj_index(d, obj) {
+                Ok(idx) => !self.slab_bit(*span, idx) && d.inuse > 0,
+                Err(_) => false,
+            };
+            if !ok {
+                damage = Some(bad(*span as u64));
+                break;
+            }
+            self.mem.wr32(obj, d.free_head);
+            d.free_head = obj as u32;
+            d.inuse = d.inuse.wrapping_sub(1);
+            *n += 1;
+            done += 1;
         }
-        self.slab_check_return(span, &d, ci)?;
-        self.slab_return(span, d, ci, obj)?;
-        Ok(ci)
+        if let Some(c) = cur.take() {
+            if let Err(e) = self.slab_put_commit(c) {
+                damage.get_or_insert(e);
+            }
+        }
+        (done, damage)
+    }
+
+    /// Writes back one slab of [`Heap::slab_put_many`].
+    fn slab_put_commit(
+        &mut self,
+        (span, d, ci, n): (usize, SlabDesc, usize, usize),
+    ) -> Result<(), Corruption> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.set_slab_desc(span, &d);
+        self.slabs.used_bytes = self
+            .slabs
+            .used_bytes
+            .wrapping_sub(n.wrapping_mul(d.stride as usize));
+        let mut c = self.cache(ci);
+        c.active_objs = c.active_objs.wrapping_sub(n as u32);
+        self.set_cache(ci, &c);
+        self.slab_relist(ci, span)?;
+        if d.inuse == 0 {
+            self.slab_trim(ci)?;
+        }
+        Ok(())
     }
 
     /// Checks that slab `span` (descriptor `d`, cache `ci`) can take an
