@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """Summarise `cargo bench --bench alloc` as markdown: ns per allocator op
 (criterion's median) and the ratios ikos/glibc and ikos/mimalloc, for the
-raw Heap and for the GlobalAlloc adapter; then the large_index flatness.
+raw Heap, the per-CPU magazine path and the GlobalAlloc adapter; then the
+large_index flatness.
 
 Usage: scripts/bench-ratios.py [CRITERION_DIR]   (default target/criterion)
 """
@@ -12,7 +13,8 @@ import os
 import sys
 
 WORKLOADS = ["pair64", "pair64_warm", "batch64", "random", "pair16k", "frag_mix"]
-ALLOCS = ["ikos_raw", "ikos_global", "glibc", "mimalloc"]
+ALLOCS = ["ikos_raw", "ikos_percpu", "ikos_global", "glibc", "mimalloc"]
+IKOS = ("ikos_raw", "ikos_percpu", "ikos_global")
 
 
 def ns_per_op(root, *parts):
@@ -38,14 +40,15 @@ def ratio(a, b):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
-    print("| workload | ikos raw ns/op | ikos global ns/op | glibc ns/op | mimalloc ns/op "
-          "| raw/glibc | raw/mimalloc | global/glibc | global/mimalloc |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| workload | ikos raw ns/op | ikos percpu ns/op | ikos global ns/op | glibc ns/op "
+          "| mimalloc ns/op | raw/glibc | raw/mimalloc | percpu/glibc | percpu/mimalloc "
+          "| global/glibc | global/mimalloc |")
+    print("|---|" + "---:|" * 11)
     for w in WORKLOADS:
         t = {a: ns_per_op(root, w, a) for a in ALLOCS}
         cells = [fmt(t[a]) for a in ALLOCS]
         cells += [fmt(ratio(t[i], t[o]), 2) + "x"
-                  for i in ("ikos_raw", "ikos_global") for o in ("glibc", "mimalloc")]
+                  for i in IKOS for o in ("glibc", "mimalloc")]
         print(f"| {w} | " + " | ".join(cells) + " |")
     print()
     print("| free blocks in the index | ikos raw ns/op (alloc+free of 4,200 B, per op) |")
