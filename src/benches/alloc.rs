@@ -3,7 +3,8 @@
 //! Host benchmarks (`cargo bench --bench alloc`): the ikos core (raw `Heap`,
 //! no lock; `ikos_percpu`, the kernel's fast path: a per-CPU magazine
 //! behind its own mutex and the heap behind another, taken only to refill
-//! or drain; and through the `GlobalAlloc` adapter with its mutex) against
+//! or drain; and through the `GlobalAlloc` adapter, which puts one such
+//! magazine layer in front of its heap mutex) against
 //! glibc malloc (`std::alloc::System`) and mimalloc (`mimalloc::MiMalloc`
 //! called directly, not installed as the global allocator).
 //!

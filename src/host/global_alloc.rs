@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `GlobalAlloc` adapter over a [`Heap`] behind a `std::sync::Mutex`.
+//! `GlobalAlloc` adapter over a [`Heap`] behind a `std::sync::Mutex`, with
+//! a magazine layer in front of it: size-class requests go through one
+//! [`CpuCache`] behind its own mutex (the kernel's per-CPU path with a
+//! single "CPU"), so the heap mutex is taken only to refill or drain.
 //!
 //! The region (`len` bytes, 64 KiB aligned, zeroed) is taken from
 //! [`std::alloc::System`] on first use, so the adapter works both as a
@@ -10,9 +13,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-use crate::allocator::{Flags, Heap};
+use crate::allocator::{size_class_for, CpuCache, FastFree, FastView, Flags, Heap};
 
 /// Alignment of the region handed to the heap.
 const REGION_ALIGN: usize = 64 * 1024;
@@ -35,6 +38,10 @@ impl Drop for Inner {
 /// A lazily initialised heap usable as a [`GlobalAlloc`].
 pub struct KallocGlobal {
     heap: Mutex<Option<Inner>>,
+    /// The magazines (lock order: `cache`, then `heap`).
+    cache: Mutex<CpuCache>,
+    /// Fast-path view of the heap, set when the heap is created.
+    view: OnceLock<FastView>,
     len: usize,
 }
 
@@ -44,14 +51,63 @@ impl KallocGlobal {
     pub const fn new(len: usize) -> Self {
         KallocGlobal {
             heap: Mutex::new(None),
+            cache: Mutex::new(CpuCache::new()),
+            view: OnceLock::new(),
             len,
         }
     }
 
     /// Runs `f` on the heap under the lock, creating the heap first if
-    /// needed. Aborts if the region cannot be obtained (no allocation is
-    /// possible on that path, so there is nothing better to do).
+    /// needed, after folding the magazine's counters into it (so its
+    /// statistics are exact).
     pub fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        self.with_heap(|h| {
+            h.magazine_absorb(&mut cache);
+            f(h)
+        })
+    }
+
+    /// The fast-path view, creating the heap first if needed.
+    fn view(&self) -> &FastView {
+        if let Some(v) = self.view.get() {
+            return v;
+        }
+        self.with_heap(|_| ());
+        match self.view.get() {
+            Some(v) => v,
+            None => std::process::abort(),
+        }
+    }
+
+    /// Allocates through the magazine when `size`/`align` is a size class.
+    fn alloc_fast(&self, size: usize, align: usize, flags: Flags) -> *mut u8 {
+        if let Some(class) = size_class_for(size, align) {
+            let v = self.view();
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let zero = flags.contains(Flags::ZERO);
+            let r = cache.alloc_with(v, class, size, zero, |c| {
+                self.with_heap(|h| h.magazine_refill(c, class))
+            });
+            if let Ok(p) = r {
+                return p.as_ptr();
+            }
+            // Out of memory in the slabs: give the magazine back, retry
+            // below on the heap.
+            self.with_heap(|h| {
+                let _ = h.magazine_flush(&mut cache);
+            });
+        }
+        self.with_heap(|h| {
+            h.alloc_flags(size, align, flags)
+                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+        })
+    }
+
+    /// Runs `f` on the locked heap, creating it first if needed. Aborts if
+    /// the region cannot be obtained (no allocation is possible on that
+    /// path, so there is nothing better to do).
+    fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
         let mut g = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
             let Ok(layout) = Layout::from_size_align(self.len, REGION_ALIGN) else {
@@ -66,7 +122,12 @@ impl KallocGlobal {
             // SAFETY: the region is freshly allocated, exclusively owned by
             // `Inner`, and freed only after the heap is gone.
             match unsafe { Heap::new(base, self.len) } {
-                Ok(heap) => *g = Some(Inner { heap, layout }),
+                Ok(heap) => {
+                    // SAFETY: the view lives in `self` with the heap; both
+                    // go away together when the adapter is dropped.
+                    let _ = self.view.set(unsafe { heap.fast_view() });
+                    *g = Some(Inner { heap, layout })
+                }
                 Err(_) => {
                     // SAFETY: allocated just above with this layout.
                     unsafe { System.dealloc(base.as_ptr(), layout) };
@@ -85,21 +146,25 @@ impl KallocGlobal {
 // least the requested size or null; frees only pointers it handed out.
 unsafe impl GlobalAlloc for KallocGlobal {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        self.with(|h| {
-            h.alloc_flags(l.size().max(1), l.align(), Flags::NONE)
-                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
-        })
+        self.alloc_fast(l.size().max(1), l.align(), Flags::NONE)
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        self.with(|h| {
-            h.alloc_flags(l.size().max(1), l.align(), Flags::ZERO)
-                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
-        })
+        self.alloc_fast(l.size().max(1), l.align(), Flags::ZERO)
     }
 
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        if self.with(|h| h.free(p)).is_err() {
+        let v = self.view();
+        if v.is_class_object(p) {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let r = cache.free_with(v, p, |c, class, keep| {
+                let _ = self.with_heap(|h| h.magazine_drain(c, class, keep));
+            });
+            if r == FastFree::Done {
+                return;
+            }
+        }
+        if self.with_heap(|h| h.free(p)).is_err() {
             // No allocation possible here; abort on a broken invariant.
             std::process::abort();
         }
@@ -107,7 +172,9 @@ unsafe impl GlobalAlloc for KallocGlobal {
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         if l.align() <= 8 {
-            return self.with(|h| {
+            // On the heap directly: an object from the magazine is live for
+            // the heap as well, and a moved one is freed through the heap.
+            return self.with_heap(|h| {
                 h.realloc(p, new.max(1))
                     .map_or(std::ptr::null_mut(), NonNull::as_ptr)
             });
