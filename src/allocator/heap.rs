@@ -18,6 +18,7 @@ use super::config::{
     CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
     PAGE_SIZE, TOTAL_CACHES,
 };
+use super::debug::{count_kind, large_payload, DebugState};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, TLSF_INDEX_BYTES};
@@ -64,6 +65,9 @@ pub(super) struct Counters {
     pub(super) requested_live: u64,
     pub(super) requested_total: u64,
     pub(super) usable_total: u64,
+    pub(super) redzone_errors: u64,
+    pub(super) poison_errors: u64,
+    pub(super) sanity_errors: u64,
 }
 
 /// A heap managing one caller-supplied region.
@@ -81,6 +85,7 @@ pub struct Heap {
     pub(super) tlsf: TlsfCounters,
     pub(super) slabs: SlabCounters,
     pub(super) ctr: Counters,
+    pub(super) dbg: DebugState,
 }
 
 // SAFETY: the heap exclusively owns its region (contract of `Heap::new`);
@@ -151,6 +156,7 @@ impl Heap {
             tlsf: TlsfCounters::default(),
             slabs: SlabCounters::default(),
             ctr: Counters::default(),
+            dbg: DebugState::default(),
         };
         heap.mem.fill(0, blocks_start, 0);
         heap.init_builtin_caches();
@@ -197,6 +203,7 @@ impl Heap {
     /// Records detected corruption and passes it through.
     pub(super) fn note_corruption(&mut self, c: Corruption) -> Corruption {
         self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1);
+        count_kind(self, &c);
         c
     }
 
@@ -243,8 +250,9 @@ impl Heap {
                     AllocError::DmaUnsupported => {
                         self.ctr.dma_refusals = self.ctr.dma_refusals.wrapping_add(1)
                     }
-                    AllocError::Corrupted(_) => {
-                        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1)
+                    AllocError::Corrupted(c) => {
+                        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1);
+                        count_kind(self, &c);
                     }
                     _ => {}
                 }
@@ -269,10 +277,14 @@ impl Heap {
         }
         // A successful large block is below 1 GiB, so its size fits in u32.
         let req = size.min(u32::MAX as usize) as u32;
-        let b = self.large_alloc(size, align, req, false)?;
+        let payload = large_payload(self.dbg.flags, size).ok_or(AllocError::SizeOverflow)?;
+        let b = self.large_alloc(payload, align, req, false)?;
+        if !self.dbg.flags.is_empty() {
+            self.debug_large_take(&b)?;
+        }
         Ok(Got {
             off: b.payload(),
-            usable: b.payload_size(),
+            usable: self.large_usable(&b),
             req: size as u64,
             exact: size as u64,
         })
@@ -299,7 +311,7 @@ impl Heap {
                 self.ctr.slab_allocs = self.ctr.slab_allocs.wrapping_add(1);
                 Ok(Got {
                     off,
-                    usable: c.stride as usize,
+                    usable: c.usable(),
                     req: u64::from(c.object_size),
                     exact,
                 })
@@ -397,6 +409,9 @@ impl Heap {
     }
 
     fn finish_free(&mut self, r: Result<(), FreeError>) -> Result<(), FreeError> {
+        if let Err(FreeError::Corrupted(c)) = r {
+            count_kind(self, &c);
+        }
         let c = &mut self.ctr;
         match r {
             Ok(()) => c.total_frees = c.total_frees.wrapping_add(1),
@@ -459,6 +474,9 @@ impl Heap {
             return Err(FreeError::WrongCache);
         }
         let req = u64::from(b.req);
+        if !self.dbg.flags.is_empty() {
+            self.debug_large_release(&b)?;
+        }
         self.large_free(b)?;
         self.ctr.requested_live = self.ctr.requested_live.wrapping_sub(req);
         Ok(())
@@ -469,7 +487,7 @@ impl Heap {
         let off = self.block_area_offset(ptr)?;
         match self.pagemap_lookup(off) {
             Ok(Some(span)) => self.slab_usable(span.off, off),
-            Ok(None) => self.large_at(off).ok().map(|b| b.payload_size()),
+            Ok(None) => self.large_at(off).ok().map(|b| self.large_usable(&b)),
             Err(_) => None,
         }
     }
@@ -505,10 +523,11 @@ impl Heap {
             Ok(Some(span)) => match self.slab_desc(span.off) {
                 Ok(d) => match Self::slab_obj_index(&d, off) {
                     Ok(idx) if self.slab_bit(span.off, idx) => {
-                        if new_size <= d.stride as usize {
+                        let usable = self.cache(d.cache as usize).usable();
+                        if new_size <= usable {
                             return Ok(self.mem.ptr(off));
                         }
-                        Ok(d.stride as usize)
+                        Ok(usable)
                     }
                     Ok(_) => Err(FreeError::DoubleFree),
                     Err(e) => Err(e),
@@ -516,6 +535,8 @@ impl Heap {
                 Err(c) => Err(FreeError::Corrupted(c)),
             },
             Ok(None) => match self.large_at(off) {
+                // A debug layout (red zone, owner record) is never resized in place.
+                Ok(b) if self.dbg.flags.changes_layout() => Ok(self.large_usable(&b)),
                 Ok(b) => {
                     let req = new_size.min(u32::MAX as usize) as u32;
                     match self.large_resize_in_place(b, new_size, req) {

@@ -26,6 +26,7 @@
 
 use super::block::Block;
 use super::config::{BLOCK_ALIGN, FL_COUNT, FL_SHIFT, HEADER_SIZE, MIN_BLOCK, SL_COUNT, SL_LOG};
+use super::debug::DebugFlags;
 use super::error::{AllocError, Corruption, CorruptionKind};
 use super::heap::Heap;
 
@@ -411,6 +412,9 @@ impl Heap {
             m.prev_size = p.prev_size;
             m.size = m.size.wrapping_add(p.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        }
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            self.poison_large(&b);
         }
         self.set_prev_size_at(m.end(), m.size)?;
         self.insert_free(m)

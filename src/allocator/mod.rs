@@ -60,6 +60,7 @@
 mod block;
 mod cache;
 pub mod config;
+mod debug;
 mod error;
 mod flags;
 mod heap;
@@ -73,6 +74,10 @@ mod stats;
 mod validate;
 
 pub use cache::{CacheId, CacheInfo};
+pub use debug::{
+    DebugFlags, LiveAlloc, Owner, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
+    TRACK_BYTES,
+};
 pub use error::{
     AllocError, CacheError, Corruption, CorruptionKind, FreeError, InitError, ReallocError,
 };

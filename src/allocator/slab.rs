@@ -49,6 +49,7 @@ use super::cache::CacheDesc;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
+use super::debug::C_DEBUG_MASK;
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
 use super::region::Pod;
@@ -115,7 +116,13 @@ const fn max_pad(align: usize) -> usize {
 
 /// Objects per slab and span size (block header included) for `stride`/`align`.
 pub const fn slab_geometry(stride: usize, align: usize) -> (usize, usize) {
-    let fixed = BITMAP_OFF + max_pad(align);
+    slab_geometry_lead(stride, align, 0)
+}
+
+/// [`slab_geometry`] with `lead` bytes (a debug left red zone) before the
+/// first object.
+pub(super) const fn slab_geometry_lead(stride: usize, align: usize, lead: usize) -> (usize, usize) {
+    let fixed = BITMAP_OFF + max_pad(align) + lead;
     let mut n = if SLAB_TARGET_BYTES > fixed {
         (SLAB_TARGET_BYTES - fixed) * 8 / (stride * 8 + 1)
     } else {
@@ -212,9 +219,16 @@ impl Heap {
         let cap = c.capacity as usize;
         let words = bitmap_words(cap);
         let align = (c.align as usize).max(8);
-        let first = self.mem.addr(span.wrapping_add(BITMAP_OFF + words * 8));
+        let lead = if c.flags & C_DEBUG_MASK != 0 {
+            c.lead()
+        } else {
+            0
+        };
+        let first = self
+            .mem
+            .addr(span.wrapping_add(BITMAP_OFF + words * 8 + lead));
         let pad = (align.wrapping_sub(first % align)) % align;
-        let obj_start = span.wrapping_add(BITMAP_OFF + words * 8 + pad);
+        let obj_start = span.wrapping_add(BITMAP_OFF + words * 8 + lead + pad);
         let d = SlabDesc {
             magic: SLAB_MAGIC ^ (span as u32),
             cache: ci as u32,
@@ -227,6 +241,9 @@ impl Heap {
         };
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
+        if c.flags & C_DEBUG_MASK != 0 {
+            self.debug_slab_init(&c, obj_start, cap);
+        }
         self.pagemap_update(span, b.size, true);
         self.slabs.spans = self.slabs.spans.wrapping_add(1);
         self.slabs.span_bytes = self.slabs.span_bytes.wrapping_add(b.size);
@@ -367,7 +384,7 @@ impl Heap {
         let (obj, reused) = if d.free_head != 0 {
             let obj = d.free_head as usize;
             self.check_free_obj(span, &d, obj)?;
-            let next = self.mem.rd32(obj) as usize;
+            let next = self.mem.rd32(obj.wrapping_add(c.link_off())) as usize;
             if next != 0 {
                 self.check_free_obj(span, &d, next)?;
             }
@@ -396,6 +413,9 @@ impl Heap {
         }
         let idx = Self::slab_obj_index(&d, obj)
             .map_err(|_| Corruption::new(CorruptionKind::SlabFreeList, obj, span as u64))?;
+        if c.flags & C_DEBUG_MASK != 0 {
+            self.debug_slab_take(&c, span, obj)?;
+        }
         d.inuse = d.inuse.wrapping_add(1);
         self.set_slab_desc(span, &d);
         self.set_slab_bit(span, idx, true);
@@ -433,14 +453,18 @@ impl Heap {
         if d.inuse == 0 {
             return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0).into());
         }
-        if !self.cache(ci).active() {
+        let c = self.cache(ci);
+        if !c.active() {
             return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64).into());
         }
         let head = d.free_head as usize;
         if head != 0 {
             self.check_free_obj(span, &d, head)?;
         }
-        self.mem.wr32(obj, head as u32);
+        if c.flags & C_DEBUG_MASK != 0 {
+            self.debug_slab_release(&c, span, obj)?;
+        }
+        self.mem.wr32(obj.wrapping_add(c.link_off()), head as u32);
         d.free_head = obj as u32;
         d.inuse = d.inuse.wrapping_sub(1);
         self.set_slab_desc(span, &d);
@@ -490,7 +514,8 @@ impl Heap {
     pub(super) fn slab_usable(&self, span: usize, obj: usize) -> Option<usize> {
         let d = self.slab_desc(span).ok()?;
         let idx = Self::slab_obj_index(&d, obj).ok()?;
-        self.slab_bit(span, idx).then_some(d.stride as usize)
+        self.slab_bit(span, idx)
+            .then(|| self.cache(d.cache as usize).usable())
     }
 
     /// Whether `obj` is an object start of the released slab `span` whose

@@ -96,6 +96,13 @@ pub struct Stats {
     pub blocks_free: usize,
     /// Live large allocations.
     pub large_allocs: usize,
+    /// Red zones found overwritten (debug `Z`; also in `corruptions`).
+    pub redzone_errors: u64,
+    /// Poison found overwritten, i.e. writes after free (debug `P`; also
+    /// in `corruptions`).
+    pub poison_errors: u64,
+    /// Failed sanity checks of debug `F` (also in `corruptions`).
+    pub sanity_errors: u64,
 }
 
 impl Heap {
@@ -161,6 +168,9 @@ impl Heap {
             blocks_total: t.block_count,
             blocks_free: t.free_count,
             large_allocs: large_count,
+            redzone_errors: self.ctr.redzone_errors,
+            poison_errors: self.ctr.poison_errors,
+            sanity_errors: self.ctr.sanity_errors,
             ..Stats::default()
         };
         for i in 0..TOTAL_CACHES {
