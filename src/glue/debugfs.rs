@@ -8,7 +8,7 @@
 //! errno, changes nothing and logs one (rate-limited) line.
 
 use super::{
-    bench,
+    bench, debug,
     errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
     heapmap, selftest,
     state::{Handle, Kalloc, Origin},
@@ -58,8 +58,12 @@ pub(crate) struct DebugfsFiles {
     shrink: File<State>,
     #[pin]
     stress: File<State>,
+    #[pin]
+    leaks: File<State>,
     /// `inject`, only with `fault_injection=1`.
     inject: Option<Pin<KBox<File<State>>>>,
+    /// `scribble`, only with `fault_injection=1`.
+    scribble: Option<Pin<KBox<File<State>>>>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
@@ -84,9 +88,17 @@ impl DebugfsFiles {
             heapmap <- dir.read_callback_file(c"heapmap", s.clone(), &show_heapmap),
             shrink <- dir.read_write_callback_file(c"shrink", s.clone(), &show_shrink, &write_shrink),
             stress <- dir.read_write_callback_file(c"stress", s.clone(), &show_stress, &write_stress),
+            leaks <- dir.read_write_callback_file(c"leaks", s.clone(), &show_leaks, &write_leaks),
             inject: match fault_injection {
                 true => Some(KBox::pin_init(
-                    dir.write_callback_file(c"inject", s, &write_inject),
+                    dir.write_callback_file(c"inject", s.clone(), &write_inject),
+                    GFP_KERNEL,
+                )?),
+                false => None,
+            },
+            scribble: match fault_injection {
+                true => Some(KBox::pin_init(
+                    dir.write_callback_file(c"scribble", s, &write_scribble),
                     GFP_KERNEL,
                 )?),
                 false => None,
@@ -97,7 +109,7 @@ impl DebugfsFiles {
 }
 
 /// Reads one command line (at most [`MAX_LINE`] bytes) from a write.
-fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec<u8>> {
+pub(crate) fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec<u8>> {
     let len = reader.len();
     if len > MAX_LINE {
         return Err(reject(file, EINVAL, &abi::ParseError::TooLong));
@@ -120,7 +132,7 @@ fn parsed<'a, T>(
 
 fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = k.heap.lock().stats();
-    let rows: [(&str, u64); 28] = [
+    let rows: [(&str, u64); 31] = [
         ("heap_size", s.heap_size as u64),
         ("used_bytes", s.used_bytes as u64),
         ("free_bytes", s.free_bytes as u64),
@@ -149,6 +161,9 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("reuse_pct", u64::from(s.reuse_pct)),
         ("large_allocs", s.large_allocs as u64),
         ("slab_bytes", s.slab_bytes as u64),
+        ("redzone_errors", s.redzone_errors),
+        ("poison_errors", s.poison_errors),
+        ("sanity_errors", s.sanity_errors),
     ];
     for (key, value) in rows {
         writeln!(f, "{key}: {value}")?;
@@ -161,7 +176,7 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
-        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees"
+        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees debug"
     )?;
     // Formatting into the seq_file buffer never sleeps, so it may run under
     // the spinlock; it is a few dozen short lines.
@@ -169,7 +184,7 @@ fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for c in heap.caches() {
         writeln!(
             f,
-            "{} {} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {} {} {}",
             c.name(),
             c.object_size,
             c.align,
@@ -179,7 +194,8 @@ fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             c.slabs_partial,
             c.slabs_full,
             c.allocs,
-            c.frees
+            c.frees,
+            c.debug
         )?;
     }
     Ok(())
@@ -206,6 +222,17 @@ fn write_caches(k: &State, reader: &mut UserSliceReader) -> Result {
                 .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
             heap.cache_destroy(id)
                 .map_err(|e| reject(FILE, cache_errno(e), &e))
+        }
+        CachesCmd::Debug { name, flags } => {
+            let mut heap = k.heap.lock();
+            let id = heap
+                .cache_by_name(name)
+                .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
+            heap.set_cache_debug(id, flags)
+                .map_err(|e| reject(FILE, cache_errno(e), &e))?;
+            drop(heap);
+            pr_info!("caches: {} debug={}\n", name, Shown(&flags));
+            Ok(())
         }
     }
 }
@@ -266,6 +293,8 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
             (p, info.object_size, info.align, origin)
         }
     };
+    // Owner tracking names the handle (tag = ID + 1; 0 means untagged).
+    heap.set_owner(ptr.as_ptr(), id.wrapping_add(1));
     let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
     let offset = heap.region_offset(ptr.as_ptr()).unwrap_or(0);
     drop(heap);
@@ -292,7 +321,7 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
         .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
     // A free refused on damaged metadata keeps the handle: the allocation
     // is still live for the allocator (and `active_allocs` counts it).
-    k.release(h)?;
+    k.release(id, h)?;
     handles.remove(&id);
     Ok(())
 }
@@ -392,7 +421,18 @@ fn show_handles(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 // ------------------------------------------------------------- validate ---
 
 fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let result = k.heap.lock().validate();
+    // Lock order: handles, then heap (to name the handle behind a report).
+    let handles = k.handles.lock();
+    let (result, owner) = {
+        let mut heap = k.heap.lock();
+        let r = heap.validate();
+        let owner = r
+            .as_ref()
+            .err()
+            .and_then(|c| debug::handle_of(&heap, &handles, c));
+        (r, owner)
+    };
+    drop(handles);
     match result {
         Ok(r) => {
             writeln!(f, "ok")?;
@@ -408,7 +448,11 @@ fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         }
         Err(c) => {
             writeln!(f, "corrupt")?;
-            writeln!(f, "problem: {c}")
+            writeln!(f, "problem: {c}")?;
+            match owner {
+                Some((id, at)) => writeln!(f, "handle: {id} byte: {at}"),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -485,6 +529,20 @@ fn write_stress(k: &State, reader: &mut UserSliceReader) -> Result {
     let line = read_line(FILE, reader)?;
     let seconds = parsed(FILE, &line, abi::parse_stress)?;
     stress::run(&mut k.stress.lock(), seconds)
+}
+
+// ------------------------------------------------------ leaks, scribble ---
+
+fn show_leaks(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    debug::show_leaks(k, f)
+}
+
+fn write_leaks(k: &State, reader: &mut UserSliceReader) -> Result {
+    debug::write_leaks(k, reader)
+}
+
+fn write_scribble(k: &State, reader: &mut UserSliceReader) -> Result {
+    debug::write_scribble(k, reader)
 }
 
 // --------------------------------------------------------------- inject ---

@@ -8,18 +8,19 @@
 
 use super::{
     bench::BenchLog,
+    debug,
     errors::{self, Shown},
     region::VmallocRegion,
     selftest::SelftestLog,
     stress::StressLog,
 };
-use crate::allocator::{CacheId, Heap};
+use crate::allocator::{CacheId, DebugFlags, FreeError, Heap};
 use core::ptr::NonNull;
 use kernel::{
     new_mutex, new_spinlock_irq,
     prelude::*,
     rbtree::RBTree,
-    sync::{Mutex, SpinLockIrq},
+    sync::{atomic::Atomic, Mutex, SpinLockIrq},
 };
 
 /// Where a handle's memory came from.
@@ -68,19 +69,26 @@ pub(crate) struct Kalloc {
     /// Results of the last stress run.
     #[pin]
     pub(crate) stress: Mutex<StressLog>,
+    /// `leaks` lists tracked live allocations older than this (ms).
+    pub(crate) leaks_threshold_ms: Atomic<u32>,
     /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
 
 impl Kalloc {
     /// Builds the state over `region`.
-    pub(crate) fn new(region: VmallocRegion) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(region: VmallocRegion, flags: DebugFlags) -> impl PinInit<Self, Error> {
         // SAFETY: `region` is owned by the `Kalloc` being built and outlives
         // the heap (it is dropped after it); nothing else uses its memory.
-        let heap = unsafe { Heap::new(region.start(), region.len()) }.map_err(|e| {
-            pr_err!("heap init failed: {}\n", Shown(&e));
-            EINVAL
-        });
+        let heap = unsafe { Heap::with_debug(region.start(), region.len(), flags) }
+            .map(|mut h| {
+                h.set_clock(debug::now_ns);
+                h
+            })
+            .map_err(|e| {
+                pr_err!("heap init failed: {}\n", Shown(&e));
+                EINVAL
+            });
         try_pin_init!(Self {
             heap <- new_spinlock_irq!(heap?, "ikos_kalloc_heap"),
             handles <- new_mutex!(RBTree::new(), "ikos_kalloc_handles"),
@@ -88,6 +96,7 @@ impl Kalloc {
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
             last_shrink <- new_mutex!((0, 0), "ikos_kalloc_shrink"),
             stress <- new_mutex!(StressLog::default(), "ikos_kalloc_stress"),
+            leaks_threshold_ms: Atomic::new(0),
             region,
         }? Error)
     }
@@ -99,9 +108,10 @@ impl Kalloc {
         unsafe { self.region.start().add(offset) }
     }
 
-    /// Frees the memory behind `h`. On damaged metadata the free is refused
-    /// (`EIO`), reported once in dmesg and counted in `corruptions`.
-    pub(crate) fn release(&self, h: &Handle) -> Result {
+    /// Frees the memory behind handle `id`. On damaged metadata or a
+    /// damaged red zone the free is refused (`EIO`), reported once in dmesg
+    /// and counted in `corruptions`.
+    pub(crate) fn release(&self, id: u64, h: &Handle) -> Result {
         let p = self.at(h.offset).as_ptr();
         let mut heap = self.heap.lock();
         // A handle is a known live allocation: a refusal means damage.
@@ -115,6 +125,9 @@ impl Kalloc {
                 h.offset,
                 Shown(&e)
             );
+            if let FreeError::Corrupted(c) = e {
+                debug::report_handle_damage(id, h.offset, &c);
+            }
             errors::free_errno(e)
         })
     }
@@ -126,10 +139,11 @@ impl PinnedDrop for Kalloc {
         // Module exit: free every outstanding handle, then check the heap one
         // last time before the region goes back to vmalloc.
         let mut handles = self.handles.lock();
+        debug::exit_summary(&self.heap.lock());
         let mut freed = 0usize;
         let mut failed = 0usize;
-        for (_, h) in handles.iter() {
-            match self.release(h) {
+        for (id, h) in handles.iter() {
+            match self.release(*id, h) {
                 Ok(()) => freed += 1,
                 Err(_) => failed += 1,
             }
