@@ -632,6 +632,25 @@ impl Heap {
         self.mem.fill(b.payload(), b.payload_size(), POISON_FREE);
     }
 
+    /// Called by `insert_free` with `P` on, before it writes the links of
+    /// the free block `b`: a stale header at the payload start would be
+    /// half overwritten by them (and no longer recognisable), so it is
+    /// poisoned whole, with its links; that in turn may cut a stale header
+    /// 16 bytes further, and so on: the whole chain is poisoned.
+    pub(super) fn poison_stale_at_links(&mut self, b: &Block) {
+        let from = b.payload();
+        let mut end = from.wrapping_add(LINK_BYTES);
+        let mut at = from;
+        while at < end && at < b.end() {
+            if self.block(at).is_ok_and(|s| !s.used) {
+                end = end.max(at.wrapping_add(HEADER_SIZE + LINK_BYTES));
+            }
+            at = at.wrapping_add(HEADER_SIZE);
+        }
+        let end = end.min(b.end());
+        self.mem.fill(from, end.saturating_sub(from), POISON_FREE);
+    }
+
     /// Debug checks and setup of a freshly allocated large block `b`
     /// holding `size` requested bytes. On poison damage the block goes back
     /// to the free pool (poisoned again) and the damage is returned.

@@ -139,6 +139,9 @@ impl Heap {
         b.slab = false;
         b.req = 0;
         self.set_block(&b);
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            self.poison_stale_at_links(&b);
+        }
         self.set_links(b.off, head, 0);
         if head != 0 {
             let (hn, _) = self.links(head);

@@ -535,11 +535,18 @@ proptest! {
             let r = rng.range(0, 99);
             if r < 55 || live.is_empty() {
                 let (p, size, cached) = if r < 10 {
-                    let p = h.cache_alloc(id).unwrap();
-                    (p, h.usable_size(p.as_ptr()).unwrap(), true)
+                    match h.cache_alloc(id) {
+                        Ok(p) => (p, h.usable_size(p.as_ptr()).unwrap(), true),
+                        Err(AllocError::OutOfMemory) => continue,
+                        Err(e) => panic!("{e:?}"),
+                    }
                 } else {
                     let size = if r < 45 { rng.range(1, 4096) } else { rng.range(4097, 44_096) };
-                    (h.alloc(size).unwrap(), size, false)
+                    match h.alloc_flags(size, 8, Flags::NONE) {
+                        Ok(p) => (p, size, false),
+                        Err(AllocError::OutOfMemory) => continue,
+                        Err(e) => panic!("{e:?}"),
+                    }
                 };
                 let seed = step as u8;
                 fill(p, size, seed);
@@ -573,4 +580,52 @@ proptest! {
         prop_assert_eq!(s.redzone_errors + s.poison_errors + s.sanity_errors, 0);
         prop_assert_eq!(s.largest_free_block, s.initial_largest_free_block);
     }
+}
+
+/// Seed of [`long_churn_with_all_flags`].
+const LONG_CHURN_SEED: u64 = 0x5eed_d3b6;
+
+/// A long churn with every flag on and varied sizes and alignments:
+/// nothing is reported, `validate` passes throughout, everything comes back.
+#[test]
+fn long_churn_with_all_flags() {
+    let mut h = TestHeap::with_debug(8 << 20, DebugFlags::ALL);
+    h.set_clock(fake_clock);
+    let mut rng = Rng::new(LONG_CHURN_SEED);
+    let mut live: Vec<(std::ptr::NonNull<u8>, usize, u8)> = Vec::new();
+    for step in 0..20_000u32 {
+        if rng.range(0, 99) < 52 || live.is_empty() {
+            let size = match rng.range(0, 9) {
+                0..=6 => rng.range(1, 512),
+                7 | 8 => rng.range(513, 4096),
+                _ => rng.range(4097, 70_000),
+            };
+            let align = 8 << rng.range(0, 6);
+            match h.alloc_flags(size, align, Flags::NONE) {
+                Ok(p) => {
+                    assert_eq!(p.as_ptr() as usize % align, 0);
+                    fill(p, size, step as u8);
+                    live.push((p, size, step as u8));
+                }
+                Err(AllocError::OutOfMemory) => {}
+                Err(e) => panic!("step {step}: {e:?}"),
+            }
+        } else {
+            let (p, size, seed) = live.swap_remove(rng.range(0, live.len() - 1));
+            assert!(check(p, size, seed), "step {step}");
+            h.free(p.as_ptr()).unwrap();
+        }
+        if step % 100 == 0 {
+            h.validate().unwrap();
+        }
+    }
+    assert_eq!(h.for_each_live(|_| {}).unwrap(), live.len());
+    for (p, size, seed) in live {
+        assert!(check(p, size, seed));
+        h.free(p.as_ptr()).unwrap();
+    }
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!(s.corruptions, 0);
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
 }
