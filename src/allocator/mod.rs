@@ -61,6 +61,8 @@ mod block;
 mod cache;
 pub mod config;
 mod debug;
+mod debug_check;
+mod debug_track;
 mod error;
 mod flags;
 mod heap;
@@ -75,9 +77,9 @@ mod validate;
 
 pub use cache::{CacheId, CacheInfo};
 pub use debug::{
-    DebugFlags, LiveAlloc, Owner, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
-    TRACK_BYTES,
+    DebugFlags, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE, TRACK_BYTES,
 };
+pub use debug_track::{LiveAlloc, Owner};
 pub use error::{
     AllocError, CacheError, Corruption, CorruptionKind, FreeError, InitError, ReallocError,
 };
