@@ -214,6 +214,18 @@ impl Heap {
             .unwrap_or(CacheDesc::ZERO)
     }
 
+    /// The flag word of descriptor `idx` alone (0 when out of range): the
+    /// hot free path needs only it, not a copy of the whole descriptor.
+    pub(super) fn cache_flags(&self, idx: usize) -> u32 {
+        if idx >= TOTAL_CACHES {
+            return 0;
+        }
+        let at = self
+            .cache_off(idx)
+            .wrapping_add(core::mem::offset_of!(CacheDesc, flags));
+        self.mem.rd32(at)
+    }
+
     /// Writes descriptor `idx`.
     pub(super) fn set_cache(&mut self, idx: usize, c: &CacheDesc) {
         if idx < TOTAL_CACHES {

@@ -7,8 +7,11 @@
 //! word) and heap-wide for large blocks ([`Heap::with_debug`]); new caches
 //! start with the heap-wide flags. A cache's flags can only change while it
 //! has no slab, because the slot layout is derived from them when a slab is
-//! created. With no flag set nothing here runs: the hot paths test one flag
-//! word and the object layout is the plain one.
+//! created. With no flag set nothing here runs and the object layout is the
+//! plain one: a slab alloc or free tests the cache's flag word once (a
+//! debug cache is dispatched to `debug_slab_alloc` as a whole); a large
+//! alloc or free tests the heap-wide flags once, plus once per TLSF free
+//! block inserted (the `P` bookkeeping of `large_free` / `insert_free`).
 //!
 //! Slot layout of a slab object when any of `Z`, `P`, `U` is set (offsets
 //! relative to the object pointer; `S` is the object size, `L` the left red
@@ -76,6 +79,12 @@ pub(super) const C_DEBUG_SHIFT: u32 = 8;
 pub(super) const C_DEBUG_MASK: u32 = 0xf << C_DEBUG_SHIFT;
 /// Descriptor flag bits holding the link offset of a debug slot.
 const C_LINK_SHIFT: u32 = 16;
+
+/// Link offset (see [`CacheDesc::link_off`]) from a descriptor flag word.
+#[inline(always)]
+pub(super) fn link_off(cache_flags: u32) -> usize {
+    (cache_flags >> C_LINK_SHIFT) as usize
+}
 
 /// A set of debug flags (`Z`, `P`, `U`, `F`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -234,7 +243,7 @@ impl CacheDesc {
     /// Offset of the free-list link from the object (0 without debug layout).
     #[inline(always)]
     pub(super) fn link_off(&self) -> usize {
-        (self.flags >> C_LINK_SHIFT) as usize
+        link_off(self.flags)
     }
 
     /// Bytes of the left red zone before each object (0 without `Z`).
@@ -245,10 +254,11 @@ impl CacheDesc {
     /// Usable size of an object: its size with a debug layout, else the stride.
     #[inline(always)]
     pub(super) fn usable(&self) -> usize {
-        if self.flags & C_DEBUG_MASK == 0 {
+        // A debug layout always has its link after the object (offset > 0).
+        if link_off(self.flags) == 0 {
             self.stride as usize
         } else {
-            self.layout().size
+            self.object_size as usize
         }
     }
 

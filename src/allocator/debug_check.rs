@@ -6,14 +6,14 @@
 //! flags, and the debug part of `validate`.
 
 use super::block::Block;
-use super::cache::CacheDesc;
 use super::config::HEADER_SIZE;
 use super::debug::{
-    DebugFlags, SlotLayout, LINK_BYTES, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
-    TRACK_BYTES,
+    large_payload, DebugFlags, SlotLayout, LINK_BYTES, POISON_END, POISON_FREE, RED_ACTIVE,
+    RED_INACTIVE, TRACK_BYTES,
 };
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
+use super::slab::SlabState;
 
 impl Heap {
     fn count_sanity(&mut self, c: Corruption) -> Corruption {
@@ -96,7 +96,10 @@ impl Heap {
 
     /// Puts the free state (inactive red zones, poison) into the slots of a
     /// new slab of cache `c`.
-    pub(super) fn debug_slab_init(&mut self, c: &CacheDesc, obj_start: usize, cap: usize) {
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_slab_init(&mut self, ci: usize, obj_start: usize, cap: usize) {
+        let c = &self.cache(ci);
         let d = c.debug();
         let l = c.layout();
         for i in 0..cap {
@@ -110,15 +113,16 @@ impl Heap {
         }
     }
 
-    /// Checks of a free debug object `obj` of `span` (cache `c`) before it
-    /// is handed out, and its switch to the live state. On damage the free
-    /// state is restored (the object stays free) and the damage returned.
-    pub(super) fn debug_slab_take(
-        &mut self,
-        c: &CacheDesc,
-        span: usize,
-        obj: usize,
-    ) -> Result<(), Corruption> {
+    /// `slab_alloc` for a cache with debug flags: finds the object the
+    /// plain path will hand out, checks it (sanity, red zones, poison; on
+    /// damage its free state is restored, it stays free and the damage is
+    /// returned), lets the plain path take it, then switches it to the live
+    /// state (active red zones, owner record).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+        let (span, obj) = self.slab_peek(ci)?;
+        let c = self.cache(ci);
         let d = c.debug();
         if d.contains(DebugFlags::SANITY) {
             self.sanity_slab(span).map_err(|e| self.count_sanity(e))?;
@@ -138,7 +142,12 @@ impl Heap {
             if d.contains(DebugFlags::POISON) {
                 self.poison(&l, obj);
             }
-            return Err(e);
+            return Err(e.into());
+        }
+        let (got, reused) = self.slab_alloc_in::<false>(ci)?;
+        if got != obj {
+            // The plain path must take what it was seen to take.
+            return Err(Corruption::new(CorruptionKind::SlabFreeList, got, obj as u64).into());
         }
         if d.contains(DebugFlags::REDZONE) {
             self.fill_redzones(&l, obj, RED_ACTIVE);
@@ -147,17 +156,45 @@ impl Heap {
             let t = obj.wrapping_add(l.link + LINK_BYTES);
             self.write_track(t);
         }
-        Ok(())
+        Ok((obj, reused))
+    }
+
+    /// The slab and object `slab_alloc` will take next from cache `ci`
+    /// (creating a slab if it has none with room), without taking it.
+    fn slab_peek(&mut self, ci: usize) -> Result<(usize, usize), AllocError> {
+        let c = self.cache(ci);
+        let mut span = c.heads[SlabState::Partial as usize] as usize;
+        if span == 0 {
+            span = c.heads[SlabState::Empty as usize] as usize;
+        }
+        if span == 0 {
+            span = self.slab_new(ci)?;
+        }
+        let d = self.slab_desc(span)?;
+        if d.free_head != 0 {
+            let obj = d.free_head as usize;
+            self.check_free_obj(span, &d, obj)?;
+            return Ok((span, obj));
+        }
+        if d.bump < d.capacity {
+            let obj = (d.obj_start as usize)
+                .wrapping_add((d.bump as usize).wrapping_mul(d.stride as usize));
+            return Ok((span, obj));
+        }
+        Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, u64::from(d.inuse)).into())
     }
 
     /// Checks of a live debug object `obj` of `span` before it is freed,
     /// and its switch to the free state. On damage nothing changes.
+    #[cold]
+    #[inline(never)]
     pub(super) fn debug_slab_release(
         &mut self,
-        c: &CacheDesc,
+        ci: usize,
         span: usize,
         obj: usize,
     ) -> Result<(), Corruption> {
+        let c = &self.cache(ci);
         let d = c.debug();
         if d.contains(DebugFlags::SANITY) {
             self.sanity_slab(span).map_err(|e| self.count_sanity(e))?;
@@ -218,6 +255,8 @@ impl Heap {
 
     /// Poisons the payload of the large block `b` being freed (before its
     /// links are written). Called by `large_free` with `P` on.
+    #[cold]
+    #[inline(never)]
     pub(super) fn poison_large(&mut self, b: &Block) {
         self.mem.fill(b.payload(), b.payload_size(), POISON_FREE);
     }
@@ -227,6 +266,8 @@ impl Heap {
     /// half overwritten by them (and no longer recognisable), so it is
     /// poisoned whole, with its links; that in turn may cut a stale header
     /// 16 bytes further, and so on: the whole chain is poisoned.
+    #[cold]
+    #[inline(never)]
     pub(super) fn poison_stale_at_links(&mut self, b: &Block) {
         let from = b.payload();
         let mut end = from.wrapping_add(LINK_BYTES);
@@ -244,6 +285,25 @@ impl Heap {
     /// Debug checks and setup of a freshly allocated large block `b`
     /// holding `size` requested bytes. On poison damage the block goes back
     /// to the free pool (poisoned again) and the damage is returned.
+    /// The large-block allocation of `alloc` with heap-wide debug flags:
+    /// room for the red zone and owner record, checks and setup. Returns
+    /// the block and its usable size.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn debug_large_alloc(
+        &mut self,
+        size: usize,
+        align: usize,
+        req: u32,
+    ) -> Result<(Block, usize), AllocError> {
+        let payload = large_payload(self.dbg.flags, size).ok_or(AllocError::SizeOverflow)?;
+        let b = self.large_alloc(payload, align, req, false)?;
+        self.debug_large_take(&b)?;
+        Ok((b, self.large_usable(&b)))
+    }
+
+    #[cold]
+    #[inline(never)]
     pub(super) fn debug_large_take(&mut self, b: &Block) -> Result<(), AllocError> {
         let f = self.dbg.flags;
         if f.contains(DebugFlags::SANITY) {
@@ -268,6 +328,8 @@ impl Heap {
     }
 
     /// Debug checks of the live large block `b` before it is freed.
+    #[cold]
+    #[inline(never)]
     pub(super) fn debug_large_release(&mut self, b: &Block) -> Result<(), FreeError> {
         if self.dbg.flags.contains(DebugFlags::SANITY) {
             if let Err(e) = self.sanity_large(b) {

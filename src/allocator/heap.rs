@@ -18,7 +18,7 @@ use super::config::{
     CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
     PAGE_SIZE, TOTAL_CACHES,
 };
-use super::debug::{count_kind, large_payload, DebugState};
+use super::debug::{count_kind, DebugState};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, TLSF_INDEX_BYTES};
@@ -261,6 +261,7 @@ impl Heap {
         }
     }
 
+    #[inline]
     fn alloc_inner(&mut self, size: usize, align: usize, flags: Flags) -> Result<Got, AllocError> {
         if flags.contains(Flags::DMA) {
             return Err(AllocError::DmaUnsupported);
@@ -277,14 +278,15 @@ impl Heap {
         }
         // A successful large block is below 1 GiB, so its size fits in u32.
         let req = size.min(u32::MAX as usize) as u32;
-        let payload = large_payload(self.dbg.flags, size).ok_or(AllocError::SizeOverflow)?;
-        let b = self.large_alloc(payload, align, req, false)?;
-        if !self.dbg.flags.is_empty() {
-            self.debug_large_take(&b)?;
-        }
+        let (b, usable) = if self.dbg.flags.is_empty() {
+            let b = self.large_alloc(size, align, req, false)?;
+            (b, b.payload_size())
+        } else {
+            self.debug_large_alloc(size, align, req)?
+        };
         Ok(Got {
             off: b.payload(),
-            usable: self.large_usable(&b),
+            usable,
             req: size as u64,
             exact: size as u64,
         })

@@ -40,16 +40,19 @@
 //! |  4096 |    64 |       8 |      32896 |  128 (0.38 %) |
 //!
 //! Custom caches use the same rule with `stride = round_up(max(size, 8),
-//! align)`. A span may be up to 16 bytes larger than listed when the TLSF
+//! align)`. Debug flags `Z`/`P`/`U` (see `debug`) give a cache a longer
+//! stride, a left red zone before the first object and the free-list link
+//! outside the object; the geometry rule is the same. A span may be up to 16 bytes larger than listed when the TLSF
 //! block it came from could not be split (the remainder is counted as
 //! overhead).
 
 use super::block::Block;
 use super::cache::CacheDesc;
+use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
-use super::debug::C_DEBUG_MASK;
+use super::debug::{link_off, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
 use super::region::Pod;
@@ -199,7 +202,12 @@ impl Heap {
     }
 
     /// Checks that `obj` is a valid free-list entry of `span`.
-    fn check_free_obj(&self, span: usize, d: &SlabDesc, obj: usize) -> Result<(), Corruption> {
+    pub(super) fn check_free_obj(
+        &self,
+        span: usize,
+        d: &SlabDesc,
+        obj: usize,
+    ) -> Result<(), Corruption> {
         match Self::slab_obj_index(d, obj) {
             Ok(idx) if !self.slab_bit(span, idx) => Ok(()),
             _ => Err(Corruption::new(
@@ -211,7 +219,7 @@ impl Heap {
     }
 
     /// Creates a new empty slab for cache `ci` and puts it on the empty list.
-    fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
+    pub(super) fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
         let c = self.cache(ci);
         let span_size = c.span_size as usize;
         let b = self.large_alloc(span_size.saturating_sub(HEADER_SIZE), 16, 0, true)?;
@@ -242,7 +250,7 @@ impl Heap {
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
         if c.flags & C_DEBUG_MASK != 0 {
-            self.debug_slab_init(&c, obj_start, cap);
+            self.debug_slab_init(ci, obj_start, cap);
         }
         self.pagemap_update(span, b.size, true);
         self.slabs.spans = self.slabs.spans.wrapping_add(1);
@@ -372,7 +380,21 @@ impl Heap {
 
     /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
     pub(super) fn slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+        self.slab_alloc_in::<true>(ci)
+    }
+
+    /// [`Heap::slab_alloc`]; with `DEBUG` a cache with debug flags goes to
+    /// `debug_slab_alloc` (one flag test), which calls back with `false`.
+    #[inline(always)]
+    pub(super) fn slab_alloc_in<const DEBUG: bool>(
+        &mut self,
+        ci: usize,
+    ) -> Result<(usize, bool), AllocError> {
         let c: CacheDesc = self.cache(ci);
+        let cf = c.flags;
+        if DEBUG && cf & C_DEBUG_MASK != 0 {
+            return self.debug_slab_alloc(ci);
+        }
         let mut span = c.heads[SlabState::Partial as usize] as usize;
         if span == 0 {
             span = c.heads[SlabState::Empty as usize] as usize;
@@ -384,7 +406,7 @@ impl Heap {
         let (obj, reused) = if d.free_head != 0 {
             let obj = d.free_head as usize;
             self.check_free_obj(span, &d, obj)?;
-            let next = self.mem.rd32(obj.wrapping_add(c.link_off())) as usize;
+            let next = self.mem.rd32(obj.wrapping_add(link_off(cf))) as usize;
             if next != 0 {
                 self.check_free_obj(span, &d, next)?;
             }
@@ -413,9 +435,6 @@ impl Heap {
         }
         let idx = Self::slab_obj_index(&d, obj)
             .map_err(|_| Corruption::new(CorruptionKind::SlabFreeList, obj, span as u64))?;
-        if c.flags & C_DEBUG_MASK != 0 {
-            self.debug_slab_take(&c, span, obj)?;
-        }
         d.inuse = d.inuse.wrapping_add(1);
         self.set_slab_desc(span, &d);
         self.set_slab_bit(span, idx, true);
@@ -453,18 +472,18 @@ impl Heap {
         if d.inuse == 0 {
             return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0).into());
         }
-        let c = self.cache(ci);
-        if !c.active() {
+        let cf = self.cache_flags(ci);
+        if cf & C_ACTIVE == 0 {
             return Err(Corruption::new(CorruptionKind::CacheMismatch, span, ci as u64).into());
         }
         let head = d.free_head as usize;
         if head != 0 {
             self.check_free_obj(span, &d, head)?;
         }
-        if c.flags & C_DEBUG_MASK != 0 {
-            self.debug_slab_release(&c, span, obj)?;
+        if cf & C_DEBUG_MASK != 0 {
+            self.debug_slab_release(ci, span, obj)?;
         }
-        self.mem.wr32(obj.wrapping_add(c.link_off()), head as u32);
+        self.mem.wr32(obj.wrapping_add(link_off(cf)), head as u32);
         d.free_head = obj as u32;
         d.inuse = d.inuse.wrapping_sub(1);
         self.set_slab_desc(span, &d);
