@@ -10,8 +10,8 @@
 //! created. With no flag set nothing here runs and the object layout is the
 //! plain one: a slab alloc or free tests the cache's flag word once (a
 //! debug cache is dispatched to `debug_slab_alloc` as a whole); a large
-//! alloc or free tests the heap-wide flags once, plus once per TLSF free
-//! block inserted (the `P` bookkeeping of `large_free` / `insert_free`).
+//! alloc or free tests the heap-wide flags once, plus once per split of a
+//! free block (`split_tail`, for the `P` bookkeeping).
 //!
 //! Slot layout of a slab object when any of `Z`, `P`, `U` is set (offsets
 //! relative to the object pointer; `S` is the object size, `L` the left red

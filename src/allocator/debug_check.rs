@@ -253,16 +253,18 @@ impl Heap {
         Ok(())
     }
 
-    /// Poisons the payload of the large block `b` being freed (before its
-    /// links are written). Called by `large_free` with `P` on.
+    /// Poisons the payload of the large block `b` right before it is freed
+    /// (a large allocation, or a slab span given back) with `P` on. If that
+    /// free then fails on damaged metadata the contents are lost.
     #[cold]
     #[inline(never)]
     pub(super) fn poison_large(&mut self, b: &Block) {
         self.mem.fill(b.payload(), b.payload_size(), POISON_FREE);
     }
 
-    /// Called by `insert_free` with `P` on, before it writes the links of
-    /// the free block `b`: a stale header at the payload start would be
+    /// Called by `split_tail` with `P` on, before `insert_free` writes the
+    /// links of the new free remainder `b` (the only new free block whose
+    /// payload start was not just poisoned or already held links): a stale header at the payload start would be
     /// half overwritten by them (and no longer recognisable), so it is
     /// poisoned whole, with its links; that in turn may cut a stale header
     /// 16 bytes further, and so on: the whole chain is poisoned.
@@ -314,6 +316,7 @@ impl Heap {
         if f.contains(DebugFlags::POISON) {
             let from = b.payload().wrapping_add(LINK_BYTES);
             if let Err(e) = self.check_large_poison(from, b.end()) {
+                self.poison_large(b);
                 self.large_free(*b)?;
                 return Err(e.into());
             }
@@ -339,6 +342,10 @@ impl Heap {
         let (rz, len) = self.large_redzone(b);
         if let Some((at, found)) = self.find_bad(rz, len, RED_ACTIVE) {
             return Err(Corruption::new(CorruptionKind::RedZone, at, found).into());
+        }
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            // Before `large_free` writes the links of the merged block.
+            self.poison_large(b);
         }
         Ok(())
     }

@@ -139,9 +139,6 @@ impl Heap {
         b.slab = false;
         b.req = 0;
         self.set_block(&b);
-        if self.dbg.flags.contains(DebugFlags::POISON) {
-            self.poison_stale_at_links(&b);
-        }
         self.set_links(b.off, head, 0);
         if head != 0 {
             let (hn, _) = self.links(head);
@@ -304,6 +301,10 @@ impl Heap {
                 self.set_prev_size_at(r.end(), r.size)?;
             }
         }
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            // The remainder's links are about to cut into poisoned memory.
+            self.poison_stale_at_links(&r);
+        }
         self.insert_free(r)?;
         Ok(b)
     }
@@ -415,9 +416,6 @@ impl Heap {
             m.prev_size = p.prev_size;
             m.size = m.size.wrapping_add(p.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
-        }
-        if self.dbg.flags.contains(DebugFlags::POISON) {
-            self.poison_large(&b);
         }
         self.set_prev_size_at(m.end(), m.size)?;
         self.insert_free(m)

@@ -52,7 +52,7 @@ use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
-use super::debug::{link_off, C_DEBUG_MASK};
+use super::debug::{link_off, DebugFlags, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
 use super::region::Pod;
@@ -298,6 +298,10 @@ impl Heap {
         let mut c = self.cache(ci);
         c.total_objs = c.total_objs.wrapping_sub(d.capacity);
         self.set_cache(ci, &c);
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            // Heap-wide `P`: free large-block memory is poison.
+            self.poison_large(&b);
+        }
         self.large_free(b)
     }
 
