@@ -330,10 +330,12 @@ impl Heap {
         Ok(())
     }
 
-    /// Debug checks of the live large block `b` before it is freed.
+    /// Debug checks of the live large block at `off` before it is freed.
     #[cold]
     #[inline(never)]
-    pub(super) fn debug_large_release(&mut self, b: &Block) -> Result<(), FreeError> {
+    pub(super) fn debug_large_release(&mut self, off: usize) -> Result<(), FreeError> {
+        // Re-read here, so the hot caller need not keep the block in memory.
+        let b = &self.block(off)?;
         if self.dbg.flags.contains(DebugFlags::SANITY) {
             if let Err(e) = self.sanity_large(b) {
                 return Err(self.count_sanity(e).into());

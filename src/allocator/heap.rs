@@ -477,7 +477,7 @@ impl Heap {
         }
         let req = u64::from(b.req);
         if !self.dbg.flags.is_empty() {
-            self.debug_large_release(&b)?;
+            self.debug_large_release(b.off)?;
         }
         self.large_free(b)?;
         self.ctr.requested_live = self.ctr.requested_live.wrapping_sub(req);
