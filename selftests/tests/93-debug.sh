@@ -153,7 +153,7 @@ check "debug: U: exit lists handle 2" dmesg_has "ikos_kalloc: exit: still live: 
 check "debug: U: exit freed both, heap consistent" dmesg_has "ikos_kalloc: exit: freed 2 live handles, heap consistent"
 
 # --- per-cache switching through `caches` --------------------------------
-expect_eq "debug: load without debug" OK "$(load fault_injection=1 selftest_on_load=0)"
+expect_eq "debug: load with debug=-" OK "$(load debug=- fault_injection=1 selftest_on_load=0)"
 expect_eq "debug: leaks says tracking off" "# threshold_ms: 0 owner_tracking: off" "$(head -n 1 "$KALLOC_DIR/leaks")"
 expect_write "debug: caches debug size-64 ZPU" OK "$KALLOC_DIR/caches" "debug size-64 ZPU"
 expect_eq "debug: size-64 row says ZPU, size-128 says -" "ZPU -" "$(e93_col size-64 debug) $(e93_col size-128 debug)"
