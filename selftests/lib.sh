@@ -132,8 +132,11 @@ validate_ok() {
 }
 
 # load [PARAMS...] / unload: insmod/rmmod printing OK or the errno name.
+# The knob LOAD_ARGS (e.g. LOAD_ARGS=debug=ZPUF) is prepended to every
+# load's parameters; a group's own `debug=` comes later and wins.
 load() {
-	err=$(insmod "$KO" "$@" 2>&1)
+	# shellcheck disable=SC2086
+	err=$(insmod "$KO" ${LOAD_ARGS:-} "$@" 2>&1)
 	errno_name "$err"
 }
 unload() {

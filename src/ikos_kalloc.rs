@@ -10,6 +10,7 @@
 //! - `glue/`: everything that needs the kernel: the vmalloc region, the lock,
 //!   the handle table, the debugfs files and the exported C API.
 
+use allocator::DebugFlags;
 use kernel::{prelude::*, sync::Arc};
 
 pub mod abi;
@@ -17,7 +18,7 @@ pub mod allocator;
 mod glue;
 pub mod selftest;
 
-use glue::{debugfs::DebugfsFiles, region::VmallocRegion, state::Kalloc};
+use glue::{debugfs::DebugfsFiles, errors::Shown, region::VmallocRegion, state::Kalloc};
 
 module! {
     type: IkosKalloc,
@@ -40,7 +41,7 @@ module! {
         },
         fault_injection: bool {
             default: false,
-            description: "Create the debugfs inject file (corruption injection, tests only; default false)",
+            description: "Create the debugfs inject and scribble files (corruption injection, tests only; default false)",
         },
     },
 }
@@ -55,6 +56,39 @@ struct IkosKalloc {
     // writer can still be inside the state when it is torn down.
     _files: Pin<KBox<DebugfsFiles>>,
     _state: Arc<Kalloc>,
+}
+
+extern "C" {
+    /// The `debug` string parameter (src/ikos_kalloc_param.c).
+    fn ikos_kalloc_debug_param() -> *const c_char;
+}
+
+/// Parses the `debug` parameter, with one dmesg line on rejection.
+fn checked_debug() -> Result<DebugFlags> {
+    // SAFETY: the C side returns its static, NUL-terminated parameter
+    // buffer; the module loader wrote it before init and never again.
+    let raw = unsafe { CStr::from_char_ptr(ikos_kalloc_debug_param()) };
+    DebugFlags::parse(raw.to_bytes()).map_err(|bad| {
+        pr_err!(
+            "debug={} rejected: '{}' is not one of Z (red zones), P (poison), U (owner tracking), F (sanity checks) (EINVAL)\n",
+            Shown(&BytesShown(raw.to_bytes())),
+            Shown(&BytesShown(&[bad])),
+        );
+        EINVAL
+    })
+}
+
+/// Prints parameter bytes as text (non-UTF-8 bytes as `?`).
+struct BytesShown<'a>(&'a [u8]);
+
+impl core::fmt::Display for BytesShown<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &b in self.0 {
+            let c = if b.is_ascii_graphic() { b as char } else { '?' };
+            core::fmt::Write::write_char(f, c)?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks the `heap_size` parameter, with one dmesg line on rejection.
@@ -74,6 +108,7 @@ fn checked_heap_size(size: usize) -> Result<usize> {
 impl kernel::Module for IkosKalloc {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let size = checked_heap_size(module_parameters::heap_size.value())?;
+        let debug = checked_debug()?;
         let region = VmallocRegion::new(size).inspect_err(|e| {
             pr_err!(
                 "heap_size={} rejected: vmalloc cannot provide it (errno {})\n",
@@ -81,12 +116,19 @@ impl kernel::Module for IkosKalloc {
                 e.to_errno()
             );
         })?;
-        let state = Arc::pin_init(Kalloc::new(region, module_parameters::percpu.value()), GFP_KERNEL)?;
+        let state = Arc::pin_init(
+            Kalloc::new(region, module_parameters::percpu.value(), debug),
+            GFP_KERNEL,
+        )?;
         let files = KBox::pin_init(
             DebugfsFiles::new(state.clone(), module_parameters::fault_injection.value()),
             GFP_KERNEL,
         )?;
-        pr_info!("loaded: heap of {} bytes\n", size);
+        if debug.is_empty() {
+            pr_info!("loaded: heap of {} bytes\n", size);
+        } else {
+            pr_info!("loaded: heap of {} bytes, debug={}\n", size, Shown(&debug));
+        }
         if module_parameters::selftest_on_load.value() {
             // A failed self-test is reported (dmesg, `selftest` file), it does
             // not fail the load.

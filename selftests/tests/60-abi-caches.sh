@@ -13,7 +13,7 @@ e60_col() {
 
 expect_eq "caches: load" OK "$(load)"
 expect_eq "caches: header line" \
-	"name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees magazine_objs" \
+	"name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees magazine_objs debug" \
 	"$(head -n 1 "$KALLOC_DIR/caches")"
 expect_eq "caches: rows 1-10 are the built-ins size-8 .. size-4096 in order" \
 	"size-8 size-16 size-32 size-64 size-128 size-256 size-512 size-1024 size-2048 size-4096" \
@@ -25,7 +25,7 @@ expect_eq "caches: only the 10 built-ins after load" 11 "$(wc -l <"$KALLOC_DIR/c
 
 expect_write "caches: create objs 200 64" OK "$KALLOC_DIR/caches" "create objs 200 64"
 expect_eq "caches: objs is the 11th row, objsize 200 align 64, empty" \
-	"objs 200 64 0 0 0 0 0 0 0 0" "$(sed -n 12p "$KALLOC_DIR/caches")"
+	"objs 200 64 0 0 0 0 0 0 0 0 -" "$(sed -n 12p "$KALLOC_DIR/caches")"
 
 e60_bad=0
 i=1001

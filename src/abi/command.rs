@@ -11,6 +11,8 @@
 
 use core::fmt;
 
+use crate::allocator::DebugFlags;
+
 /// Longest accepted command line in bytes (one page, newline included).
 pub const MAX_LINE: usize = 4096;
 /// Longest cache name in bytes.
@@ -41,6 +43,8 @@ pub enum ParseError {
     BadName,
     /// An unknown command word.
     UnknownCommand,
+    /// Debug flags that are not letters of `ZPUF` (or `-`).
+    BadDebugFlags,
 }
 
 impl fmt::Display for ParseError {
@@ -57,6 +61,7 @@ impl fmt::Display for ParseError {
             Self::BadFlag => "unknown flag (want zero,atomic,dma,high)",
             Self::BadName => "bad cache name (1-31 chars of [A-Za-z0-9_.-])",
             Self::UnknownCommand => "unknown command",
+            Self::BadDebugFlags => "bad debug flags (letters of ZPUF, or - for none)",
         })
     }
 }
@@ -122,6 +127,13 @@ pub enum CachesCmd<'a> {
     Destroy {
         /// Cache name.
         name: &'a str,
+    },
+    /// `debug NAME FLAGS`: FLAGS letters of `ZPUF` or `-`.
+    Debug {
+        /// Cache name.
+        name: &'a str,
+        /// The new debug flags.
+        flags: DebugFlags,
     },
 }
 
@@ -271,7 +283,16 @@ pub fn parse_byte_cmd(line: &[u8]) -> Result<ByteCmd, ParseError> {
     Ok(ByteCmd { id, byte })
 }
 
-/// Parses a write to `caches`: `create NAME OBJSIZE [ALIGN]` or `destroy NAME`.
+/// Parses debug flags: letters of `ZPUF` (at most 4 tokens' worth) or `-`.
+pub fn debug_flags(tok: &str) -> Result<DebugFlags, ParseError> {
+    if tok.is_empty() || tok.len() > 8 {
+        return Err(ParseError::BadDebugFlags);
+    }
+    DebugFlags::parse(tok.as_bytes()).map_err(|_| ParseError::BadDebugFlags)
+}
+
+/// Parses a write to `caches`: `create NAME OBJSIZE [ALIGN]`, `destroy
+/// NAME` or `debug NAME FLAGS`.
 pub fn parse_caches(line: &[u8]) -> Result<CachesCmd<'_>, ParseError> {
     let mut t = Tokens::new(line)?;
     let cmd = match t.next().ok_or(ParseError::Empty)? {
@@ -287,6 +308,10 @@ pub fn parse_caches(line: &[u8]) -> Result<CachesCmd<'_>, ParseError> {
         }
         "destroy" => CachesCmd::Destroy {
             name: name(t.required()?)?,
+        },
+        "debug" => CachesCmd::Debug {
+            name: name(t.required()?)?,
+            flags: debug_flags(t.required()?)?,
         },
         _ => return Err(ParseError::UnknownCommand),
     };
@@ -391,4 +416,72 @@ pub fn parse_stress(line: &[u8]) -> Result<u32, ParseError> {
     let secs = run_count(line, u64::from(STRESS_DEFAULT_SECONDS), range)?;
     // In range, so it fits.
     u32::try_from(secs).map_err(|_| ParseError::BadNumber)
+}
+
+/// A write to `scribble` (only with `fault_injection=1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScribbleCmd {
+    /// Handle.
+    pub id: u64,
+    /// Offset from the allocation start; negative reaches a left red zone.
+    pub offset: isize,
+    /// Bytes to write, 1..=[`SCRIBBLE_MAX_LEN`].
+    pub len: usize,
+    /// `free`: free the handle first (a write after free).
+    pub after_free: bool,
+}
+
+/// Longest `scribble` accepted, in bytes.
+pub const SCRIBBLE_MAX_LEN: usize = 4096;
+/// The byte `scribble` writes.
+pub const SCRIBBLE_BYTE: u8 = 0x42;
+
+/// Parses a signed offset: an optional `-`, then a number below 2^31.
+fn offset(tok: &str) -> Result<isize, ParseError> {
+    let (neg, digits) = match tok.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, tok),
+    };
+    let v = number(digits)?;
+    if v >= 1 << 31 {
+        return Err(ParseError::BadNumber);
+    }
+    let v = v as isize;
+    Ok(if neg { -v } else { v })
+}
+
+/// Parses a write to `scribble`: `ID OFFSET LEN [free]`.
+pub fn parse_scribble(line: &[u8]) -> Result<ScribbleCmd, ParseError> {
+    let mut t = Tokens::new(line)?;
+    let id = number(t.next().ok_or(ParseError::Empty)?)?;
+    let offset = offset(t.required()?)?;
+    let len = size(t.required()?)?;
+    if len > SCRIBBLE_MAX_LEN {
+        return Err(ParseError::BadNumber);
+    }
+    let after_free = match t.next() {
+        None => false,
+        Some("free") => true,
+        Some(_) => return Err(ParseError::UnknownCommand),
+    };
+    t.end()?;
+    Ok(ScribbleCmd {
+        id,
+        offset,
+        len,
+        after_free,
+    })
+}
+
+/// Parses a write to `leaks`: `threshold_ms N` (N fits u32).
+pub fn parse_leaks(line: &[u8]) -> Result<u32, ParseError> {
+    let mut t = Tokens::new(line)?;
+    match t.next().ok_or(ParseError::Empty)? {
+        "threshold_ms" => {
+            let n = u32::try_from(number(t.required()?)?).map_err(|_| ParseError::BadNumber)?;
+            t.end()?;
+            Ok(n)
+        }
+        _ => Err(ParseError::UnknownCommand),
+    }
 }

@@ -12,6 +12,7 @@ use super::config::{
     class_align, class_size, CACHE_NAME_LEN, MAX_CUSTOM_ALIGN, MAX_CUSTOM_OBJECT, NUM_CACHES,
     TOTAL_CACHES,
 };
+use super::debug::DebugFlags;
 use super::error::{CacheError, Corruption};
 use super::heap::Heap;
 use super::region::Pod;
@@ -156,6 +157,8 @@ pub struct CacheInfo {
     pub reuses: u64,
     /// Sum of requested sizes of all successful allocations.
     pub requested_total: u64,
+    /// Debug flags of the cache.
+    pub debug: DebugFlags,
 }
 
 impl CacheInfo {
@@ -211,6 +214,18 @@ impl Heap {
         self.mem
             .read(self.cache_off(idx))
             .unwrap_or(CacheDesc::ZERO)
+    }
+
+    /// The flag word of descriptor `idx` alone (0 when out of range): the
+    /// hot free path needs only it, not a copy of the whole descriptor.
+    pub(super) fn cache_flags(&self, idx: usize) -> u32 {
+        if idx >= TOTAL_CACHES {
+            return 0;
+        }
+        let at = self
+            .cache_off(idx)
+            .wrapping_add(core::mem::offset_of!(CacheDesc, flags));
+        self.mem.rd32(at)
     }
 
     /// Writes descriptor `idx`.
@@ -281,7 +296,7 @@ impl Heap {
             *d = *s;
         }
         let gen = (self.cache(idx).gen.wrapping_add(1) & 0xffff).max(1);
-        let c = CacheDesc {
+        let mut c = CacheDesc {
             name: nm,
             name_len: nb.len() as u32,
             flags: C_ACTIVE,
@@ -293,6 +308,9 @@ impl Heap {
             span_size: span as u32,
             ..CacheDesc::ZERO
         };
+        if !self.dbg.flags.is_empty() {
+            c.apply_debug(self.dbg.flags, None);
+        }
         self.set_cache(idx, &c);
         Ok(CacheId::new(idx, gen))
     }
@@ -409,6 +427,7 @@ impl Heap {
             failures: c.failures,
             reuses: c.reuses,
             requested_total: c.requested_total,
+            debug: c.debug(),
         })
     }
 

@@ -123,6 +123,13 @@ pub enum CorruptionKind {
     /// A per-CPU magazine holds something that is not a cached object of
     /// its class (see `magazine`).
     MagazineEntry,
+    /// A red zone around an object or block was overwritten (debug `Z`);
+    /// `offset` is the first bad byte, `detail` the bytes found (see
+    /// [`Corruption::found_bytes`]).
+    RedZone,
+    /// Poison of freed memory was overwritten: a write after free (debug
+    /// `P`); `offset` and `detail` as for `RedZone`.
+    Poison,
 }
 
 /// Description of detected metadata damage.
@@ -230,6 +237,8 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::CacheMismatch => "cache descriptor mismatch",
             CorruptionKind::StatsMismatch => "statistics mismatch",
             CorruptionKind::MagazineEntry => "bad magazine entry",
+            CorruptionKind::RedZone => "red zone overwritten",
+            CorruptionKind::Poison => "poison overwritten (write after free)",
         };
         f.write_str(s)
     }
@@ -237,6 +246,18 @@ impl fmt::Display for CorruptionKind {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if matches!(self.kind, CorruptionKind::RedZone | CorruptionKind::Poison) {
+            write!(
+                f,
+                "heap corruption: {} at offset {:#x} (bytes found:",
+                self.kind, self.offset
+            )?;
+            let (b, n) = self.found_bytes();
+            for x in b.iter().take(n) {
+                write!(f, " {x:02x}")?;
+            }
+            return f.write_str(")");
+        }
         write!(
             f,
             "heap corruption: {} at offset {:#x} (detail {:#x})",

@@ -18,6 +18,7 @@ use super::config::{
     CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
     PAGE_SIZE, TOTAL_CACHES,
 };
+use super::debug::{count_kind, DebugState};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, TLSF_INDEX_BYTES};
@@ -65,6 +66,9 @@ pub(super) struct Counters {
     pub(super) requested_live: u64,
     pub(super) requested_total: u64,
     pub(super) usable_total: u64,
+    pub(super) redzone_errors: u64,
+    pub(super) poison_errors: u64,
+    pub(super) sanity_errors: u64,
 }
 
 /// A heap managing one caller-supplied region.
@@ -83,6 +87,7 @@ pub struct Heap {
     pub(super) slabs: SlabCounters,
     pub(super) ctr: Counters,
     pub(super) mags: MagazineCounters,
+    pub(super) dbg: DebugState,
 }
 
 // SAFETY: the heap exclusively owns its region (contract of `Heap::new`);
@@ -154,6 +159,7 @@ impl Heap {
             slabs: SlabCounters::default(),
             ctr: Counters::default(),
             mags: MagazineCounters::default(),
+            dbg: DebugState::default(),
         };
         heap.mem.fill(0, blocks_start, 0);
         heap.init_builtin_caches();
@@ -200,6 +206,7 @@ impl Heap {
     /// Records detected corruption and passes it through.
     pub(super) fn note_corruption(&mut self, c: Corruption) -> Corruption {
         self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1);
+        count_kind(self, &c);
         c
     }
 
@@ -270,8 +277,9 @@ impl Heap {
                     AllocError::DmaUnsupported => {
                         self.ctr.dma_refusals = self.ctr.dma_refusals.wrapping_add(1)
                     }
-                    AllocError::Corrupted(_) => {
-                        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1)
+                    AllocError::Corrupted(c) => {
+                        self.ctr.corruptions = self.ctr.corruptions.wrapping_add(1);
+                        count_kind(self, &c);
                     }
                     _ => {}
                 }
@@ -280,6 +288,7 @@ impl Heap {
         }
     }
 
+    #[inline]
     fn alloc_inner(&mut self, size: usize, align: usize, flags: Flags) -> Result<Got, AllocError> {
         if flags.contains(Flags::DMA) {
             return Err(AllocError::DmaUnsupported);
@@ -296,10 +305,15 @@ impl Heap {
         }
         // A successful large block is below 1 GiB, so its size fits in u32.
         let req = size.min(u32::MAX as usize) as u32;
-        let b = self.large_alloc(size, align, req, false)?;
+        let (b, usable) = if self.dbg.flags.is_empty() {
+            let b = self.large_alloc(size, align, req, false)?;
+            (b, b.payload_size())
+        } else {
+            self.debug_large_alloc(size, align, req)?
+        };
         Ok(Got {
             off: b.payload(),
-            usable: b.payload_size(),
+            usable,
             req: size as u64,
             exact: size as u64,
         })
@@ -326,7 +340,7 @@ impl Heap {
                 self.ctr.slab_allocs = self.ctr.slab_allocs.wrapping_add(1);
                 Ok(Got {
                     off,
-                    usable: c.stride as usize,
+                    usable: c.usable(),
                     req: u64::from(c.object_size),
                     exact,
                 })
@@ -424,6 +438,9 @@ impl Heap {
     }
 
     fn finish_free(&mut self, r: Result<(), FreeError>) -> Result<(), FreeError> {
+        if let Err(FreeError::Corrupted(c)) = r {
+            count_kind(self, &c);
+        }
         let c = &mut self.ctr;
         match r {
             Ok(()) => c.total_frees = c.total_frees.wrapping_add(1),
@@ -486,6 +503,9 @@ impl Heap {
             return Err(FreeError::WrongCache);
         }
         let req = u64::from(b.req);
+        if !self.dbg.flags.is_empty() {
+            self.debug_large_release(b.off)?;
+        }
         self.large_free(b)?;
         self.ctr.requested_live = self.ctr.requested_live.wrapping_sub(req);
         Ok(())
@@ -496,7 +516,7 @@ impl Heap {
         let off = self.block_area_offset(ptr)?;
         match self.pagemap_lookup(off) {
             Ok(Some(span)) => self.slab_usable(span.off, off),
-            Ok(None) => self.large_at(off).ok().map(|b| b.payload_size()),
+            Ok(None) => self.large_at(off).ok().map(|b| self.large_usable(&b)),
             Err(_) => None,
         }
     }
@@ -532,10 +552,11 @@ impl Heap {
             Ok(Some(span)) => match self.slab_desc(span.off) {
                 Ok(d) => match Self::slab_obj_index(&d, off) {
                     Ok(idx) if self.slab_bit(span.off, idx) => {
-                        if new_size <= d.stride as usize {
+                        let usable = self.cache(d.cache as usize).usable();
+                        if new_size <= usable {
                             return Ok(self.mem.ptr(off));
                         }
-                        Ok(d.stride as usize)
+                        Ok(usable)
                     }
                     Ok(_) => Err(FreeError::DoubleFree),
                     Err(e) => Err(e),
@@ -543,6 +564,8 @@ impl Heap {
                 Err(c) => Err(FreeError::Corrupted(c)),
             },
             Ok(None) => match self.large_at(off) {
+                // A debug layout (red zone, owner record) is never resized in place.
+                Ok(b) if self.dbg.flags.changes_layout() => Ok(self.large_usable(&b)),
                 Ok(b) => {
                     let req = new_size.min(u32::MAX as usize) as u32;
                     match self.large_resize_in_place(b, new_size, req) {

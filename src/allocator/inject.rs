@@ -154,10 +154,11 @@ impl Heap {
             // Still in a live slab: the object heads the slab's free list.
             let d: SlabDesc = self.slab_desc(span.off)?;
             if d.free_head as usize == off {
-                self.mem.wr32(off, BAD_LINK);
+                let link = off.wrapping_add(self.cache(d.cache as usize).link_off());
+                self.mem.wr32(link, BAD_LINK);
                 return Ok(Injected {
                     what: "slab free-list link",
-                    offset: off,
+                    offset: link,
                     len: 4,
                 });
             }
@@ -190,6 +191,43 @@ impl Heap {
             what: "bytes past the usable size",
             offset: start,
             len: n,
+        })
+    }
+
+    /// Writes `len` bytes `byte` at `offset` (may be negative) from the
+    /// allocation at `ptr`, as a buggy user would: the range must stay in
+    /// the allocation's slot (slab object, red zones included) or block
+    /// payload, else [`InjectError::OutOfRange`]. With `after_free` the
+    /// allocation is freed first (a write after free).
+    pub fn scribble(
+        &mut self,
+        ptr: *mut u8,
+        offset: isize,
+        len: usize,
+        byte: u8,
+        after_free: bool,
+    ) -> Result<Injected, InjectError> {
+        let (off, _) = self.owner(ptr)?;
+        let (lo, hi) = self.slot_bounds(off).ok_or(InjectError::NotLive)?;
+        let start = off
+            .checked_add_signed(offset)
+            .ok_or(InjectError::OutOfRange)?;
+        let end = start.checked_add(len).ok_or(InjectError::OutOfRange)?;
+        if len == 0 || start < lo || end > hi {
+            return Err(InjectError::OutOfRange);
+        }
+        if after_free {
+            self.free(ptr).map_err(InjectError::Free)?;
+        }
+        self.mem.fill(start, len, byte);
+        Ok(Injected {
+            what: if after_free {
+                "bytes of a freed allocation"
+            } else {
+                "bytes of a live allocation's slot"
+            },
+            offset: start,
+            len,
         })
     }
 

@@ -26,6 +26,7 @@
 
 use super::block::Block;
 use super::config::{BLOCK_ALIGN, FL_COUNT, FL_SHIFT, HEADER_SIZE, MIN_BLOCK, SL_COUNT, SL_LOG};
+use super::debug::DebugFlags;
 use super::error::{AllocError, Corruption, CorruptionKind};
 use super::heap::Heap;
 
@@ -299,6 +300,10 @@ impl Heap {
                 self.scrub_header(n.off);
                 self.set_prev_size_at(r.end(), r.size)?;
             }
+        }
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            // The remainder's links are about to cut into poisoned memory.
+            self.poison_stale_at_links(&r);
         }
         self.insert_free(r)?;
         Ok(b)

@@ -40,6 +40,7 @@ use core::ptr::NonNull;
 
 use super::cache::CacheDesc;
 use super::config::{class_align, class_size, MIN_SIZE, NUM_CACHES, PAGE_SIZE};
+use super::debug::C_DEBUG_MASK;
 use super::error::{AllocError, Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::pagemap::{ENTRY_BYTES, GHOST, TAG_MASK};
@@ -101,11 +102,13 @@ const GEOM: [ClassGeom; NUM_CACHES] = {
 };
 
 /// Fast tag of a new slab of cache `ci` (see `pagemap`): `ci + 1` for a
-/// built-in class with the standard geometry, 0 for anything else.
+/// built-in class with the standard geometry and no debug flags, 0 for
+/// anything else (its frees take the locked path and its checks).
 pub(super) fn fast_tag(ci: usize, c: &CacheDesc) -> usize {
     match GEOM.get(ci) {
         Some(g)
-            if c.stride as usize == class_size(ci)
+            if c.flags & C_DEBUG_MASK == 0
+                && c.stride as usize == class_size(ci)
                 && c.align as usize == g.align
                 && c.capacity as usize == g.cap =>
         {
@@ -358,7 +361,9 @@ impl FastView {
             return None;
         }
         // Both words of the entry in one load: `first` low, `start` high.
-        let e = self.mem.load64(self.pagemap_off.wrapping_add(page * ENTRY_BYTES));
+        let e = self
+            .mem
+            .load64(self.pagemap_off.wrapping_add(page * ENTRY_BYTES));
         let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
         // A span starting inside the page owns everything from its start.
         let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {

@@ -24,6 +24,13 @@
 //! * `stats` and `validate`: exact accounting and a full consistency walk.
 //! * `region`: the only place that dereferences region memory; every access
 //!   is bounds- and alignment-checked.
+//! * `debug`, `debug_check`, `debug_track`: `slub_debug`-like flags per
+//!   cache and heap-wide ([`Heap::with_debug`], [`Heap::set_cache_debug`]):
+//!   red zones (`Z`), poisoning (`P`), owner tracking (`U`, listed by
+//!   [`Heap::for_each_live`]) and sanity checks on every operation (`F`).
+//!   With no flag set the layout is the plain one and the slab hot paths
+//!   test one flag word (callgrind: 948 instructions per 64 B alloc+free
+//!   pair against 999 before the debug code; see the README).
 //!
 //! Routing: a request of at most 4096 bytes with an alignment of at most 64
 //! goes to the smallest size class `>= max(size, align)` (class objects are
@@ -35,6 +42,12 @@
 //! last object is freed all its empty slabs go back, so freeing everything
 //! leaves one free block whose size equals the initial largest free block.
 //! [`Heap::shrink`] drops the reserves explicitly.
+//!
+//! Debug detections (red zone, poison) are [`CorruptionKind::RedZone`] and
+//! [`CorruptionKind::Poison`] naming the first bad byte and the bytes
+//! found. A damaged red zone refuses the free (heap unchanged, like every
+//! other error); damaged poison fails the allocation that would hand the
+//! memory out, restores the poison and leaves the object free.
 //!
 //! Double-free detection is exact while the object's slab exists (per-slab
 //! bitmap) and for large blocks (the header, even when absorbed by a
@@ -60,6 +73,9 @@
 mod block;
 mod cache;
 pub mod config;
+mod debug;
+mod debug_check;
+mod debug_track;
 mod error;
 mod flags;
 mod heap;
@@ -74,6 +90,10 @@ mod stats;
 mod validate;
 
 pub use cache::{CacheId, CacheInfo};
+pub use debug::{
+    DebugFlags, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE, TRACK_BYTES,
+};
+pub use debug_track::{LiveAlloc, Owner};
 pub use error::{
     AllocError, CacheError, Corruption, CorruptionKind, FreeError, InitError, ReallocError,
 };

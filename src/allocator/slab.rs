@@ -40,15 +40,19 @@
 //! |  4096 |    64 |       8 |      32896 |  128 (0.38 %) |
 //!
 //! Custom caches use the same rule with `stride = round_up(max(size, 8),
-//! align)`. A span may be up to 16 bytes larger than listed when the TLSF
+//! align)`. Debug flags `Z`/`P`/`U` (see `debug`) give a cache a longer
+//! stride, a left red zone before the first object and the free-list link
+//! outside the object; the geometry rule is the same. A span may be up to 16 bytes larger than listed when the TLSF
 //! block it came from could not be split (the remainder is counted as
 //! overhead).
 
 use super::block::Block;
 use super::cache::CacheDesc;
+use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
+use super::debug::{link_off, DebugFlags, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::heap::Heap;
 use super::magazine::fast_tag;
@@ -129,7 +133,13 @@ const fn max_pad(align: usize) -> usize {
 
 /// Objects per slab and span size (block header included) for `stride`/`align`.
 pub const fn slab_geometry(stride: usize, align: usize) -> (usize, usize) {
-    let fixed = BITMAP_OFF + max_pad(align);
+    slab_geometry_lead(stride, align, 0)
+}
+
+/// [`slab_geometry`] with `lead` bytes (a debug left red zone) before the
+/// first object.
+pub(super) const fn slab_geometry_lead(stride: usize, align: usize, lead: usize) -> (usize, usize) {
+    let fixed = BITMAP_OFF + max_pad(align) + lead;
     let mut n = if SLAB_TARGET_BYTES > fixed {
         (SLAB_TARGET_BYTES - fixed) * 8 / (stride * 8 + 1)
     } else {
@@ -207,7 +217,12 @@ impl Heap {
     }
 
     /// Checks that `obj` is a valid free-list entry of `span`.
-    fn check_free_obj(&self, span: usize, d: &SlabDesc, obj: usize) -> Result<(), Corruption> {
+    pub(super) fn check_free_obj(
+        &self,
+        span: usize,
+        d: &SlabDesc,
+        obj: usize,
+    ) -> Result<(), Corruption> {
         match Self::slab_obj_index(d, obj) {
             Ok(idx) if !self.slab_bit(span, idx) => Ok(()),
             _ => Err(Corruption::new(
@@ -219,7 +234,7 @@ impl Heap {
     }
 
     /// Creates a new empty slab for cache `ci` and puts it on the empty list.
-    fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
+    pub(super) fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
         let c = self.cache(ci);
         let span_size = c.span_size as usize;
         let b = self.large_alloc(span_size.saturating_sub(HEADER_SIZE), 16, 0, true)?;
@@ -227,9 +242,16 @@ impl Heap {
         let cap = c.capacity as usize;
         let words = bitmap_words(cap);
         let align = (c.align as usize).max(8);
-        let first = self.mem.addr(span.wrapping_add(BITMAP_OFF + words * 8));
+        let lead = if c.flags & C_DEBUG_MASK != 0 {
+            c.lead()
+        } else {
+            0
+        };
+        let first = self
+            .mem
+            .addr(span.wrapping_add(BITMAP_OFF + words * 8 + lead));
         let pad = (align.wrapping_sub(first % align)) % align;
-        let obj_start = span.wrapping_add(BITMAP_OFF + words * 8 + pad);
+        let obj_start = span.wrapping_add(BITMAP_OFF + words * 8 + lead + pad);
         let d = SlabDesc {
             magic: SLAB_MAGIC ^ (span as u32),
             cache: ci as u32,
@@ -242,6 +264,9 @@ impl Heap {
         };
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
+        if c.flags & C_DEBUG_MASK != 0 {
+            self.debug_slab_init(ci, obj_start, cap);
+        }
         self.pagemap_update(span, b.size, true, fast_tag(ci, &c));
         self.slabs.spans = self.slabs.spans.wrapping_add(1);
         self.slabs.span_bytes = self.slabs.span_bytes.wrapping_add(b.size);
@@ -288,6 +313,10 @@ impl Heap {
         let mut c = self.cache(ci);
         c.total_objs = c.total_objs.wrapping_sub(d.capacity);
         self.set_cache(ci, &c);
+        if self.dbg.flags.contains(DebugFlags::POISON) {
+            // Heap-wide `P`: free large-block memory is poison.
+            self.poison_large(&b);
+        }
         self.large_free(b)
     }
 
@@ -407,6 +436,7 @@ impl Heap {
         put: &mut impl FnMut(Taken),
     ) -> Result<usize, AllocError> {
         let c: CacheDesc = self.cache(ci);
+        let link = link_off(c.flags);
         let mut span = c.heads[SlabState::Partial as usize] as usize;
         if span == 0 {
             span = c.heads[SlabState::Empty as usize] as usize;
@@ -426,7 +456,7 @@ impl Heap {
         while took < n && d.inuse < d.capacity {
             let (obj, reused, idx) = if d.free_head != 0 {
                 let obj = d.free_head as usize;
-                let next = self.mem.rd32(obj) as usize;
+                let next = self.mem.rd32(obj.wrapping_add(link)) as usize;
                 let checked = self
                     .check_free_obj(span, &d, obj)
                     .and_then(|()| match next {
@@ -482,6 +512,19 @@ impl Heap {
 
     /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
     pub(super) fn slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
+        self.slab_alloc_in::<true>(ci)
+    }
+
+    /// [`Heap::slab_alloc`]; with `DEBUG` a cache with debug flags goes to
+    /// `debug_slab_alloc` (one flag test), which calls back with `false`.
+    #[inline(always)]
+    pub(super) fn slab_alloc_in<const DEBUG: bool>(
+        &mut self,
+        ci: usize,
+    ) -> Result<(usize, bool), AllocError> {
+        if DEBUG && self.cache_flags(ci) & C_DEBUG_MASK != 0 {
+            return self.debug_slab_alloc(ci);
+        }
         let mut got = None;
         self.slab_take(ci, 1, |t| got = Some(t))?;
         let t = got.ok_or(AllocError::OutOfMemory)?;
@@ -513,6 +556,9 @@ impl Heap {
             return Err(FreeError::DoubleFree);
         }
         self.slab_check_return(span, &d, ci)?;
+        if self.cache_flags(ci) & C_DEBUG_MASK != 0 {
+            self.debug_slab_release(ci, span, obj)?;
+        }
         self.set_slab_bit(span, idx, false);
         self.slab_return(span, d, ci, obj)?;
         let mut c = self.cache(ci);
@@ -565,7 +611,7 @@ impl Heap {
                     }
                 }
             }
-            let Some((span, d, _, n)) = cur.as_mut() else {
+            let Some((span, d, ci, n)) = cur.as_mut() else {
                 break;
             };
             let ok = match Self::slab_obj_index(d, obj) {
@@ -576,7 +622,10 @@ impl Heap {
                 damage = Some(bad(*span as u64));
                 break;
             }
-            self.mem.wr32(obj, d.free_head);
+            // Magazines only hold objects of caches without debug flags,
+            // whose link is at offset 0; take the cache's anyway.
+            let link = link_off(self.cache_flags(*ci));
+            self.mem.wr32(obj.wrapping_add(link), d.free_head);
             d.free_head = obj as u32;
             d.inuse = d.inuse.wrapping_sub(1);
             *n += 1;
@@ -619,7 +668,7 @@ impl Heap {
         if d.inuse == 0 {
             return Err(Corruption::new(CorruptionKind::SlabCountMismatch, span, 0));
         }
-        if !self.cache(ci).active() {
+        if self.cache_flags(ci) & C_ACTIVE == 0 {
             return Err(Corruption::new(
                 CorruptionKind::CacheMismatch,
                 span,
@@ -641,7 +690,8 @@ impl Heap {
         ci: usize,
         obj: usize,
     ) -> Result<(), Corruption> {
-        self.mem.wr32(obj, d.free_head);
+        let link = link_off(self.cache_flags(ci));
+        self.mem.wr32(obj.wrapping_add(link), d.free_head);
         d.free_head = obj as u32;
         d.inuse = d.inuse.wrapping_sub(1);
         self.set_slab_desc(span, &d);
@@ -689,7 +739,8 @@ impl Heap {
     pub(super) fn slab_usable(&self, span: usize, obj: usize) -> Option<usize> {
         let d = self.slab_desc(span).ok()?;
         let idx = Self::slab_obj_index(&d, obj).ok()?;
-        self.slab_bit(span, idx).then_some(d.stride as usize)
+        self.slab_bit(span, idx)
+            .then(|| self.cache(d.cache as usize).usable())
     }
 
     /// Whether `obj` is an object start of the released slab `span` whose

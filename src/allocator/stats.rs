@@ -108,6 +108,13 @@ pub struct Stats {
     pub magazine_refills: u64,
     /// Magazine drains back to the slabs (each under the heap lock).
     pub magazine_drains: u64,
+    /// Red zones found overwritten (debug `Z`; also in `corruptions`).
+    pub redzone_errors: u64,
+    /// Poison found overwritten, i.e. writes after free (debug `P`; also
+    /// in `corruptions`).
+    pub poison_errors: u64,
+    /// Failed sanity checks of debug `F` (also in `corruptions`).
+    pub sanity_errors: u64,
 }
 
 impl Heap {
@@ -188,6 +195,9 @@ impl Heap {
             fast_frees: self.mags.fast_frees,
             magazine_refills: self.mags.refills,
             magazine_drains: self.mags.drains,
+            redzone_errors: self.ctr.redzone_errors,
+            poison_errors: self.ctr.poison_errors,
+            sanity_errors: self.ctr.sanity_errors,
             ..Stats::default()
         };
         for i in 0..TOTAL_CACHES {

@@ -78,6 +78,19 @@ impl Heap {
         self.validate().is_err()
     }
 
+    /// The consistency check of `validate` for the one slab `span` (debug
+    /// `F` runs it on every operation).
+    pub(super) fn sanity_slab(&self, span: usize) -> Result<(), Corruption> {
+        let b = self.block(span)?;
+        let mut tally = [Tally::default(); TOTAL_CACHES];
+        self.check_slab(
+            &b,
+            &mut ValidationReport::default(),
+            &mut Walk::default(),
+            &mut tally,
+        )
+    }
+
     fn validate_inner(&self) -> Result<ValidationReport, Corruption> {
         let mut rep = ValidationReport::default();
         let mut w = Walk::default();
@@ -114,6 +127,7 @@ impl Heap {
                 ));
             }
             rep.blocks_checked += 1;
+            self.debug_validate_block(&b)?;
             if b.used {
                 rep.used_blocks += 1;
                 if b.slab {
@@ -215,7 +229,7 @@ impl Heap {
                 _ => return Err(err(CorruptionKind::SlabFreeList, cur, span as u64)),
             }
             n += 1;
-            cur = self.mem.rd32(cur) as usize;
+            cur = self.mem.rd32(cur.wrapping_add(c.link_off())) as usize;
         }
         rep.slab_free_links += n;
         if n != want {

@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, FastView, Heap};
-use std::sync::Mutex;
 use ikos_kalloc::host::global_alloc::KallocGlobal;
 use mimalloc::MiMalloc;
+use std::sync::Mutex;
 
 const HEAP: usize = 256 << 20;
 
@@ -135,7 +135,11 @@ impl Alloc for PerCpu {
         let mut cpu = self.cpu.lock().expect("cpu");
         let raw = &self.raw;
         let r = cpu.free_with(&self.view, p, |c, class, keep| {
-            let _ = raw.lock().expect("heap").heap().magazine_drain(c, class, keep);
+            let _ = raw
+                .lock()
+                .expect("heap")
+                .heap()
+                .magazine_drain(c, class, keep);
         });
         if r != FastFree::Done {
             drop(cpu);

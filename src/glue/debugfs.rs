@@ -8,7 +8,7 @@
 //! errno, changes nothing and logs one (rate-limited) line.
 
 use super::{
-    bench,
+    bench, debug,
     errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
     heapmap, selftest,
     state::{Handle, Kalloc, Origin},
@@ -58,8 +58,12 @@ pub(crate) struct DebugfsFiles {
     shrink: File<State>,
     #[pin]
     stress: File<State>,
+    #[pin]
+    leaks: File<State>,
     /// `inject`, only with `fault_injection=1`.
     inject: Option<Pin<KBox<File<State>>>>,
+    /// `scribble`, only with `fault_injection=1`.
+    scribble: Option<Pin<KBox<File<State>>>>,
     // Dropped after the files it contains.
     _dir: Dir,
 }
@@ -84,9 +88,17 @@ impl DebugfsFiles {
             heapmap <- dir.read_callback_file(c"heapmap", s.clone(), &show_heapmap),
             shrink <- dir.read_write_callback_file(c"shrink", s.clone(), &show_shrink, &write_shrink),
             stress <- dir.read_write_callback_file(c"stress", s.clone(), &show_stress, &write_stress),
+            leaks <- dir.read_write_callback_file(c"leaks", s.clone(), &show_leaks, &write_leaks),
             inject: match fault_injection {
                 true => Some(KBox::pin_init(
-                    dir.write_callback_file(c"inject", s, &write_inject),
+                    dir.write_callback_file(c"inject", s.clone(), &write_inject),
+                    GFP_KERNEL,
+                )?),
+                false => None,
+            },
+            scribble: match fault_injection {
+                true => Some(KBox::pin_init(
+                    dir.write_callback_file(c"scribble", s, &write_scribble),
                     GFP_KERNEL,
                 )?),
                 false => None,
@@ -97,7 +109,7 @@ impl DebugfsFiles {
 }
 
 /// Reads one command line (at most [`MAX_LINE`] bytes) from a write.
-fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec<u8>> {
+pub(crate) fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec<u8>> {
     let len = reader.len();
     if len > MAX_LINE {
         return Err(reject(file, EINVAL, &abi::ParseError::TooLong));
@@ -120,7 +132,7 @@ fn parsed<'a, T>(
 
 fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = k.quiesced(false, |h, _| h.stats());
-    let rows: [(&str, u64); 34] = [
+    let rows: [(&str, u64); 37] = [
         ("heap_size", s.heap_size as u64),
         ("used_bytes", s.used_bytes as u64),
         ("free_bytes", s.free_bytes as u64),
@@ -155,6 +167,9 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("fast_frees", s.fast_frees),
         ("magazine_refills", s.magazine_refills),
         ("magazine_drains", s.magazine_drains),
+        ("redzone_errors", s.redzone_errors),
+        ("poison_errors", s.poison_errors),
+        ("sanity_errors", s.sanity_errors),
     ];
     for (key, value) in rows {
         writeln!(f, "{key}: {value}")?;
@@ -167,7 +182,7 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
-        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees magazine_objs"
+        "name objsize align active_objs total_objs slabs_empty slabs_partial slabs_full allocs frees magazine_objs debug"
     )?;
     // Formatting into the seq_file buffer never sleeps, so it may run under
     // the spinlock; it is a few dozen short lines.
@@ -175,7 +190,7 @@ fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in heap.caches() {
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
                 c.name(),
                 c.object_size,
                 c.align,
@@ -186,7 +201,8 @@ fn show_caches(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 c.slabs_full,
                 c.allocs,
                 c.frees,
-                c.magazine_objs
+                c.magazine_objs,
+                c.debug
             )?;
         }
         Ok(())
@@ -214,6 +230,17 @@ fn write_caches(k: &State, reader: &mut UserSliceReader) -> Result {
                 .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
             heap.cache_destroy(id)
                 .map_err(|e| reject(FILE, cache_errno(e), &e))
+        }
+        CachesCmd::Debug { name, flags } => {
+            let id = k
+                .heap
+                .lock()
+                .cache_by_name(name)
+                .ok_or_else(|| reject(FILE, ENOENT, &"no such cache"))?;
+            k.set_cache_debug(id, flags)
+                .map_err(|e| reject(FILE, cache_errno(e), &e))?;
+            pr_info!("caches: {} debug={}\n", name, Shown(&flags));
+            Ok(())
         }
     }
 }
@@ -274,7 +301,9 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
             (p, info.object_size, info.align, origin)
         }
     };
-    let heap = k.heap.lock();
+    let mut heap = k.heap.lock();
+    // Owner tracking names the handle (tag = ID + 1; 0 means untagged).
+    heap.set_owner(ptr.as_ptr(), id.wrapping_add(1));
     let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
     let offset = heap.region_offset(ptr.as_ptr()).unwrap_or(0);
     drop(heap);
@@ -301,7 +330,7 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
         .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
     // A free refused on damaged metadata keeps the handle: the allocation
     // is still live for the allocator (and `active_allocs` counts it).
-    k.release(h)?;
+    k.release(id, h)?;
     handles.remove(&id);
     Ok(())
 }
@@ -401,7 +430,18 @@ fn show_handles(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 // ------------------------------------------------------------- validate ---
 
 fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let result = k.quiesced(false, |h, mags| mags.and_then(|n| Ok((h.validate()?, n))));
+    // Lock order: handles, then the CPU caches and the heap (to name the
+    // handle behind a report).
+    let handles = k.handles.lock();
+    let (result, owner) = k.quiesced(false, |heap, mags| {
+        let r = mags.and_then(|n| Ok((heap.validate()?, n)));
+        let owner = r
+            .as_ref()
+            .err()
+            .and_then(|c| debug::handle_of(heap, &handles, c));
+        (r, owner)
+    });
+    drop(handles);
     match result {
         Ok((r, mags)) => {
             writeln!(f, "ok")?;
@@ -418,7 +458,11 @@ fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         }
         Err(c) => {
             writeln!(f, "corrupt")?;
-            writeln!(f, "problem: {c}")
+            writeln!(f, "problem: {c}")?;
+            match owner {
+                Some((id, at)) => writeln!(f, "handle: {id} byte: {at}"),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -503,6 +547,20 @@ fn write_stress(k: &State, reader: &mut UserSliceReader) -> Result {
     let line = read_line(FILE, reader)?;
     let seconds = parsed(FILE, &line, abi::parse_stress)?;
     stress::run(&mut k.stress.lock(), seconds)
+}
+
+// ------------------------------------------------------ leaks, scribble ---
+
+fn show_leaks(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    debug::show_leaks(k, f)
+}
+
+fn write_leaks(k: &State, reader: &mut UserSliceReader) -> Result {
+    debug::write_leaks(k, reader)
+}
+
+fn write_scribble(k: &State, reader: &mut UserSliceReader) -> Result {
+    debug::write_scribble(k, reader)
 }
 
 // --------------------------------------------------------------- inject ---

@@ -3,6 +3,7 @@
 //! Kernel glue: the parts of ikos_kalloc that need the kernel.
 
 pub(crate) mod bench;
+pub(crate) mod debug;
 pub(crate) mod debugfs;
 pub(crate) mod errors;
 pub(crate) mod export;

@@ -38,18 +38,24 @@ use kernel::{
 pub(crate) struct PerCpu {
     cpus: KVec<Pin<KBox<SpinLockIrq<CpuCache>>>>,
     view: FastView,
-    /// Number of callers that paused the fast path.
-    paused: Atomic<usize>,
+    /// Low 32 bits: number of callers that paused the fast path. Bit
+    /// `32 + c`: size class `c` has debug flags and takes the locked path.
+    /// One word, so the fast path reads both with one load.
+    gate: Atomic<u64>,
 }
+
+/// The pause count in [`PerCpu::gate`].
+const PAUSED: u64 = 0xffff_ffff;
 
 impl PerCpu {
     /// Creates one empty cache per possible CPU, or none when `enabled` is
-    /// false (every operation then takes the locked slow path).
+    /// false (every operation then takes the locked slow path). Bit `c` of
+    /// `slow` sends size class `c` to the locked path (debug flags).
     ///
     /// # Safety
     ///
     /// `view` must stay valid (its heap alive) as long as the result lives.
-    pub(crate) unsafe fn new(view: FastView, enabled: bool) -> Result<Self> {
+    pub(crate) unsafe fn new(view: FastView, enabled: bool, slow: u32) -> Result<Self> {
         let n = if enabled { nr_cpu_ids() as usize } else { 0 };
         let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
@@ -62,8 +68,23 @@ impl PerCpu {
         Ok(PerCpu {
             cpus,
             view,
-            paused: Atomic::new(0),
+            gate: Atomic::new(u64::from(slow) << 32),
         })
+    }
+
+    /// Sends size class `class` to the locked path (`slow`) or back to the
+    /// fast path. Callers flush the magazines afterwards (see
+    /// `Kalloc::set_cache_debug`).
+    pub(crate) fn set_slow(&self, class: usize, slow: bool) {
+        let bit = 1u64 << (32 + (class & 31));
+        let mut old = self.gate.load(Relaxed);
+        loop {
+            let new = if slow { old | bit } else { old & !bit };
+            match self.gate.cmpxchg(old, new, Relaxed) {
+                Ok(_) => return,
+                Err(cur) => old = cur,
+            }
+        }
     }
 
     /// Whether the fast path exists (the `percpu` module parameter).
@@ -91,7 +112,8 @@ impl PerCpu {
         }
         let class = size_class_for(size, align)?;
         let mut cpu = self.local()?.lock();
-        if self.paused.load(Relaxed) != 0 {
+        let gate = self.gate.load(Relaxed);
+        if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
             return None;
         }
         let zero = flags.contains(Flags::ZERO);
@@ -118,7 +140,9 @@ impl PerCpu {
             return false;
         };
         let mut cpu = cpu.lock();
-        if self.paused.load(Relaxed) != 0 {
+        // Slabs of a class with debug flags carry no fast tag, so only the
+        // pause matters here.
+        if self.gate.load(Relaxed) & PAUSED != 0 {
             return false;
         }
         let r = cpu.free_with(&self.view, ptr, |c, class, keep| {
@@ -139,7 +163,7 @@ impl PerCpu {
         flush: bool,
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> R {
-        self.paused.fetch_add(1, Relaxed);
+        self.gate.fetch_add(1, Relaxed);
         let mut checked: Result<usize, Corruption> = Ok(0);
         for c in self.cpus.iter() {
             let mut cpu = c.lock();
@@ -157,7 +181,7 @@ impl PerCpu {
             }
         }
         let r = f(&mut heap.lock(), checked);
-        self.paused.fetch_sub(1, Relaxed);
+        self.gate.fetch_sub(1, Relaxed);
         r
     }
 }

@@ -13,19 +13,23 @@
 
 use super::{
     bench::BenchLog,
+    debug,
     errors::{self, Shown},
     percpu::PerCpu,
     region::VmallocRegion,
     selftest::SelftestLog,
     stress::StressLog,
 };
-use crate::allocator::{AllocError, CacheId, Corruption, Flags, FreeError, Heap};
+use crate::allocator::{
+    config::NUM_CACHES, AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError,
+    Heap,
+};
 use core::ptr::NonNull;
 use kernel::{
     new_mutex, new_spinlock_irq,
     prelude::*,
     rbtree::RBTree,
-    sync::{Mutex, SpinLockIrq},
+    sync::{atomic::Atomic, Mutex, SpinLockIrq},
 };
 
 /// Where a handle's memory came from.
@@ -76,23 +80,43 @@ pub(crate) struct Kalloc {
     /// Results of the last stress run.
     #[pin]
     pub(crate) stress: Mutex<StressLog>,
+    /// `leaks` lists tracked live allocations older than this (ms).
+    pub(crate) leaks_threshold_ms: Atomic<u32>,
     /// The heap's memory. Declared last: it is freed after everything above.
     region: VmallocRegion,
 }
 
 impl Kalloc {
-    /// Builds the state over `region`; `percpu` enables the per-CPU caches.
-    pub(crate) fn new(region: VmallocRegion, percpu: bool) -> impl PinInit<Self, Error> {
+    /// Builds the state over `region`; `percpu` enables the per-CPU caches,
+    /// `flags` are the heap-wide debug flags (`debug=`).
+    pub(crate) fn new(
+        region: VmallocRegion,
+        percpu: bool,
+        flags: DebugFlags,
+    ) -> impl PinInit<Self, Error> {
         // SAFETY: `region` is owned by the `Kalloc` being built and outlives
         // the heap (it is dropped after it); nothing else uses its memory.
-        let heap = unsafe { Heap::new(region.start(), region.len()) }.map_err(|e| {
-            pr_err!("heap init failed: {}\n", Shown(&e));
-            EINVAL
-        });
+        let heap = unsafe { Heap::with_debug(region.start(), region.len(), flags) }
+            .map(|mut h| {
+                h.set_clock(debug::now_ns);
+                h
+            })
+            .map_err(|e| {
+                pr_err!("heap init failed: {}\n", Shown(&e));
+                EINVAL
+            });
         let pcpu = heap.as_ref().map_err(|e| *e).and_then(|h| {
+            // Size classes with debug flags take the locked path.
+            let slow = (0..NUM_CACHES)
+                .filter(|&c| {
+                    h.size_class(c)
+                        .and_then(|id| h.cache_debug(id))
+                        .is_some_and(|d| !d.is_empty())
+                })
+                .fold(0u32, |m, c| m | 1 << c);
             // SAFETY: the view is of the heap's region, which `Kalloc` owns
             // and drops after `pcpu` (it is the last field).
-            unsafe { PerCpu::new(h.fast_view(), percpu) }
+            unsafe { PerCpu::new(h.fast_view(), percpu, slow) }
         });
         try_pin_init!(Self {
             heap <- new_spinlock_irq!(heap?, "ikos_kalloc_heap"),
@@ -102,6 +126,7 @@ impl Kalloc {
             bench <- new_mutex!(BenchLog::default(), "ikos_kalloc_bench"),
             last_shrink <- new_mutex!((0, 0), "ikos_kalloc_shrink"),
             stress <- new_mutex!(StressLog::default(), "ikos_kalloc_stress"),
+            leaks_threshold_ms: Atomic::new(0),
             region,
         }? Error)
     }
@@ -155,9 +180,33 @@ impl Kalloc {
         self.pcpu.quiesce(&self.heap, flush, f)
     }
 
-    /// Frees the memory behind `h`. On damaged metadata the free is refused
-    /// (`EIO`), reported once in dmesg and counted in `corruptions`.
-    pub(crate) fn release(&self, h: &Handle) -> Result {
+    /// Sets the debug flags of cache `id` (`caches` write `debug NAME
+    /// FLAGS`). A size class is first sent to the locked path and its
+    /// objects are taken back from every CPU's magazines (a cache must have
+    /// no slabs to change its layout); it returns to the fast path only
+    /// without debug flags.
+    pub(crate) fn set_cache_debug(&self, id: CacheId, flags: DebugFlags) -> Result<(), CacheError> {
+        let class = (id.index() < NUM_CACHES).then_some(id.index());
+        let was_slow = self
+            .heap
+            .lock()
+            .cache_debug(id)
+            .is_some_and(|d| !d.is_empty());
+        if let Some(c) = class {
+            self.pcpu.set_slow(c, true);
+        }
+        let r = self.quiesced(class.is_some(), |heap, _| heap.set_cache_debug(id, flags));
+        if let Some(c) = class {
+            let slow = if r.is_ok() { !flags.is_empty() } else { was_slow };
+            self.pcpu.set_slow(c, slow);
+        }
+        r
+    }
+
+    /// Frees the memory behind handle `id`. On damaged metadata or a
+    /// damaged red zone the free is refused (`EIO`), reported once in dmesg
+    /// and counted in `corruptions`.
+    pub(crate) fn release(&self, id: u64, h: &Handle) -> Result {
         let p = self.at(h.offset).as_ptr();
         // A handle is a known live allocation: a refusal means damage.
         let r = match h.origin {
@@ -171,6 +220,9 @@ impl Kalloc {
                 h.offset,
                 Shown(&e)
             );
+            if let FreeError::Corrupted(c) = e {
+                debug::report_handle_damage(id, h.offset, &c);
+            }
             errors::free_errno(e)
         })
     }
@@ -182,10 +234,11 @@ impl PinnedDrop for Kalloc {
         // Module exit: free every outstanding handle, then check the heap one
         // last time before the region goes back to vmalloc.
         let mut handles = self.handles.lock();
+        self.quiesced(false, |heap, _| debug::exit_summary(heap));
         let mut freed = 0usize;
         let mut failed = 0usize;
-        for (_, h) in handles.iter() {
-            match self.release(h) {
+        for (id, h) in handles.iter() {
+            match self.release(*id, h) {
                 Ok(()) => freed += 1,
                 Err(_) => failed += 1,
             }

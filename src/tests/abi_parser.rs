@@ -5,6 +5,7 @@
 //! either parses to a well-formed command or is an error, never a panic.
 
 use ikos_kalloc::abi::*;
+use ikos_kalloc::allocator::DebugFlags;
 use proptest::prelude::*;
 
 #[test]
@@ -184,6 +185,11 @@ proptest! {
         if let Ok(InjectCmd::Overflow(_, n)) = parse_inject(&line) {
             prop_assert!((1..=INJECT_MAX_OVERFLOW).contains(&n));
         }
+        if let Ok(c) = parse_scribble(&line) {
+            prop_assert!(c.len >= 1 && c.len <= SCRIBBLE_MAX_LEN);
+            prop_assert!(c.offset.unsigned_abs() < 1 << 31);
+        }
+        let _ = parse_leaks(&line);
         if let Ok(s) = parse_stress(&line) {
             prop_assert!(STRESS_SECONDS.contains(&s));
         }
@@ -246,4 +252,87 @@ fn stress_forms() {
     assert_eq!(parse_stress(b"run 3601"), Err(ParseError::BadNumber));
     assert_eq!(parse_stress(b"run 4294967296"), Err(ParseError::BadNumber));
     assert_eq!(parse_stress(b"stop"), Err(ParseError::UnknownCommand));
+}
+
+#[test]
+fn debug_files() {
+    use ParseError::*;
+    assert_eq!(
+        parse_caches(b"debug size-64 ZP\n"),
+        Ok(CachesCmd::Debug {
+            name: "size-64",
+            flags: DebugFlags::REDZONE.union(DebugFlags::POISON)
+        })
+    );
+    assert_eq!(
+        parse_caches(b"debug obj -"),
+        Ok(CachesCmd::Debug {
+            name: "obj",
+            flags: DebugFlags::NONE
+        })
+    );
+    assert_eq!(
+        parse_caches(b"debug obj FUPZ"),
+        Ok(CachesCmd::Debug {
+            name: "obj",
+            flags: DebugFlags::ALL
+        })
+    );
+    for (line, err) in [
+        (&b"debug obj"[..], MissingArgument),
+        (b"debug obj zp", BadDebugFlags),
+        (b"debug obj ZPX", BadDebugFlags),
+        (b"debug obj ZPUFZPUFZ", BadDebugFlags),
+        (b"debug obj Z P", TrailingGarbage),
+        (b"debug a/b Z", BadName),
+    ] {
+        assert_eq!(
+            parse_caches(line),
+            Err(err),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    assert_eq!(
+        parse_scribble(b"7 -8 4\n"),
+        Ok(ScribbleCmd {
+            id: 7,
+            offset: -8,
+            len: 4,
+            after_free: false
+        })
+    );
+    assert_eq!(
+        parse_scribble(b"7 0x40 1 free"),
+        Ok(ScribbleCmd {
+            id: 7,
+            offset: 64,
+            len: 1,
+            after_free: true
+        })
+    );
+    for (line, err) in [
+        (&b"7 0"[..], MissingArgument),
+        (b"7 0 0", ZeroSize),
+        (b"7 0 4097", BadNumber),
+        (b"7 2147483648 1", BadNumber),
+        (b"7 -2147483648 1", BadNumber),
+        (b"7 --1 1", BadNumber),
+        (b"7 +1 1", BadNumber),
+        (b"7 1 1 later", UnknownCommand),
+        (b"7 1 1 free x", TrailingGarbage),
+        (b"", Empty),
+    ] {
+        assert_eq!(
+            parse_scribble(line),
+            Err(err),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    assert_eq!(parse_leaks(b"threshold_ms 1500\n"), Ok(1500));
+    assert_eq!(parse_leaks(b"threshold_ms 0"), Ok(0));
+    assert_eq!(parse_leaks(b"threshold_ms 4294967296"), Err(BadNumber));
+    assert_eq!(parse_leaks(b"threshold_ms"), Err(MissingArgument));
+    assert_eq!(parse_leaks(b"threshold 5"), Err(UnknownCommand));
 }

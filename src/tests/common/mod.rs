@@ -9,7 +9,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use ikos_kalloc::allocator::{Heap, Stats};
+use ikos_kalloc::allocator::{DebugFlags, Heap, Stats};
 
 /// Page size used for test regions.
 pub(crate) const PAGE: usize = 4096;
@@ -25,12 +25,23 @@ impl TestHeap {
     /// Creates a heap over a fresh region of `len` bytes (64 KiB aligned so
     /// that alignment tests do not depend on luck).
     pub(crate) fn new(len: usize) -> Self {
+        Self::with_debug(len, DebugFlags::NONE)
+    }
+
+    /// Like [`TestHeap::new`] with debug `flags` (`Heap::with_debug`).
+    pub(crate) fn with_debug(len: usize, flags: DebugFlags) -> Self {
         let layout = Layout::from_size_align(len, 64 * 1024).unwrap();
         // SAFETY: non-zero size.
         let region = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("region");
-        // SAFETY: the region is freshly allocated and owned by this struct,
-        // which outlives the heap (dropped first in `Drop`).
-        let heap = unsafe { Heap::new(region, len) }.expect("heap init");
+        let heap = if flags.is_empty() {
+            // SAFETY: the region is freshly allocated and owned by this
+            // struct, which outlives the heap (dropped first in `Drop`).
+            unsafe { Heap::new(region, len) }
+        } else {
+            // SAFETY: as above.
+            unsafe { Heap::with_debug(region, len, flags) }
+        }
+        .expect("heap init");
         TestHeap {
             heap: Some(heap),
             region,
@@ -59,6 +70,20 @@ impl TestHeap {
                 .cast::<u32>()
                 .write_unaligned(v)
         }
+    }
+
+    /// Writes `len` bytes `byte` at region offset `off` (a buggy user).
+    pub(crate) fn poke(&mut self, off: usize, len: usize, byte: u8) {
+        assert!(off + len <= self.layout.size());
+        // SAFETY: in bounds of the owned region.
+        unsafe { self.region.as_ptr().add(off).write_bytes(byte, len) }
+    }
+
+    /// Reads one byte of the region.
+    pub(crate) fn peek(&self, off: usize) -> u8 {
+        assert!(off < self.layout.size());
+        // SAFETY: in bounds of the owned region.
+        unsafe { self.region.as_ptr().add(off).read() }
     }
 
     /// Reads a raw u32 from the region.
