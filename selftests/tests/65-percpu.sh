@@ -60,6 +60,23 @@ for e65_i in 302 303 304 305; do
 done
 expect_eq "percpu: 4 zeroed allocs verify as 0" 0 "$e65_bad"
 
+# Debug flags on a size class take it off the fast path (its magazine
+# objects go back first, so the layout can change), and back on without.
+check "percpu: size-64 objects sit in magazines" test "$(e65_col size-64 magazine_objs)" -ge 1
+expect_write "percpu: caches debug size-64 Z with objects in magazines" OK "$KALLOC_DIR/caches" "debug size-64 Z"
+expect_eq "percpu: size-64 magazine objects went back, flags Z" "0 Z" \
+	"$(e65_col size-64 magazine_objs) $(e65_col size-64 debug)"
+e65_f=$(stat fast_allocs)
+e65_loop 600 609 64
+e65_loop 600 609 free
+expect_eq "percpu: size-64 with Z takes the locked path" "$e65_f 0" \
+	"$(stat fast_allocs) $(e65_col size-64 magazine_objs)"
+check "percpu: validate ok with Z on size-64" validate_ok
+expect_write "percpu: caches debug size-64 -" OK "$KALLOC_DIR/caches" "debug size-64 -"
+e65_loop 610 619 64
+expect_eq "percpu: size-64 is back on the fast path" $((e65_f + 10)) "$(stat fast_allocs)"
+e65_loop 610 619 free
+
 # Mixed sizes: large blocks take the locked path, classes the fast one.
 e65_loop 400 449 5000
 expect_eq "percpu: 50 large allocs" 0 "$e65_bad"

@@ -24,7 +24,7 @@ expect_eq "debug: lowercase debug=z fails with EINVAL" EINVAL "$(load debug=z)"
 expect_eq "debug: debug=ZPUFZPUFZPUFZPUFZ (too long) fails" OTHER "$(load debug=ZPUFZPUFZPUFZPUFZ | sed 's/(.*//')"
 expect_eq "debug: debug=- loads" OK "$(load debug=- selftest_on_load=0)"
 expect_eq "debug: debug=- gives every cache '-'" "-" \
-	"$(awk 'NR > 1 { print $11 }' "$KALLOC_DIR/caches" | sort -u | tr '\n' ' ' | sed 's/ $//')"
+	"$(awk 'NR > 1 { print $12 }' "$KALLOC_DIR/caches" | sort -u | tr '\n' ' ' | sed 's/ $//')"
 check "debug: no scribble file without fault_injection" test ! -e "$KALLOC_DIR/scribble"
 unload >/dev/null
 
@@ -33,7 +33,7 @@ expect_eq "debug: load debug=ZPUF fault_injection=1" OK "$(load debug=ZPUF fault
 check "debug: dmesg says debug=ZPUF" dmesg_has "ikos_kalloc: loaded: heap of [0-9]* bytes, debug=ZPUF"
 expect_eq "debug: /sys/module parameter reads ZPUF" ZPUF "$(cat /sys/module/ikos_kalloc/parameters/debug)"
 expect_eq "debug: all 10 built-in caches ZPUF" "10 ZPUF" \
-	"$(awk 'NR > 1 { print $11 }' "$KALLOC_DIR/caches" | sort | uniq -c | awk '{ print $1, $2 }')"
+	"$(awk 'NR > 1 { print $12 }' "$KALLOC_DIR/caches" | sort | uniq -c | awk '{ print $1, $2 }')"
 expect_eq "debug: stats ends with the three debug counters, all 0" \
 	"redzone_errors: 0 poison_errors: 0 sanity_errors: 0" "$(tail -n 3 "$KALLOC_DIR/stats" | tr '\n' ' ' | sed 's/ $//')"
 
@@ -166,7 +166,7 @@ expect_eq "debug: plain objs object: usable 256 (the stride)" 256 "$(e93_usable 
 expect_write "debug: caches debug objs Z with a live object is EBUSY" EBUSY "$KALLOC_DIR/caches" "debug objs Z"
 expect_write "debug: free 5" OK "$KALLOC_DIR/free" "5"
 expect_write "debug: caches debug objs ZF (no slab left)" OK "$KALLOC_DIR/caches" "debug objs ZF"
-expect_eq "debug: objs row" "objs 200 64 0 0 0 0 0 1 1 ZF" "$(grep '^objs ' "$KALLOC_DIR/caches")"
+expect_eq "debug: objs row" "objs 200 64 0 0 0 0 0 1 1 0 ZF" "$(grep '^objs ' "$KALLOC_DIR/caches")"
 expect_write "debug: alloc 6 cache=objs" OK "$KALLOC_DIR/alloc" "6 cache=objs"
 expect_eq "debug: debug objs object: usable 200" 200 "$(e93_usable 6)"
 expect_write "debug: alloc 1 64 (size-64, ZPU)" OK "$KALLOC_DIR/alloc" "1 64"

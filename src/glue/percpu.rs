@@ -21,7 +21,9 @@
 //! `heapmap`, `shrink` and module exit use it, so what they show is exact.
 //! While paused, allocations and frees take the locked slow path.
 
-use crate::allocator::{size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap};
+use crate::allocator::{
+    size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap,
+};
 use core::pin::Pin;
 use core::ptr::NonNull;
 use kernel::{

@@ -144,7 +144,12 @@ impl Kalloc {
     /// objects cached in every CPU's magazines are given back and the
     /// request is retried once before it fails (unless it is larger than
     /// the whole heap, which no reclaim can satisfy).
-    pub(crate) fn alloc(&self, size: usize, align: usize, flags: Flags) -> Result<NonNull<u8>, AllocError> {
+    pub(crate) fn alloc(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
         if let Some(r) = self.pcpu.alloc(&self.heap, size, align, flags) {
             return r;
         }
@@ -153,7 +158,9 @@ impl Kalloc {
             Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
                 self.quiesced(true, |h, _| h.alloc_flags(size, align, flags))
             }
-            Err(AllocError::OutOfMemory) => Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory)),
+            Err(AllocError::OutOfMemory) => {
+                Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory))
+            }
             r => r,
         }
     }
@@ -197,7 +204,11 @@ impl Kalloc {
         }
         let r = self.quiesced(class.is_some(), |heap, _| heap.set_cache_debug(id, flags));
         if let Some(c) = class {
-            let slow = if r.is_ok() { !flags.is_empty() } else { was_slow };
+            let slow = if r.is_ok() {
+                !flags.is_empty()
+            } else {
+                was_slow
+            };
             self.pcpu.set_slow(c, slow);
         }
         r
@@ -246,7 +257,10 @@ impl PinnedDrop for Kalloc {
         *handles = RBTree::new();
         drop(handles);
         let (active, result) = self.quiesced(true, |heap, mags| {
-            (heap.stats().active_allocs, mags.and_then(|_| heap.validate()))
+            (
+                heap.stats().active_allocs,
+                mags.and_then(|_| heap.validate()),
+            )
         });
         match result {
             Ok(_) if failed == 0 && active == 0 => {
