@@ -355,6 +355,7 @@ impl FastView {
     /// Class, object offset, bitmap word offset and bit of the object
     /// starting at region offset `off`, if it lies in a standard built-in
     /// slab.
+    #[inline(always)]
     fn locate(&self, off: usize) -> Option<(usize, usize, usize, usize)> {
         let page = off / PAGE_SIZE;
         if page >= self.npages {
