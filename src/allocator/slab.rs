@@ -490,15 +490,7 @@ impl Heap {
             });
         }
         if took > 0 {
-            self.set_slab_desc(span, &d);
-            self.slabs.used_bytes = self
-                .slabs
-                .used_bytes
-                .wrapping_add(took.wrapping_mul(d.stride as usize));
-            let mut c = self.cache(ci);
-            c.active_objs = c.active_objs.wrapping_add(took as u32);
-            self.set_cache(ci, &c);
-            self.slab_relist(ci, span)?;
+            self.slab_commit(ci, span, &d, took, true, 0)?;
         }
         match damage {
             Some(c) if took == 0 => Err(c.into()),
@@ -561,9 +553,6 @@ impl Heap {
         }
         self.set_slab_bit(span, idx, false);
         self.slab_return(span, d, ci, obj)?;
-        let mut c = self.cache(ci);
-        c.frees = c.frees.wrapping_add(1);
-        self.set_cache(ci, &c);
         Ok(d.stride as usize)
     }
 
@@ -647,19 +636,7 @@ impl Heap {
         if n == 0 {
             return Ok(());
         }
-        self.set_slab_desc(span, &d);
-        self.slabs.used_bytes = self
-            .slabs
-            .used_bytes
-            .wrapping_sub(n.wrapping_mul(d.stride as usize));
-        let mut c = self.cache(ci);
-        c.active_objs = c.active_objs.wrapping_sub(n as u32);
-        self.set_cache(ci, &c);
-        self.slab_relist(ci, span)?;
-        if d.inuse == 0 {
-            self.slab_trim(ci)?;
-        }
-        Ok(())
+        self.slab_commit(ci, span, &d, n, false, 0)
     }
 
     /// Checks that slab `span` (descriptor `d`, cache `ci`) can take an
@@ -694,13 +671,38 @@ impl Heap {
         self.mem.wr32(obj.wrapping_add(link), d.free_head);
         d.free_head = obj as u32;
         d.inuse = d.inuse.wrapping_sub(1);
-        self.set_slab_desc(span, &d);
-        self.slabs.used_bytes = self.slabs.used_bytes.wrapping_sub(d.stride as usize);
+        self.slab_commit(ci, span, &d, 1, false, 1)
+    }
+
+    /// Writes back slab `span` (descriptor `d`, cache `ci`) after `n` of
+    /// its objects were taken (`taken`) or given back: the slab, cache and
+    /// heap counts, its list, and the empty-slab reserve when it became
+    /// empty. `frees` is added to the cache's free counter. The one place
+    /// that keeps those counts in step, for single objects and batches.
+    #[inline(always)]
+    fn slab_commit(
+        &mut self,
+        ci: usize,
+        span: usize,
+        d: &SlabDesc,
+        n: usize,
+        taken: bool,
+        frees: u64,
+    ) -> Result<(), Corruption> {
+        self.set_slab_desc(span, d);
+        let bytes = n.wrapping_mul(d.stride as usize);
         let mut c = self.cache(ci);
-        c.active_objs = c.active_objs.wrapping_sub(1);
+        if taken {
+            self.slabs.used_bytes = self.slabs.used_bytes.wrapping_add(bytes);
+            c.active_objs = c.active_objs.wrapping_add(n as u32);
+        } else {
+            self.slabs.used_bytes = self.slabs.used_bytes.wrapping_sub(bytes);
+            c.active_objs = c.active_objs.wrapping_sub(n as u32);
+        }
+        c.frees = c.frees.wrapping_add(frees);
         self.set_cache(ci, &c);
         self.slab_relist(ci, span)?;
-        if d.inuse == 0 {
+        if !taken && d.inuse == 0 {
             self.slab_trim(ci)?;
         }
         Ok(())
