@@ -263,12 +263,25 @@ impl CpuCache {
     }
 
     /// Frees `ptr` into the magazine of its class if it is a live object of
-    /// a standard built-in slab. [`FastView::is_class_object`] tells before
+    /// a standard built-in slab. [`FastView::locate_ptr`] tells before
     /// taking the cache's lock whether that can be the case.
     pub fn free(&mut self, v: &FastView, ptr: *const u8) -> FastFree {
-        let Some((class, obj, word, bit)) = v.mem.offset_of(ptr).and_then(|o| v.locate(o)) else {
-            return FastFree::Slow;
-        };
+        match v.locate_ptr(ptr) {
+            Some(l) => self.free_located(v, l),
+            None => FastFree::Slow,
+        }
+    }
+
+    /// [`CpuCache::free`] of a pointer already located by
+    /// [`FastView::locate_ptr`] (the page map is read once per free).
+    #[inline(always)]
+    pub fn free_located(&mut self, v: &FastView, l: Located) -> FastFree {
+        let Located {
+            class,
+            obj,
+            word,
+            bit,
+        } = l;
         let Some(m) = self.mags.get_mut(class) else {
             return FastFree::Slow;
         };
@@ -322,10 +335,23 @@ impl CpuCache {
         ptr: *const u8,
         drain: impl FnOnce(&mut CpuCache, usize, usize),
     ) -> FastFree {
-        match self.free(v, ptr) {
+        match v.locate_ptr(ptr) {
+            Some(l) => self.free_located_with(v, l, drain),
+            None => FastFree::Slow,
+        }
+    }
+
+    /// [`CpuCache::free_with`] of a pointer already located.
+    pub fn free_located_with(
+        &mut self,
+        v: &FastView,
+        l: Located,
+        drain: impl FnOnce(&mut CpuCache, usize, usize),
+    ) -> FastFree {
+        match self.free_located(v, l) {
             FastFree::Full(class) => {
                 drain(self, class, magazine_capacity(class) / 2);
-                match self.free(v, ptr) {
+                match self.free_located(v, l) {
                     FastFree::Done => FastFree::Done,
                     _ => FastFree::Slow,
                 }
@@ -333,6 +359,16 @@ impl CpuCache {
             r => r,
         }
     }
+}
+
+/// An object start in a standard built-in slab, with its class and bitmap
+/// word and bit: what [`FastView::locate_ptr`] found for a pointer.
+#[derive(Clone, Copy, Debug)]
+pub struct Located {
+    class: usize,
+    obj: usize,
+    word: usize,
+    bit: usize,
 }
 
 /// What the fast path needs of a heap: the region and the page map, read
@@ -356,7 +392,7 @@ impl FastView {
     /// starting at region offset `off`, if it lies in a standard built-in
     /// slab.
     #[inline(always)]
-    fn locate(&self, off: usize) -> Option<(usize, usize, usize, usize)> {
+    fn locate(&self, off: usize) -> Option<Located> {
         let page = off / PAGE_SIZE;
         if page >= self.npages {
             return None;
@@ -388,17 +424,20 @@ impl FastView {
             return None;
         }
         let (word, _) = Heap::bit_pos(span, idx);
-        Some((class, off, word, idx % 64))
+        Some(Located {
+            class,
+            obj: off,
+            word,
+            bit: idx % 64,
+        })
     }
 
-    /// Whether `ptr` is an object start in a standard built-in slab (live or
-    /// not): only such pointers can take the fast free path. Reads one
-    /// page-map word, no lock needed.
-    pub fn is_class_object(&self, ptr: *const u8) -> bool {
-        self.mem
-            .offset_of(ptr)
-            .and_then(|o| self.locate(o))
-            .is_some()
+    /// Where `ptr` is, if it is an object start in a standard built-in slab
+    /// (live or not). Reads one page-map word, no lock needed; the result
+    /// goes to [`CpuCache::free_located`].
+    #[inline(always)]
+    pub fn locate_ptr(&self, ptr: *const u8) -> Option<Located> {
+        self.mem.offset_of(ptr).and_then(|o| self.locate(o))
     }
 
     /// Clears `len` bytes of the object at `off`, which the caller owns.

@@ -101,7 +101,7 @@ pub use flags::Flags;
 pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
 pub use inject::{InjectError, Injected};
-pub use magazine::{magazine_capacity, CpuCache, FastFree, FastView, MAGAZINE_SLOTS};
+pub use magazine::{magazine_capacity, CpuCache, FastFree, FastView, Located, MAGAZINE_SLOTS};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

@@ -100,6 +100,7 @@ impl Region {
     }
 
     /// The atomic `u64` at `off`, if in bounds and aligned.
+    #[inline(always)]
     fn atomic64(&self, off: usize) -> Option<&AtomicU64> {
         if !self.fits(off, 8, 8) {
             return None;
@@ -122,6 +123,7 @@ impl Region {
     }
 
     /// Reads the `u64` at `off` atomically (0 when out of bounds).
+    #[inline(always)]
     pub(super) fn load64(&self, off: usize) -> u64 {
         self.atomic64(off).map_or(0, |a| a.load(Relaxed))
     }
@@ -136,6 +138,7 @@ impl Region {
     /// Atomically sets (`on`) or clears the bits `mask` of the `u64` at
     /// `off` and returns the previous value (0 when out of bounds). Takes
     /// `&self`: the fast path flips bitmap bits without the heap lock.
+    #[inline(always)]
     pub(super) fn update64(&self, off: usize, mask: u64, on: bool) -> u64 {
         match self.atomic64(off) {
             Some(a) if on => a.fetch_or(mask, Relaxed),

@@ -134,10 +134,11 @@ impl PerCpu {
     /// Frees on the fast path. False means "use the slow path" (not a live
     /// standard size-class object, paused or disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
-        // Large blocks and custom-cache objects skip the CPU cache entirely.
-        if !self.view.is_class_object(ptr) {
+        // Large blocks and custom-cache objects skip the CPU cache entirely;
+        // the page map is read once, here.
+        let Some(at) = self.view.locate_ptr(ptr) else {
             return false;
-        }
+        };
         let Some(cpu) = self.local() else {
             return false;
         };
@@ -147,7 +148,7 @@ impl PerCpu {
         if self.gate.load(Relaxed) & PAUSED != 0 {
             return false;
         }
-        let r = cpu.free_with(&self.view, ptr, |c, class, keep| {
+        let r = cpu.free_located_with(&self.view, at, |c, class, keep| {
             if let Err(e) = heap.lock().magazine_drain(c, class, keep) {
                 pr_err!("magazine drain: {}\n", crate::glue::errors::Shown(&e));
             }

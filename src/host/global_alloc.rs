@@ -155,9 +155,9 @@ unsafe impl GlobalAlloc for KallocGlobal {
 
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
         let v = self.view();
-        if v.is_class_object(p) {
+        if let Some(at) = v.locate_ptr(p) {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let r = cache.free_with(v, p, |c, class, keep| {
+            let r = cache.free_located_with(v, at, |c, class, keep| {
                 let _ = self.with_heap(|h| h.magazine_drain(c, class, keep));
             });
             if r == FastFree::Done {
