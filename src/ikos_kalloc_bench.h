@@ -9,8 +9,8 @@
 
 struct ikos_bench_result {
 	u64 ops;		/* allocations + frees performed */
-	u64 ikos_ns;		/* total time with ikos_kalloc */
-	u64 slub_ns;		/* total time with kmalloc */
+	u64 ikos_ns;		/* fastest round with ikos_kalloc x rounds */
+	u64 slub_ns;		/* fastest round with kmalloc x rounds */
 	u64 ikos_failed;	/* allocations that returned NULL */
 	u64 slub_failed;
 };
