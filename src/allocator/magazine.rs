@@ -218,6 +218,26 @@ impl CpuCache {
         }
     }
 
+    /// Moves this cache's pending events into `out` and gives `out` its
+    /// magazine contents: moved with `objects` (this cache is left empty),
+    /// otherwise copied, for [`Heap::magazine_check`] only (they still
+    /// belong to this cache). Whatever `out` held is overwritten, so it must
+    /// own no objects. The kernel glue runs this on the owning CPU (in an
+    /// IPI, which must not take the heap lock) and absorbs, checks or
+    /// flushes `out` under the heap lock afterwards.
+    pub fn detach_into(&mut self, out: &mut CpuCache, objects: bool) {
+        out.mags = self.mags;
+        if objects {
+            for m in self.mags.iter_mut() {
+                m.count = 0;
+            }
+        }
+        out.events = core::mem::take(&mut self.events);
+        out.refills = core::mem::take(&mut self.refills);
+        out.drains = core::mem::take(&mut self.drains);
+        out.corruptions = core::mem::take(&mut self.corruptions);
+    }
+
     /// Objects of class `class` held.
     pub fn held(&self, class: usize) -> usize {
         self.mags.get(class).map_or(0, |m| m.count)

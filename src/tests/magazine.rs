@@ -182,6 +182,54 @@ fn validate_catches_an_object_lost_outside_the_magazines() {
     assert_eq!(h.stats().corruptions, 1);
 }
 
+#[test]
+fn detached_copies_report_and_flush_exactly() {
+    // The kernel's quiesce: on each CPU the cache is detached into a
+    // scratch cache (events moved, objects copied or moved), which is then
+    // absorbed, checked and, for a flush, drained under the heap lock.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let mut scratch = CpuCache::new();
+    let live: Vec<_> = (0..5)
+        .map(|_| fast_alloc(&mut h, &v, &mut cpu, 32))
+        .collect();
+    for p in &live[..3] {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    let held = cpu.held_total();
+    assert!(held >= 3, "the three freed objects are cached");
+
+    // Report: events move, objects stay with the CPU.
+    cpu.detach_into(&mut scratch, false);
+    h.magazine_absorb(&mut scratch);
+    assert_eq!(h.magazine_check(&scratch), Ok(held));
+    assert_eq!(cpu.held_total(), held, "objects still cached");
+    let s = h.stats();
+    assert_eq!((s.total_allocs, s.total_frees, s.active_allocs), (5, 3, 2));
+    assert_eq!(s.magazine_objects, held as u64);
+    h.validate().unwrap();
+    // The events were moved, not copied: a second detach adds nothing.
+    cpu.detach_into(&mut scratch, false);
+    h.magazine_absorb(&mut scratch);
+    assert_eq!(h.stats().total_allocs, 5);
+
+    // Flush: objects move to the scratch cache and back to the slabs.
+    cpu.detach_into(&mut scratch, true);
+    assert_eq!(cpu.held_total(), 0);
+    assert_eq!(h.magazine_flush(&mut scratch), Ok(held));
+    let s = h.stats();
+    assert_eq!((s.active_allocs, s.magazine_objects), (2, 0));
+    h.validate().unwrap();
+    for p in &live[3..] {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    cpu.detach_into(&mut scratch, true);
+    h.magazine_flush(&mut scratch).unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+    h.validate().unwrap();
+}
+
 /// One step of the property test.
 #[derive(Clone, Debug)]
 enum Op {
