@@ -3,8 +3,13 @@
  * ikos_kalloc: the kernel API exported by ikos_kalloc.ko (EXPORT_SYMBOL_GPL).
  *
  * Every function may be called from any context, including atomic context
- * and with interrupts disabled: the allocator never sleeps and runs under an
- * IRQ-safe spinlock. Memory comes from the module's vmalloc heap: it is
+ * and with interrupts disabled: the allocator never sleeps; its per-CPU
+ * fast path runs with local interrupts disabled, the rest under an IRQ-safe
+ * spinlock. ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are
+ * exact because they visit every CPU's caches with an IPI: where that is
+ * not allowed (interrupts disabled, interrupt handler) they return
+ * -EWOULDBLOCK (-EAGAIN), and, as with on_each_cpu(), they must not be called while
+ * holding a lock that other CPUs take with interrupts disabled. Memory comes from the module's vmalloc heap: it is
  * virtually contiguous, not physically contiguous, and not DMA-capable.
  * Before the module has finished loading, and after it began unloading,
  * allocations return NULL.
@@ -73,9 +78,10 @@ size_t ikos_kalloc_usable_size(const void *ptr);
 /* True only for the start of a live allocation. */
 bool ikos_kalloc_is_valid_pointer(const void *ptr);
 /* 0 if the heap is consistent, -EIO if validation found damage (details in
- * dmesg), -ENODEV if the heap is not available. */
+ * dmesg), -ENODEV if the heap is not available, -EWOULDBLOCK in a context
+ * that cannot wait for other CPUs (see the top of this file). */
 int ikos_kalloc_validate_heap(void);
-/* Fill @out; 0, or -ENODEV / -EINVAL. */
+/* Fill @out; 0, or -ENODEV / -EINVAL / -EWOULDBLOCK (as above). */
 int ikos_kalloc_get_stats(struct ikos_kalloc_stats *out);
 
 #endif /* _IKOS_KALLOC_H */

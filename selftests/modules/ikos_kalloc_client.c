@@ -130,6 +130,7 @@ static void check_cache(void)
 static void check_errors_and_stats(void)
 {
 	struct ikos_kalloc_stats s0, s1;
+	unsigned long irqflags;
 	u64 local = 0;
 	void *p;
 
@@ -153,6 +154,19 @@ static void check_errors_and_stats(void)
 	CHECK(s1.invalid_frees == s0.invalid_frees + 1);
 	CHECK(s1.active_allocs == s0.active_allocs);
 	CHECK(ikos_kalloc_validate_heap() == 0);
+
+	/* Exact reports visit every CPU with an IPI: not with interrupts off,
+	 * where allocations and frees still work. */
+	spin_lock_irqsave(&client_lock, irqflags);
+	CHECK(ikos_kalloc_get_stats(&s1) == -EWOULDBLOCK);
+	CHECK(ikos_kalloc_validate_heap() == -EWOULDBLOCK);
+	p = ikos_kalloc(64);
+	ikos_kfree(p);
+	spin_unlock_irqrestore(&client_lock, irqflags);
+	CHECK(p);
+	CHECK(ikos_kalloc_get_stats(&s1) == 0);
+	CHECK(s1.total_allocs == s0.total_allocs + 2);
+	CHECK(s1.active_allocs == s0.active_allocs);
 }
 
 static int __init ikos_kalloc_client_init(void)

@@ -10,9 +10,11 @@
 //! ikos_kalloc cannot be unloaded while such a caller is loaded.
 //!
 //! Every function takes the heap's IRQ-safe spinlock and never sleeps, so it
-//! may be called from any context. Pointers passed in are only ever
-//! compared against the heap and checked by the allocator, never followed
-//! blindly: a bad pointer is reported and counted, not dereferenced.
+//! may be called from any context; statistics and validation also wait for
+//! the other CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where
+//! that is not allowed. Pointers passed in are only ever compared against
+//! the heap and checked by the allocator, never followed blindly: a bad
+//! pointer is reported and counted, not dereferenced.
 
 use super::{
     errors::{rate_limited, Shown},
@@ -57,9 +59,17 @@ fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 }
 
 /// Runs `f` on the locked heap with the fast path paused and every CPU's
-/// counters folded in (exact statistics and validation).
-fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Option<R> {
-    Some(state()?.quiesced(false, f))
+/// counters folded in (exact statistics and validation). `ENODEV` when the
+/// heap is not available, `EAGAIN` (`EWOULDBLOCK`) where the context cannot wait for
+/// the other CPUs (interrupts disabled, interrupt handler).
+fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Result<R> {
+    state()
+        .ok_or(ENODEV)?
+        .try_quiesced(false, f)
+        .ok_or_else(|| {
+            rate_limited(&"statistics and validation need a context that can wait for other CPUs");
+            EAGAIN
+        })
 }
 
 /// Encodes a cache id as the opaque C handle (never null).
@@ -179,12 +189,12 @@ extern "C" fn ikos_kalloc_is_valid_pointer(p: *const c_void) -> bool {
 #[no_mangle]
 extern "C" fn ikos_kalloc_validate_heap() -> c_int {
     match with_quiesced(|h, mags| mags.and_then(|_| h.validate())) {
-        Some(Ok(_)) => 0,
-        Some(Err(c)) => {
+        Ok(Ok(_)) => 0,
+        Ok(Err(c)) => {
             pr_err!("ikos_kalloc_validate_heap: {}\n", Shown(&c));
             EIO.to_errno()
         }
-        None => ENODEV.to_errno(),
+        Err(e) => e.to_errno(),
     }
 }
 
@@ -217,8 +227,9 @@ unsafe extern "C" fn ikos_kalloc_get_stats(o: *mut CStats) -> c_int {
     if o.is_null() {
         return EINVAL.to_errno();
     }
-    let Some(s) = with_quiesced(|h, _| h.stats()) else {
-        return ENODEV.to_errno();
+    let s = match with_quiesced(|h, _| h.stats()) {
+        Ok(s) => s,
+        Err(e) => return e.to_errno(),
     };
     let c = CStats {
         heap_size: s.heap_size as u64,

@@ -3,47 +3,81 @@
 //! Per-CPU object caches: the fast path of the built-in size classes.
 //!
 //! One [`CpuCache`] (a magazine per size class, see
-//! `allocator/magazine.rs`) per possible CPU, each behind its own IRQ-safe
-//! spinlock. The fast path picks the cache of the CPU it runs on
-//! (`CpuId::current()`; a stale id after migration only means a rare
-//! remote, still correct, use of another CPU's cache), so the lock is
-//! uncontended and its cache line stays local; the heap lock is taken only
-//! to refill an empty magazine or drain a full one, in batches.
+//! `allocator/magazine.rs`) per possible CPU. A CPU touches only its own
+//! cache, and only with local interrupts disabled, so the fast path takes no
+//! lock at all: interrupts off, pick the cache of the CPU it runs on (stable
+//! while interrupts are off), pop or push, interrupts on. The heap lock is
+//! taken only to refill an empty magazine or drain a full one, in batches.
 //!
-//! Lock order: CPU cache, then heap. Two CPU cache locks are never held
-//! together.
+//! Whatever needs another CPU's cache runs *on* that CPU, in an IPI
+//! (`smp_call_function_single`), whose handler runs with interrupts
+//! disabled and therefore never in the middle of a fast operation. The
+//! handler takes no lock: it moves the cache's events (and, to flush, its
+//! objects) into a scratch cache, which the caller then works on under the
+//! heap lock. The cache of an offline CPU is not in use and is reached
+//! directly. SLUB once flushed its per-CPU slabs the same way (`flush_all`
+//! with `on_each_cpu_cond`), with the same constraint: the caller must be
+//! able to wait for other CPUs (interrupts enabled, task context).
 //!
-//! Exact reports. [`PerCpu::quiesce`] pauses the fast path (a counter read
-//! under each CPU lock: once the pauser has taken and dropped every CPU
-//! lock, no fast operation is in flight and none starts), folds every
-//! CPU's events into the heap and checks the magazine contents, then runs
-//! its closure on the locked heap. `stats`, `caches`, `validate`,
-//! `heapmap`, `shrink` and module exit use it, so what they show is exact.
-//! While paused, allocations and frees take the locked slow path.
+//! Exact reports. [`PerCpu::quiesce`] pauses the fast path (a counter in
+//! [`PerCpu::gate`], raised before the IPIs, so every fast operation after
+//! a CPU's IPI sees it), folds every CPU's events into the heap and checks
+//! (or with `flush` empties) its magazines, then runs its closure on the
+//! locked heap. `stats`, `caches`, `validate`, `heapmap`, `shrink` and
+//! module exit use it, so what they show is exact. While paused,
+//! allocations and frees take the locked slow path.
 
 use crate::allocator::{
     size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap,
 };
-use core::pin::Pin;
-use core::ptr::NonNull;
-use kernel::{
-    cpu::{nr_cpu_ids, CpuId},
-    new_spinlock_irq,
-    prelude::*,
-    sync::{
-        atomic::{Atomic, Relaxed},
-        SpinLockIrq,
-    },
+use core::{
+    cell::UnsafeCell,
+    ffi::{c_int, c_void},
+    pin::Pin,
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
+use kernel::{
+    bindings,
+    cpu::{nr_cpu_ids, CpuId},
+    interrupt::{local_interrupt_disable, LocalInterruptDisabled},
+    new_spinlock,
+    prelude::*,
+    sync::{SpinLock, SpinLockIrq},
+};
+
+extern "C" {
+    /// Whether the caller may wait for other CPUs (`src/ikos_kalloc_cpu.c`).
+    fn ikos_kalloc_can_sync_cpus() -> bool;
+}
+
+/// The cache of one CPU.
+///
+/// # Invariants
+///
+/// The cache is accessed only by the CPU it belongs to with local
+/// interrupts disabled (the fast path, or an IPI handler on that CPU), or
+/// by anyone while that CPU is offline and the fast path is paused.
+struct CpuSlot(UnsafeCell<CpuCache>);
+
+// SAFETY: by the type invariant, accesses to the cache are serialised: each
+// CPU uses only its own slot with interrupts off, so no two accesses overlap.
+unsafe impl Sync for CpuSlot {}
 
 /// The per-CPU caches of one heap.
 pub(crate) struct PerCpu {
-    cpus: KVec<Pin<KBox<SpinLockIrq<CpuCache>>>>,
+    cpus: KVec<KBox<CpuSlot>>,
     view: FastView,
     /// Low 32 bits: number of callers that paused the fast path. Bit
     /// `32 + c`: size class `c` has debug flags and takes the locked path.
-    /// One word, so the fast path reads both with one load.
-    gate: Atomic<u64>,
+    /// One word, so the fast path reads both with one load. A core atomic:
+    /// the fast path reads it with one plain load (the kernel's `Atomic`
+    /// would be an out-of-line helper call per operation), like the page
+    /// map and slab bitmaps of the allocator core.
+    gate: AtomicU64,
+    /// Where [`PerCpu::quiesce`] puts what it takes from one CPU; its lock
+    /// also serialises quiescers.
+    scratch: Pin<KBox<SpinLock<CpuCache>>>,
 }
 
 /// The pause count in [`PerCpu::gate`].
@@ -61,16 +95,20 @@ impl PerCpu {
         let n = if enabled { nr_cpu_ids() as usize } else { 0 };
         let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            let c = KBox::pin_init(
-                new_spinlock_irq!(CpuCache::new(), "ikos_kalloc_cpu_cache"),
+            cpus.push(
+                KBox::new(CpuSlot(UnsafeCell::new(CpuCache::new())), GFP_KERNEL)?,
                 GFP_KERNEL,
             )?;
-            cpus.push(c, GFP_KERNEL)?;
         }
+        let scratch = KBox::pin_init(
+            new_spinlock!(CpuCache::new(), "ikos_kalloc_quiesce"),
+            GFP_KERNEL,
+        )?;
         Ok(PerCpu {
             cpus,
             view,
-            gate: Atomic::new(u64::from(slow) << 32),
+            gate: AtomicU64::new(u64::from(slow) << 32),
+            scratch,
         })
     }
 
@@ -79,13 +117,10 @@ impl PerCpu {
     /// `Kalloc::set_cache_debug`).
     pub(crate) fn set_slow(&self, class: usize, slow: bool) {
         let bit = 1u64 << (32 + (class & 31));
-        let mut old = self.gate.load(Relaxed);
-        loop {
-            let new = if slow { old | bit } else { old & !bit };
-            match self.gate.cmpxchg(old, new, Relaxed) {
-                Ok(_) => return,
-                Err(cur) => old = cur,
-            }
+        if slow {
+            self.gate.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.gate.fetch_and(!bit, Ordering::Relaxed);
         }
     }
 
@@ -94,14 +129,22 @@ impl PerCpu {
         !self.cpus.is_empty()
     }
 
-    fn local(&self) -> Option<&SpinLockIrq<CpuCache>> {
-        let cpu = CpuId::current().as_u32() as usize;
-        self.cpus.get(cpu).map(|c| &**c)
+    /// The cache of the CPU this runs on; `_irq` proves interrupts are off,
+    /// so the CPU cannot change and nothing else uses the cache meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    fn local<'a>(&'a self, _irq: &'a LocalInterruptDisabled) -> Option<&'a mut CpuCache> {
+        let slot = self.cpus.get(CpuId::current().as_u32() as usize)?;
+        // SAFETY: the slot of the current CPU, with interrupts disabled for
+        // the lifetime of the result (tied to `_irq`): by the `CpuSlot`
+        // invariant nothing else accesses it meanwhile, and the caller
+        // does not call `local` again while holding the result.
+        Some(unsafe { &mut *slot.0.get() })
     }
 
     /// Allocates on the fast path if the request fits it. `None` means
     /// "use the slow path" (not a size class, DMA, paused, disabled, or
     /// the heap could not refill the magazine).
+    #[inline]
     pub(crate) fn alloc(
         &self,
         heap: &SpinLockIrq<Heap>,
@@ -113,15 +156,14 @@ impl PerCpu {
             return None;
         }
         let class = size_class_for(size, align)?;
-        let mut cpu = self.local()?.lock();
-        let gate = self.gate.load(Relaxed);
+        let irq = local_interrupt_disable();
+        let cpu = self.local(&irq)?;
+        let gate = self.gate.load(Ordering::Relaxed);
         if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
             return None;
         }
         let zero = flags.contains(Flags::ZERO);
-        match cpu.alloc_with(&self.view, class, size, zero, |c| {
-            heap.lock().magazine_refill(c, class)
-        }) {
+        match cpu.alloc_with(&self.view, class, size, zero, |c| refill(heap, c, class)) {
             Ok(p) => Some(Ok(p)),
             // Out of memory: the slow path first takes back what other
             // CPUs' magazines hold (see `alloc_slow` in state.rs).
@@ -133,58 +175,179 @@ impl PerCpu {
 
     /// Frees on the fast path. False means "use the slow path" (not a live
     /// standard size-class object, paused or disabled); nothing changed.
+    #[inline]
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
         // Large blocks and custom-cache objects skip the CPU cache entirely;
         // the page map is read once, here.
         let Some(at) = self.view.locate_ptr(ptr) else {
             return false;
         };
-        let Some(cpu) = self.local() else {
+        let irq = local_interrupt_disable();
+        let Some(cpu) = self.local(&irq) else {
             return false;
         };
-        let mut cpu = cpu.lock();
         // Slabs of a class with debug flags carry no fast tag, so only the
         // pause matters here.
-        if self.gate.load(Relaxed) & PAUSED != 0 {
+        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
             return false;
         }
-        let r = cpu.free_located_with(&self.view, at, |c, class, keep| {
-            if let Err(e) = heap.lock().magazine_drain(c, class, keep) {
-                pr_err!("magazine drain: {}\n", crate::glue::errors::Shown(&e));
-            }
-        });
+        let r = cpu.free_located_with(&self.view, at, |c, class, keep| drain(heap, c, class, keep));
         r == FastFree::Done
     }
 
-    /// Pauses the fast path, absorbs every CPU's events (and with `flush`
-    /// returns all magazine objects to the slabs), checks every magazine,
-    /// then runs `f` on the locked heap with the result of the checks
-    /// (objects checked, or the first damage found).
+    /// Pauses the fast path, takes every CPU's events (and with `flush`
+    /// all its magazine objects, returned to the slabs) and checks its
+    /// magazines, then runs `f` on the locked heap with the result of the
+    /// checks (objects checked, or the first damage found).
+    ///
+    /// Each CPU detaches its cache into the scratch cache in an IPI (which
+    /// must not take the heap's `spinlock_t` in hard interrupt context);
+    /// the heap work is done here, under the heap lock.
+    ///
+    /// Task context with interrupts enabled only (it waits for IPIs on
+    /// other CPUs): debugfs handlers, module exit. Elsewhere use
+    /// [`PerCpu::try_quiesce`].
     pub(crate) fn quiesce<R>(
         &self,
         heap: &SpinLockIrq<Heap>,
         flush: bool,
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> R {
-        self.gate.fetch_add(1, Relaxed);
+        self.gate.fetch_add(1, Ordering::SeqCst);
+        let mut scratch = self.scratch.lock();
         let mut checked: Result<usize, Corruption> = Ok(0);
-        for c in self.cpus.iter() {
-            let mut cpu = c.lock();
+        for cpu in 0..self.cpus.len() {
+            self.detach(cpu, &mut scratch, flush);
             let mut h = heap.lock();
-            h.magazine_absorb(&mut cpu);
+            h.magazine_absorb(&mut scratch);
             if flush {
-                if let Err(e) = h.magazine_flush(&mut cpu) {
+                if let Err(e) = h.magazine_flush(&mut scratch) {
                     pr_err!("magazine flush: {}\n", crate::glue::errors::Shown(&e));
                 }
             }
-            match (h.magazine_check(&cpu), &mut checked) {
+            match (h.magazine_check(&scratch), &mut checked) {
                 (Ok(n), Ok(total)) => *total += n,
                 (Err(e), Ok(_)) => checked = Err(e),
                 _ => {}
             }
         }
         let r = f(&mut heap.lock(), checked);
-        self.gate.fetch_sub(1, Relaxed);
+        drop(scratch);
+        self.gate.fetch_sub(1, Ordering::Release);
         r
+    }
+
+    /// Detaches the cache of `cpu` into `out` (see
+    /// [`CpuCache::detach_into`]) on that CPU, or here if it is offline.
+    fn detach(&self, cpu: usize, out: &mut CpuCache, objects: bool) {
+        let Ok(id) = c_int::try_from(cpu) else {
+            return;
+        };
+        let mut job = Detach {
+            pcpu: self,
+            cpu,
+            out,
+            objects,
+        };
+        // SAFETY: `detach_on_cpu` matches `smp_call_func_t`; `job` outlives
+        // the call, which waits for the handler (`wait` is true).
+        let r = unsafe {
+            bindings::smp_call_function_single(id, Some(detach_on_cpu), (&raw mut job).cast(), true)
+        };
+        if r != 0 {
+            // Offline (-ENXIO): its cache is not in use, and the pause
+            // keeps it unused should the CPU come online now.
+            // SAFETY: as just said, access is exclusive (`CpuSlot`).
+            unsafe { job.run() };
+        }
+    }
+
+    /// [`PerCpu::quiesce`] where the context allows waiting for other CPUs,
+    /// `None` elsewhere (interrupts disabled, interrupt handler).
+    pub(crate) fn try_quiesce<R>(
+        &self,
+        heap: &SpinLockIrq<Heap>,
+        flush: bool,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> Option<R> {
+        // SAFETY: a query without side effects.
+        if self.cpus.is_empty() || unsafe { ikos_kalloc_can_sync_cpus() } {
+            Some(self.quiesce(heap, flush, f))
+        } else {
+            None
+        }
+    }
+
+    /// Returns the magazine objects of the CPU this runs on to the slabs
+    /// (for an allocation that ran out of memory where [`PerCpu::quiesce`]
+    /// cannot run). False when there is no fast path.
+    pub(crate) fn flush_local(&self, heap: &SpinLockIrq<Heap>) -> bool {
+        let irq = local_interrupt_disable();
+        let Some(cpu) = self.local(&irq) else {
+            return false;
+        };
+        let mut h = heap.lock();
+        h.magazine_absorb(cpu);
+        if let Err(e) = h.magazine_flush(cpu) {
+            pr_err!("magazine flush: {}\n", crate::glue::errors::Shown(&e));
+        }
+        true
+    }
+}
+
+/// Refills the magazine of `class` under the heap lock (out of line: the
+/// fast path is the common case).
+#[cold]
+#[inline(never)]
+fn refill(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize) -> Result<usize, AllocError> {
+    heap.lock().magazine_refill(cpu, class)
+}
+
+/// Drains the magazine of `class` to `keep` objects under the heap lock.
+#[cold]
+#[inline(never)]
+fn drain(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize, keep: usize) {
+    if let Err(e) = heap.lock().magazine_drain(cpu, class, keep) {
+        pr_err!("magazine drain: {}\n", crate::glue::errors::Shown(&e));
+    }
+}
+
+/// What [`PerCpu::quiesce`] asks of one CPU.
+struct Detach<'a> {
+    pcpu: &'a PerCpu,
+    cpu: usize,
+    out: &'a mut CpuCache,
+    objects: bool,
+}
+
+impl Detach<'_> {
+    /// Detaches the cache of `self.cpu` into `self.out`.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive access to that cache: it runs on that CPU
+    /// with interrupts disabled, or the CPU is offline (`CpuSlot`).
+    unsafe fn run(&mut self) {
+        if let Some(slot) = self.pcpu.cpus.get(self.cpu) {
+            // SAFETY: exclusive by the function's contract.
+            let cpu = unsafe { &mut *slot.0.get() };
+            cpu.detach_into(self.out, self.objects);
+        }
+    }
+}
+
+/// IPI handler of [`PerCpu::quiesce`]: runs [`Detach::run`] on the target
+/// CPU, in hard interrupt context (no locks taken).
+///
+/// # Safety
+///
+/// `info` points to a live `Detach` whose `cpu` is the CPU this runs on.
+unsafe extern "C" fn detach_on_cpu(info: *mut c_void) {
+    // SAFETY: by the contract, `info` is the caller's `Detach`, which waits
+    // for this handler and does not touch the job meanwhile.
+    let job = unsafe { &mut *info.cast::<Detach<'_>>() };
+    if CpuId::current().as_u32() as usize == job.cpu {
+        // SAFETY: on the job's CPU, in an IPI handler (interrupts disabled).
+        unsafe { job.run() };
     }
 }

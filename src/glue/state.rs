@@ -141,22 +141,45 @@ impl Kalloc {
     /// Allocates `size` bytes aligned to `align`: size classes on the
     /// per-CPU fast path, everything else (and everything while reports
     /// pause the fast path) on the locked heap. When the heap runs out, the
-    /// objects cached in every CPU's magazines are given back and the
-    /// request is retried once before it fails (unless it is larger than
-    /// the whole heap, which no reclaim can satisfy).
+    /// objects cached in every CPU's magazines (only this CPU's where the
+    /// context cannot wait for other CPUs) are given back and the request
+    /// is retried once before it fails (unless it is larger than the whole
+    /// heap, which no reclaim can satisfy).
+    #[inline]
     pub(crate) fn alloc(
         &self,
         size: usize,
         align: usize,
         flags: Flags,
     ) -> Result<NonNull<u8>, AllocError> {
-        if let Some(r) = self.pcpu.alloc(&self.heap, size, align, flags) {
-            return r;
+        match self.pcpu.alloc(&self.heap, size, align, flags) {
+            Some(r) => r,
+            None => self.alloc_slow(size, align, flags),
         }
+    }
+
+    /// The locked path of [`Kalloc::alloc`], out of line so that the fast
+    /// path inlines into its callers.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
         let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
         match r {
             Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
-                self.quiesced(true, |h, _| h.alloc_flags(size, align, flags))
+                let retry = |h: &mut Heap| h.alloc_flags(size, align, flags);
+                match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
+                    Some(r) => r,
+                    // Atomic context: only this CPU's magazines can be had.
+                    None => {
+                        self.pcpu.flush_local(&self.heap);
+                        retry(&mut self.heap.lock())
+                    }
+                }
             }
             Err(AllocError::OutOfMemory) => {
                 Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory))
@@ -168,23 +191,43 @@ impl Kalloc {
     /// Frees `ptr` (kfree semantics), on the fast path when it is a live
     /// size-class object, otherwise through the locked heap, which also
     /// classifies and counts every invalid free.
+    #[inline]
     pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
             return Ok(());
         }
+        self.free_slow(ptr)
+    }
+
+    /// The locked path of [`Kalloc::free`].
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         self.heap.lock().free(ptr)
     }
 
     /// Runs `f` on the locked heap after pausing the fast path and folding
     /// every CPU's counters into the heap, so statistics and `validate` are
     /// exact; with `flush` the magazines are emptied into the slabs first.
-    /// `f` also gets the result of checking every magazine entry.
+    /// `f` also gets the result of checking every magazine entry. Task
+    /// context with interrupts enabled only (debugfs, module exit): see
+    /// [`PerCpu::quiesce`]; other contexts use [`Kalloc::try_quiesced`].
     pub(crate) fn quiesced<R>(
         &self,
         flush: bool,
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> R {
         self.pcpu.quiesce(&self.heap, flush, f)
+    }
+
+    /// [`Kalloc::quiesced`] where the context allows it, `None` elsewhere
+    /// (interrupts disabled or interrupt context, with the fast path on).
+    pub(crate) fn try_quiesced<R>(
+        &self,
+        flush: bool,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> Option<R> {
+        self.pcpu.try_quiesce(&self.heap, flush, f)
     }
 
     /// Sets the debug flags of cache `id` (`caches` write `debug NAME
