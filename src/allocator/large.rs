@@ -10,13 +10,20 @@
 //! non-empty, so finding a list is a few `trailing_zeros` and alloc/free are
 //! O(1) regardless of the number of free blocks.
 //!
-//! Good fit: the request is rounded up to the next second-level class, so
-//! any block in the list found is large enough and only the list head is
-//! taken. Before giving up with out-of-memory the head of the request's own
-//! (unrounded) list is also tried, so the largest free block can always be
-//! allocated exactly. Blocks are split when the remainder can hold a
-//! minimum block (32 bytes) and coalesced immediately with both physical
-//! neighbours through the boundary tags.
+//! Placement, "own class first, then good fit": the head of the request's
+//! own (unrounded) list is taken if it is large enough; otherwise the
+//! request is rounded up to the next second-level class, so any block in
+//! the first non-empty list found is large enough and only its head is
+//! taken. Both steps look at one list head, so alloc stays O(1). Trying the
+//! own list first reuses a freed block of about the same size instead of
+//! splitting a larger one; plain TLSF, which tries the own list only as a
+//! last resort, leaves more holes: on the mixed trace of `kalloc-replay`
+//! the heap needed per peak live byte drops from 1.234 to 1.094 with this
+//! order (README, trace replay). It also means the largest free block
+//! can always be allocated exactly. Blocks are split when the remainder can
+//! hold a minimum block (32 bytes), the allocation keeping the low end, and
+//! coalesced immediately with both physical neighbours through the
+//! boundary tags.
 //!
 //! Alignment above 16 is done by over-allocating `size + align + 32` and
 //! splitting the leading gap off into its own free block (the gap is at
@@ -228,20 +235,22 @@ impl Heap {
         Some((fl, sl_map.trailing_zeros() as usize))
     }
 
-    /// Finds and unlinks a free block of at least `need` bytes.
+    /// Finds and unlinks a free block of at least `need` bytes: the head of
+    /// `need`'s own list if it is large enough, else the head of the first
+    /// non-empty list of the rounded-up class (see the module doc).
     fn take_block(&mut self, need: usize) -> Result<Option<Block>, Corruption> {
         let mut found = None;
-        if let Some(rounded) = round_to_class(need) {
-            if let Some((fl, sl)) = mapping(rounded) {
-                found = self.find_list(fl, sl);
+        // First choice: the head of the request's own list, if big enough.
+        if let Some((fl, sl)) = mapping(need) {
+            let head = self.list_head(fl, sl);
+            if head != 0 && self.free_neighbour(head)?.size >= need {
+                found = Some((fl, sl));
             }
         }
         if found.is_none() {
-            // Last resort: the head of the request's own list may be big enough.
-            if let Some((fl, sl)) = mapping(need) {
-                let head = self.list_head(fl, sl);
-                if head != 0 && self.free_neighbour(head)?.size >= need {
-                    found = Some((fl, sl));
+            if let Some(rounded) = round_to_class(need) {
+                if let Some((fl, sl)) = mapping(rounded) {
+                    found = self.find_list(fl, sl);
                 }
             }
         }

@@ -166,3 +166,52 @@ fn one_gib_heap_boundaries() {
     // SAFETY: allocated above with this layout; `h` is not used any more.
     unsafe { dealloc(raw, layout) };
 }
+
+/// Placement: a free block of the request's own TLSF list that is large
+/// enough is taken before any larger block (plain TLSF rounds the request
+/// up to the next list and would split the larger block instead).
+#[test]
+fn own_list_head_is_taken_before_a_larger_block() {
+    let mut h = TestHeap::new(1 << 20);
+    // Blocks of 10,128 and 10,016 bytes (payload + 16-byte header) share
+    // the list 9,984..10,240; the 50,000-byte block is in a higher list.
+    let a = h.alloc(10_100).unwrap();
+    let g1 = h.alloc(64 << 10).unwrap();
+    let b = h.alloc(50_000).unwrap();
+    let g2 = h.alloc(64 << 10).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    assert_eq!(p, a, "the own-list block is reused, not the larger one");
+    // The 112-byte tail of the reused block was split off as a free block.
+    assert_eq!(h.stats().blocks_free, 3);
+    h.validate().unwrap();
+    for q in [p, g1, g2] {
+        h.free(q.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// Placement: when the head of the own list is too small, the good-fit
+/// search of the rounded-up class is used.
+#[test]
+fn own_list_head_too_small_falls_back_to_good_fit() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let g1 = h.alloc(64 << 10).unwrap();
+    let b = h.alloc(50_000).unwrap();
+    let g2 = h.alloc(64 << 10).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    // 10,100 bytes need a 10,128-byte block: same list as the free
+    // 10,016-byte block, which is too small.
+    let p = h.alloc(10_100).unwrap();
+    assert_eq!(p, b, "the larger block is split");
+    let q = h.alloc(10_000).unwrap();
+    assert_eq!(q, a, "the exact block is still there for its own size");
+    h.validate().unwrap();
+    for r in [p, q, g1, g2] {
+        h.free(r.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
