@@ -141,13 +141,9 @@ impl Heap {
         }
         // SAFETY: forwarded from the caller's contract; alignment checked.
         let mem = unsafe { Region::new(region, len) };
-        let caches_off = TLSF_INDEX_BYTES.next_multiple_of(8);
-        let pagemap_off = caches_off
-            .wrapping_add(TOTAL_CACHES * core::mem::size_of::<CacheDesc>())
-            .next_multiple_of(8);
+        let (caches_off, pagemap_off) = Self::metadata_layout();
         let npages = len / PAGE_SIZE;
-        let meta_end = pagemap_off.wrapping_add(npages * ENTRY_BYTES);
-        let blocks_start = round16(meta_end).ok_or(InitError::TooLarge)?;
+        let blocks_start = Self::metadata_bytes_for(len).ok_or(InitError::TooLarge)?;
         let mut heap = Heap {
             mem,
             blocks_start,
@@ -175,6 +171,26 @@ impl Heap {
         heap.insert_free(first).map_err(|_| InitError::TooSmall)?;
         heap.initial_largest = heap.largest_free_block_size().saturating_sub(HEADER_SIZE);
         Ok(heap)
+    }
+
+    /// Offsets of the cache descriptors and of the page map in the
+    /// metadata area (the TLSF index comes first, at offset 0).
+    fn metadata_layout() -> (usize, usize) {
+        let caches_off = TLSF_INDEX_BYTES.next_multiple_of(8);
+        let pagemap_off = caches_off
+            .wrapping_add(TOTAL_CACHES * core::mem::size_of::<CacheDesc>())
+            .next_multiple_of(8);
+        (caches_off, pagemap_off)
+    }
+
+    /// Bytes of the metadata area of a heap of `len` bytes (what
+    /// [`Heap::metadata_bytes`] returns for it): the TLSF index and cache
+    /// descriptors, fixed, plus one page-map entry per page of the region,
+    /// rounded to 16. `None` on overflow.
+    pub fn metadata_bytes_for(len: usize) -> Option<usize> {
+        let (_, pagemap_off) = Self::metadata_layout();
+        let entries = (len / PAGE_SIZE).checked_mul(ENTRY_BYTES)?;
+        round16(pagemap_off.checked_add(entries)?)
     }
 
     /// Base address of the region.
