@@ -21,7 +21,7 @@ use super::config::{
 use super::debug::{count_kind, DebugState};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
-use super::large::{round16, TLSF_INDEX_BYTES};
+use super::large::{round16, Placement, TLSF_INDEX_BYTES};
 use super::magazine::MagazineCounters;
 use super::pagemap::ENTRY_BYTES;
 use super::region::Region;
@@ -141,13 +141,9 @@ impl Heap {
         }
         // SAFETY: forwarded from the caller's contract; alignment checked.
         let mem = unsafe { Region::new(region, len) };
-        let caches_off = TLSF_INDEX_BYTES.next_multiple_of(8);
-        let pagemap_off = caches_off
-            .wrapping_add(TOTAL_CACHES * core::mem::size_of::<CacheDesc>())
-            .next_multiple_of(8);
+        let (caches_off, pagemap_off) = Self::metadata_layout();
         let npages = len / PAGE_SIZE;
-        let meta_end = pagemap_off.wrapping_add(npages * ENTRY_BYTES);
-        let blocks_start = round16(meta_end).ok_or(InitError::TooLarge)?;
+        let blocks_start = Self::metadata_bytes_for(len).ok_or(InitError::TooLarge)?;
         let mut heap = Heap {
             mem,
             blocks_start,
@@ -175,6 +171,26 @@ impl Heap {
         heap.insert_free(first).map_err(|_| InitError::TooSmall)?;
         heap.initial_largest = heap.largest_free_block_size().saturating_sub(HEADER_SIZE);
         Ok(heap)
+    }
+
+    /// Offsets of the cache descriptors and of the page map in the
+    /// metadata area (the TLSF index comes first, at offset 0).
+    fn metadata_layout() -> (usize, usize) {
+        let caches_off = TLSF_INDEX_BYTES.next_multiple_of(8);
+        let pagemap_off = caches_off
+            .wrapping_add(TOTAL_CACHES * core::mem::size_of::<CacheDesc>())
+            .next_multiple_of(8);
+        (caches_off, pagemap_off)
+    }
+
+    /// Bytes of the metadata area of a heap of `len` bytes (what
+    /// [`Heap::metadata_bytes`] returns for it): the TLSF index and cache
+    /// descriptors, fixed, plus one page-map entry per page of the region,
+    /// rounded to 16. `None` on overflow.
+    pub fn metadata_bytes_for(len: usize) -> Option<usize> {
+        let (_, pagemap_off) = Self::metadata_layout();
+        let entries = (len / PAGE_SIZE).checked_mul(ENTRY_BYTES)?;
+        round16(pagemap_off.checked_add(entries)?)
     }
 
     /// Base address of the region.
@@ -227,7 +243,7 @@ impl Heap {
         align: usize,
         flags: Flags,
     ) -> Result<NonNull<u8>, AllocError> {
-        let r = self.alloc_inner(size, align, flags);
+        let r = self.alloc_inner(size, align, flags, Placement::GoodFit);
         self.finish_alloc(r, flags)
     }
 
@@ -240,7 +256,7 @@ impl Heap {
         align: usize,
         flags: Flags,
     ) -> Result<NonNull<u8>, AllocError> {
-        match self.alloc_inner(size, align, flags) {
+        match self.alloc_inner(size, align, flags, Placement::GoodFit) {
             Err(AllocError::OutOfMemory) => Err(AllocError::OutOfMemory),
             r => self.finish_alloc(r, flags),
         }
@@ -288,8 +304,15 @@ impl Heap {
         }
     }
 
+    /// `placement` picks the good-fit step of a large block (see `large`).
     #[inline]
-    fn alloc_inner(&mut self, size: usize, align: usize, flags: Flags) -> Result<Got, AllocError> {
+    fn alloc_inner(
+        &mut self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+        placement: Placement,
+    ) -> Result<Got, AllocError> {
         if flags.contains(Flags::DMA) {
             return Err(AllocError::DmaUnsupported);
         }
@@ -306,7 +329,7 @@ impl Heap {
         // A successful large block is below 1 GiB, so its size fits in u32.
         let req = size.min(u32::MAX as usize) as u32;
         let (b, usable) = if self.dbg.flags.is_empty() {
-            let b = self.large_alloc(size, align, req, false)?;
+            let b = self.large_alloc_at(size, align, req, false, placement)?;
             (b, b.payload_size())
         } else {
             self.debug_large_alloc(size, align, req)?
@@ -526,8 +549,10 @@ impl Heap {
         self.usable_size(ptr).is_some()
     }
 
-    /// Resizes an allocation; in place when possible, otherwise allocates,
-    /// copies and frees. On failure the old allocation is untouched. A null
+    /// Resizes an allocation; in place when possible (a large block also
+    /// moves down into a free predecessor, see `large`), otherwise
+    /// allocates, placing a large block as low as cheaply possible, copies
+    /// and frees. On failure the old allocation is untouched. A null
     /// `ptr` behaves like `alloc`. A moved block has the default alignment
     /// of `alloc` (16, or 8 for sizes up to 8); the original alignment is
     /// kept only when resized in place. A moved allocation counts as one
@@ -539,7 +564,7 @@ impl Heap {
                 .map_err(ReallocError::Alloc);
         }
         if new_size == 0 {
-            let r = self.alloc_inner(0, MIN_SIZE, Flags::NONE);
+            let r = self.alloc_inner(0, MIN_SIZE, Flags::NONE, Placement::GoodFit);
             return match self.finish_alloc(r, Flags::NONE) {
                 Ok(p) => Ok(p),
                 Err(e) => Err(ReallocError::Alloc(e)),
@@ -577,6 +602,18 @@ impl Heap {
                                 .wrapping_add(new_size as u64);
                             return Ok(self.mem.ptr(nb.payload()));
                         }
+                        // Only to a size a fresh allocation would also give
+                        // a large block, so the accounting is a move's.
+                        Ok(None) if new_size > MAX_SIZE => {
+                            match self.large_resize_backward(b, new_size, req) {
+                                Ok(Some(nb)) => {
+                                    self.count_backward_move(&b, &nb, new_size);
+                                    return Ok(self.mem.ptr(nb.payload()));
+                                }
+                                Ok(None) => Ok(b.payload_size()),
+                                Err(c) => Err(FreeError::Corrupted(c)),
+                            }
+                        }
                         Ok(None) => Ok(b.payload_size()),
                         Err(c) => Err(FreeError::Corrupted(c)),
                     }
@@ -589,13 +626,31 @@ impl Heap {
             Ok(u) => u,
             Err(e) => return Err(ReallocError::Free(self.reject_free(e))),
         };
+        // The new block goes as low as cheaply possible: a growing buffer
+        // left high up would set the footprint (see `large`).
+        let r = self.alloc_inner(new_size, MIN_SIZE, Flags::NONE, Placement::LowAddress);
         let new = self
-            .alloc_flags(new_size, MIN_SIZE, Flags::NONE)
+            .finish_alloc(r, Flags::NONE)
             .map_err(ReallocError::Alloc)?;
         let new_off = self.block_area_offset(new.as_ptr()).unwrap_or(0);
         self.mem.copy(off, new_off, old_usable.min(new_size));
         self.free(ptr).map_err(ReallocError::Free)?;
         Ok(new)
+    }
+
+    /// Counts a realloc that moved block `old` down to `new` (holding
+    /// `new_size` bytes) as one allocation plus one free, like any moved
+    /// realloc.
+    fn count_backward_move(&mut self, old: &Block, new: &Block, new_size: usize) {
+        let c = &mut self.ctr;
+        c.total_allocs = c.total_allocs.wrapping_add(1);
+        c.total_frees = c.total_frees.wrapping_add(1);
+        c.requested_live = c
+            .requested_live
+            .wrapping_sub(u64::from(old.req))
+            .wrapping_add(new_size as u64);
+        c.requested_total = c.requested_total.wrapping_add(new_size as u64);
+        c.usable_total = c.usable_total.wrapping_add(new.payload_size() as u64);
     }
 }
 

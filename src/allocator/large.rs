@@ -10,13 +10,35 @@
 //! non-empty, so finding a list is a few `trailing_zeros` and alloc/free are
 //! O(1) regardless of the number of free blocks.
 //!
-//! Good fit: the request is rounded up to the next second-level class, so
-//! any block in the list found is large enough and only the list head is
-//! taken. Before giving up with out-of-memory the head of the request's own
-//! (unrounded) list is also tried, so the largest free block can always be
-//! allocated exactly. Blocks are split when the remainder can hold a
-//! minimum block (32 bytes) and coalesced immediately with both physical
-//! neighbours through the boundary tags.
+//! Placement, "own class first, then good fit": the head of the request's
+//! own (unrounded) list is taken if it is large enough; otherwise the
+//! request is rounded up to the next second-level class, so any block in
+//! the first non-empty list found is large enough and only its head is
+//! taken. Both steps look at one list head, so alloc stays O(1). Trying the
+//! own list first reuses a freed block of about the same size instead of
+//! splitting a larger one; plain TLSF, which tries the own list only as a
+//! last resort, leaves more holes: on the mixed trace of `kalloc-replay`
+//! the heap needed per peak live byte drops from 1.234 to 1.094 with this
+//! order (README, trace replay). It also means the largest free block
+//! can always be allocated exactly. Blocks are split when the remainder can
+//! hold a minimum block (32 bytes), the allocation keeping the low end, and
+//! coalesced immediately with both physical neighbours through the
+//! boundary tags.
+//!
+//! Realloc of a large block (see `Heap::realloc`) grows in place into a
+//! free successor when it can; else it moves down into a free predecessor
+//! (with the successor, if free) when the three together are large enough,
+//! the payload moved with `memmove` ([`Heap::large_resize_backward`]); else
+//! it allocates a new block with [`Placement::LowAddress`]: of the heads
+//! of the first [`LOW_ADDRESS_LISTS`] non-empty lists from the rounded-up
+//! class on, the one at the lowest address (head offsets compared, so at
+//! most 16 bitmap searches and 16 word reads, beside a copy of the whole
+//! payload). Growing buffers are what leaves the largest holes; moving
+//! them down keeps the top of the heap free. On the realloc trace and five
+//! more seeds of its generator the highest block byte per peak live byte
+//! went from 1.400 on average to 1.310 (mixed trace family: 1.237 to
+//! 1.094); fresh allocations keep the good fit, which is better for them
+//! (with `LowAddress` for all of them the mixed family rises to 1.13).
 //!
 //! Alignment above 16 is done by over-allocating `size + align + 32` and
 //! splitting the leading gap off into its own free block (the gap is at
@@ -38,6 +60,21 @@ const SL_BITMAP_OFF: usize = 4;
 const HEADS_OFF: usize = 128;
 /// Bytes of the TLSF index in the metadata area.
 pub(super) const TLSF_INDEX_BYTES: usize = HEADS_OFF + FL_COUNT * SL_COUNT * 4;
+
+/// How many non-empty lists [`Placement::LowAddress`] compares (the
+/// bound that keeps it O(1)).
+pub(super) const LOW_ADDRESS_LISTS: usize = 16;
+
+/// Where the good-fit step of [`Heap::take_block`] looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// The head of the first non-empty list of the rounded-up class.
+    GoodFit,
+    /// The head at the lowest address among the first
+    /// [`LOW_ADDRESS_LISTS`] non-empty lists from the rounded-up class on
+    /// (used for the new block of a moving realloc; see the module doc).
+    LowAddress,
+}
 
 /// Rounds `x` up to a multiple of 16, `None` on overflow.
 pub(super) fn round16(x: usize) -> Option<usize> {
@@ -66,6 +103,17 @@ fn round_to_class(size: usize) -> Option<usize> {
     let msb = usize::BITS - 1 - size.leading_zeros();
     let step = (1usize << (msb - SL_LOG)) - 1;
     Some(size.checked_add(step)? & !step)
+}
+
+/// The list index after `(fl, sl)`, `None` after the last list.
+fn next_list(fl: usize, sl: usize) -> Option<(usize, usize)> {
+    if sl + 1 < SL_COUNT {
+        Some((fl, sl + 1))
+    } else if fl + 1 < FL_COUNT {
+        Some((fl + 1, 0))
+    } else {
+        None
+    }
 }
 
 impl Heap {
@@ -228,20 +276,52 @@ impl Heap {
         Some((fl, sl_map.trailing_zeros() as usize))
     }
 
-    /// Finds and unlinks a free block of at least `need` bytes.
-    fn take_block(&mut self, need: usize) -> Result<Option<Block>, Corruption> {
+    /// Of the first `max` non-empty lists at or after `first` (itself
+    /// non-empty), the one whose head has the lowest address. Compares the
+    /// head offsets only; the caller checks the head it takes.
+    fn lowest_head_list(&self, first: (usize, usize), max: usize) -> (usize, usize) {
+        let mut best = first;
+        let mut best_off = self.list_head(first.0, first.1);
+        let mut cur = first;
+        for _ in 1..max {
+            let Some((fl, sl)) = next_list(cur.0, cur.1).and_then(|(f, s)| self.find_list(f, s))
+            else {
+                break;
+            };
+            let head = self.list_head(fl, sl);
+            if head < best_off {
+                best = (fl, sl);
+                best_off = head;
+            }
+            cur = (fl, sl);
+        }
+        best
+    }
+
+    /// Finds and unlinks a free block of at least `need` bytes: the head of
+    /// `need`'s own list if it is large enough, else a head of a list of
+    /// the rounded-up class or above, chosen by `placement` (see the module
+    /// doc).
+    fn take_block(
+        &mut self,
+        need: usize,
+        placement: Placement,
+    ) -> Result<Option<Block>, Corruption> {
         let mut found = None;
-        if let Some(rounded) = round_to_class(need) {
-            if let Some((fl, sl)) = mapping(rounded) {
-                found = self.find_list(fl, sl);
+        // First choice: the head of the request's own list, if big enough.
+        if let Some((fl, sl)) = mapping(need) {
+            let head = self.list_head(fl, sl);
+            if head != 0 && self.free_neighbour(head)?.size >= need {
+                found = Some((fl, sl));
             }
         }
         if found.is_none() {
-            // Last resort: the head of the request's own list may be big enough.
-            if let Some((fl, sl)) = mapping(need) {
-                let head = self.list_head(fl, sl);
-                if head != 0 && self.free_neighbour(head)?.size >= need {
-                    found = Some((fl, sl));
+            if let Some(rounded) = round_to_class(need) {
+                if let Some((fl, sl)) = mapping(rounded) {
+                    found = self.find_list(fl, sl);
+                    if placement == Placement::LowAddress {
+                        found = found.map(|f| self.lowest_head_list(f, LOW_ADDRESS_LISTS));
+                    }
                 }
             }
         }
@@ -335,6 +415,18 @@ impl Heap {
         req: u32,
         slab: bool,
     ) -> Result<Block, AllocError> {
+        self.large_alloc_at(payload, align, req, slab, Placement::GoodFit)
+    }
+
+    /// [`Heap::large_alloc`] with the good-fit step chosen by `placement`.
+    pub(super) fn large_alloc_at(
+        &mut self,
+        payload: usize,
+        align: usize,
+        req: u32,
+        slab: bool,
+        placement: Placement,
+    ) -> Result<Block, AllocError> {
         let need = Self::block_size_for(payload).ok_or(AllocError::SizeOverflow)?;
         let search = if align > BLOCK_ALIGN {
             need.checked_add(align)
@@ -346,7 +438,7 @@ impl Heap {
         if search > self.mem.len() {
             return Err(AllocError::OutOfMemory);
         }
-        let Some(mut b) = self.take_block(search)? else {
+        let Some(mut b) = self.take_block(search, placement)? else {
             return Err(AllocError::OutOfMemory);
         };
         if align > BLOCK_ALIGN {
@@ -452,6 +544,67 @@ impl Heap {
         self.set_block(&b);
         self.set_prev_size_at(b.end(), b.size)?;
         Ok(Some(b))
+    }
+
+    /// Grows the used block `b` to hold `payload` bytes by moving it down
+    /// into its free predecessor, also taking a free successor, when the
+    /// three together are large enough (the caller has tried growing in
+    /// place first). The payload is moved with `memmove`; the new block
+    /// starts at the predecessor. The old header is left as a free header
+    /// or overwritten by the moved bytes, so it never passes as a live
+    /// block: a later free of the old pointer is refused. Returns the new
+    /// block (header written, used), or `None` when there is not enough room.
+    pub(super) fn large_resize_backward(
+        &mut self,
+        b: Block,
+        payload: usize,
+        req: u32,
+    ) -> Result<Option<Block>, Corruption> {
+        let Some(need) = Self::block_size_for(payload) else {
+            return Ok(None);
+        };
+        let Some(p) = self.prev_block(&b)?.filter(|p| !p.used) else {
+            return Ok(None);
+        };
+        let next = self.next_block(&b)?.filter(|n| !n.used);
+        let total = p
+            .size
+            .saturating_add(b.size)
+            .saturating_add(next.map_or(0, |n| n.size));
+        if total < need {
+            return Ok(None);
+        }
+        // Check both links before changing anything.
+        self.check_unlink(&p)?;
+        if let Some(n) = next {
+            self.check_unlink(&n)?;
+        }
+        self.remove_free(&p)?;
+        if let Some(n) = next {
+            self.remove_free(&n)?;
+            self.scrub_header(n.off);
+            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        }
+        self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        // Mark the old header free before the move (the moved bytes may
+        // overwrite it), so it never describes a live block again.
+        self.scrub_header(b.off);
+        self.mem.copy(b.payload(), p.payload(), b.payload_size());
+        let m = Block {
+            off: p.off,
+            size: total,
+            used: true,
+            slab: false,
+            prev_size: p.prev_size,
+            req,
+        };
+        self.set_block(&m);
+        self.set_prev_size_at(m.end(), m.size)?;
+        let mut m = self.split_tail(m, need)?;
+        m.req = req;
+        self.set_block(&m);
+        self.set_prev_size_at(m.end(), m.size)?;
+        Ok(Some(m))
     }
 
     /// Size of the largest free block (header included), 0 if none.

@@ -8,13 +8,32 @@
 //! ops for both. Each replay runs `--runs` times (default 3) and the fastest
 //! time is reported, to damp noise on a shared machine; all other figures
 //! are identical between runs.
+//!
+//! Footprint, two ways:
+//!
+//! * `footprint` on the `ikos` line: the highest byte ever handed out
+//!   (offset + usable size), counted from the start of the region, so it
+//!   includes the whole metadata area of the `--heap-size` heap (its page
+//!   map covers all of it, whatever the trace uses).
+//! * `heap needed`: the smallest region (page multiple, metadata area
+//!   included) whose block area reaches the highest block byte handed out
+//!   above, i.e. the memory a heap needs to serve the trace. The trace is
+//!   then replayed on a heap of exactly that size to check it: `failed`
+//!   must be the same as on the big heap (0 for the shipped traces); if
+//!   not, the size grows a page at a time (the highest object handed out
+//!   can sit in a slab span whose unused tail reaches further), after 8
+//!   pages by 1/64, at most 24 times. The size that passes is reported
+//!   as `heap needed`, and its `fragmentation` is `heap needed / peak
+//!   live`.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::process::ExitCode;
 use std::ptr::NonNull;
 
 use ikos_kalloc::allocator::Heap;
-use ikos_kalloc::host::replay::{replay_ikos, replay_system, Prepared, Report};
+use ikos_kalloc::host::replay::{
+    heap_bytes_for_block_top, replay_ikos, replay_system, Prepared, Report,
+};
 use ikos_kalloc::host::trace::parse;
 
 const USAGE: &str = "usage: kalloc-replay [--heap-size BYTES] [--runs N] TRACE";
@@ -82,6 +101,65 @@ fn run(args: &[String]) -> Result<(), String> {
     let ops = parse(&text).map_err(|e| format!("{path}: {e}"))?;
     let prepared = Prepared::new(&ops);
 
+    let (ikos, sys, meta) = replay_on(heap_size, &prepared, runs)?;
+    println!(
+        "trace {path}: {} ops, heap {heap_size} bytes, best of {runs} runs",
+        ops.len()
+    );
+    print("ikos", &ikos);
+    print("system", &sys.unwrap_or_default());
+    // The footprint counts from the heap start, so it includes the
+    // metadata area (TLSF index, cache descriptors, page map), which
+    // grows with --heap-size; show its share separately.
+    let block_top = ikos.footprint.unwrap_or(0).saturating_sub(meta);
+    let blocks_only = Report {
+        footprint: Some(block_top),
+        ..ikos
+    };
+    println!(
+        "ikos metadata area {meta} bytes; fragmentation without it {}",
+        milli(blocks_only.fragmentation_milli())
+    );
+    let sys_ns = sys.map_or(0, |s| s.elapsed_ns);
+    let ratio = (ikos.elapsed_ns * 1000).checked_div(sys_ns);
+    println!("ikos/system time {}", milli(ratio));
+    // The memory the trace needs: the smallest heap whose block area
+    // reaches `block_top`, checked by replaying on a heap of that size.
+    let mut need = heap_bytes_for_block_top(block_top).ok_or("heap size overflow")?;
+    for attempt in 0..24 {
+        let (r, _, m) = replay_on(need, &prepared, 0)?;
+        if r.failed == ikos.failed {
+            let fit = Report {
+                footprint: Some(need),
+                ..r
+            };
+            println!(
+                "ikos heap needed {need} bytes (metadata area {m}, highest byte handed out {}, failed {}): fragmentation {}",
+                r.footprint.unwrap_or(0),
+                r.failed,
+                milli(fit.fragmentation_milli())
+            );
+            return Ok(());
+        }
+        // A slab span at the top reaches past the highest object handed
+        // out; a page at a time covers that, then bigger steps.
+        let step = if attempt < 8 { PAGE } else { need / 64 };
+        need = (need + step).next_multiple_of(PAGE);
+    }
+    Err(format!(
+        "no heap up to {need} bytes replays {path} without failures"
+    ))
+}
+
+/// Replays on a fresh heap of `heap_size` bytes; `runs` timed runs of both
+/// allocators (best time kept), or with `runs == 0` one ikos replay and no
+/// system replay. Returns the ikos and system reports and the heap's
+/// metadata bytes.
+fn replay_on(
+    heap_size: usize,
+    prepared: &Prepared,
+    runs: usize,
+) -> Result<(Report, Option<Report>, usize), String> {
     let layout = Layout::from_size_align(heap_size, PAGE)
         .ok()
         .filter(|l| l.size() > 0)
@@ -94,35 +172,16 @@ fn run(args: &[String]) -> Result<(), String> {
     let heap = unsafe { Heap::new(region, heap_size) };
     let result = match heap {
         Ok(mut heap) => {
-            let mut ikos = replay_ikos(&mut heap, &prepared);
-            let mut sys = replay_system(&prepared);
+            let mut ikos = replay_ikos(&mut heap, prepared);
+            let mut sys = (runs > 0).then(|| replay_system(prepared));
             for _ in 1..runs {
-                let i = replay_ikos(&mut heap, &prepared);
+                let i = replay_ikos(&mut heap, prepared);
                 ikos.elapsed_ns = ikos.elapsed_ns.min(i.elapsed_ns);
-                let s = replay_system(&prepared);
-                sys.elapsed_ns = sys.elapsed_ns.min(s.elapsed_ns);
+                if let Some(s) = sys.as_mut() {
+                    s.elapsed_ns = s.elapsed_ns.min(replay_system(prepared).elapsed_ns);
+                }
             }
-            println!(
-                "trace {path}: {} ops, heap {heap_size} bytes, best of {runs} runs",
-                ops.len()
-            );
-            print("ikos", &ikos);
-            print("system", &sys);
-            // The footprint counts from the heap start, so it includes the
-            // metadata area (TLSF index, cache descriptors, page map), which
-            // grows with --heap-size; show its share separately.
-            let meta = heap.metadata_bytes();
-            let blocks_only = Report {
-                footprint: ikos.footprint.map(|f| f.saturating_sub(meta)),
-                ..ikos
-            };
-            println!(
-                "ikos metadata area {meta} bytes; fragmentation without it {}",
-                milli(blocks_only.fragmentation_milli())
-            );
-            let ratio = (ikos.elapsed_ns * 1000).checked_div(sys.elapsed_ns);
-            println!("ikos/system time {}", milli(ratio));
-            Ok(())
+            Ok((ikos, sys, heap.metadata_bytes()))
         }
         Err(e) => Err(format!("heap of {heap_size} bytes: {e:?}")),
     };

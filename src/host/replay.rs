@@ -14,6 +14,7 @@ use std::time::Instant;
 use std::vec::Vec;
 
 use super::trace::Op;
+use crate::allocator::config::{MIN_HEAP_SIZE, PAGE_SIZE};
 use crate::allocator::Heap;
 
 #[derive(Clone, Copy, Debug)]
@@ -281,4 +282,29 @@ impl Backend for Sys {
 /// Replays against the system allocator (footprint not measurable).
 pub fn replay_system(p: &Prepared) -> Report {
     run(&mut Sys, p, false)
+}
+
+/// The size of the smallest heap region that holds a block area of
+/// `block_top` bytes: a multiple of the page size, at least the minimum
+/// heap size, with room for its own metadata area in front (which grows
+/// with the region: one page-map entry per page). `None` on overflow.
+///
+/// `kalloc-replay` measures the footprint of a trace as this size for the
+/// highest block byte it handed out, and then replays the trace on a heap
+/// of that size to show that it is enough.
+pub fn heap_bytes_for_block_top(block_top: usize) -> Option<usize> {
+    let mut len = block_top.checked_next_multiple_of(PAGE_SIZE)?;
+    // `metadata_bytes_for` grows by 8 bytes per page of `len`, so this
+    // converges in a few steps; the bound is only a guard.
+    for _ in 0..64 {
+        let need = Heap::metadata_bytes_for(len)?
+            .checked_add(block_top)?
+            .checked_next_multiple_of(PAGE_SIZE)?
+            .max(MIN_HEAP_SIZE);
+        if need <= len {
+            return Some(len);
+        }
+        len = need;
+    }
+    None
 }

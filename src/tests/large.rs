@@ -166,3 +166,127 @@ fn one_gib_heap_boundaries() {
     // SAFETY: allocated above with this layout; `h` is not used any more.
     unsafe { dealloc(raw, layout) };
 }
+
+/// Placement: a free block of the request's own TLSF list that is large
+/// enough is taken before any larger block (plain TLSF rounds the request
+/// up to the next list and would split the larger block instead).
+#[test]
+fn own_list_head_is_taken_before_a_larger_block() {
+    let mut h = TestHeap::new(1 << 20);
+    // Blocks of 10,128 and 10,016 bytes (payload + 16-byte header) share
+    // the list 9,984..10,240; the 50,000-byte block is in a higher list.
+    let a = h.alloc(10_100).unwrap();
+    let g1 = h.alloc(64 << 10).unwrap();
+    let b = h.alloc(50_000).unwrap();
+    let g2 = h.alloc(64 << 10).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    assert_eq!(p, a, "the own-list block is reused, not the larger one");
+    // The 112-byte tail of the reused block was split off as a free block.
+    assert_eq!(h.stats().blocks_free, 3);
+    h.validate().unwrap();
+    for q in [p, g1, g2] {
+        h.free(q.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// Placement: when the head of the own list is too small, the good-fit
+/// search of the rounded-up class is used.
+#[test]
+fn own_list_head_too_small_falls_back_to_good_fit() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let g1 = h.alloc(64 << 10).unwrap();
+    let b = h.alloc(50_000).unwrap();
+    let g2 = h.alloc(64 << 10).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    // 10,100 bytes need a 10,128-byte block: same list as the free
+    // 10,016-byte block, which is too small.
+    let p = h.alloc(10_100).unwrap();
+    assert_eq!(p, b, "the larger block is split");
+    let q = h.alloc(10_000).unwrap();
+    assert_eq!(q, a, "the exact block is still there for its own size");
+    h.validate().unwrap();
+    for r in [p, q, g1, g2] {
+        h.free(r.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// Realloc that cannot grow in place moves the block down into its free
+/// predecessor (and free successor) when they are large enough together;
+/// it counts as one allocation plus one free, and the old pointer is dead.
+#[test]
+fn realloc_grows_backwards_into_a_free_predecessor() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(8_000).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    let n = h.alloc(6_000).unwrap();
+    let guard = h.alloc(64 << 10).unwrap();
+    fill(p, 10_000, 7);
+    h.free(a.as_ptr()).unwrap();
+    h.free(n.as_ptr()).unwrap();
+    let before = h.stats();
+    // 10,016 + 6,016 < 20,016: forward growth alone cannot do it; with the
+    // 8,016-byte predecessor it fits.
+    let q = h.realloc(p.as_ptr(), 20_000).unwrap();
+    assert_eq!(q, a, "moved down to the predecessor");
+    assert!(check(q, 10_000, 7), "contents moved");
+    let after = h.stats();
+    assert_eq!(after.total_allocs, before.total_allocs + 1);
+    assert_eq!(after.total_frees, before.total_frees + 1);
+    assert_eq!(
+        after.requested_bytes,
+        before.requested_bytes - 10_000 + 20_000
+    );
+    assert_eq!(after.requested_total, before.requested_total + 20_000);
+    assert_eq!(h.usable_size(q.as_ptr()), Some(20_000));
+    // 8,016 + 10,016 + 6,016 - 20,016 = 4,032 bytes are left as one free
+    // block before the guard; that and the top block are the free blocks.
+    assert_eq!(after.blocks_free, 2);
+    assert_eq!(after.blocks_total, 4);
+    h.validate().unwrap();
+    assert!(!h.is_valid_pointer(p.as_ptr()), "the old pointer is dead");
+    assert!(h.free(p.as_ptr()).is_err());
+    assert_eq!(h.stats().total_frees, after.total_frees);
+    h.validate().unwrap();
+    h.free(q.as_ptr()).unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+    h.validate().unwrap();
+}
+
+/// The layout of the two placement tests below: a free 200,000-byte block
+/// low in the heap, the 10,000-byte block `p` between used guards, and a
+/// free 30,000-byte block higher up. Returns `(low, p, high)`.
+fn low_and_high_holes(h: &mut TestHeap) -> (usize, *mut u8, usize) {
+    let low = h.alloc(200_000).unwrap();
+    let _g1 = h.alloc(1_000).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    let _g2 = h.alloc(5_000).unwrap();
+    let high = h.alloc(30_000).unwrap();
+    let _g3 = h.alloc(5_000).unwrap();
+    h.free(low.as_ptr()).unwrap();
+    h.free(high.as_ptr()).unwrap();
+    (h.off(low), p.as_ptr(), h.off(high))
+}
+
+/// A realloc that must move takes the lowest-addressed of the candidate
+/// free blocks; a plain allocation of the same size takes the good fit.
+#[test]
+fn moving_realloc_prefers_the_lower_free_block() {
+    let mut h = TestHeap::new(1 << 20);
+    let (low, p, _) = low_and_high_holes(&mut h);
+    let q = h.realloc(p, 20_000).unwrap();
+    assert_eq!(h.off(q), low, "the realloc went to the low hole");
+    h.validate().unwrap();
+
+    let mut h = TestHeap::new(1 << 20);
+    let (_, _, high) = low_and_high_holes(&mut h);
+    let r = h.alloc(20_000).unwrap();
+    assert_eq!(h.off(r), high, "a plain allocation takes the good fit");
+    h.validate().unwrap();
+}

@@ -106,3 +106,35 @@ proptest! {
         }
     }
 }
+
+/// The heap size `kalloc-replay` reports as needed: the smallest page
+/// multiple with room for its own metadata area plus the block area.
+#[test]
+fn heap_bytes_for_block_top_is_the_smallest_fitting_heap() {
+    use ikos_kalloc::allocator::config::{MIN_HEAP_SIZE, PAGE_SIZE};
+    use ikos_kalloc::allocator::Heap;
+    use ikos_kalloc::host::replay::heap_bytes_for_block_top;
+    // The 256 MiB heap of the tool: 531,584 bytes of metadata.
+    assert_eq!(Heap::metadata_bytes_for(256 << 20), Some(531_584));
+    assert_eq!(heap_bytes_for_block_top(1), Some(MIN_HEAP_SIZE));
+    for top in [100_000, 2_560_896, 26_556_528, 112_890_112, 1 << 29] {
+        let len = heap_bytes_for_block_top(top).unwrap();
+        assert_eq!(len % PAGE_SIZE, 0);
+        assert!(len >= Heap::metadata_bytes_for(len).unwrap() + top);
+        let less = len - PAGE_SIZE;
+        assert!(less < Heap::metadata_bytes_for(less).unwrap() + top);
+        // A real heap of that size has exactly that metadata area.
+        let layout = std::alloc::Layout::from_size_align(len, PAGE_SIZE).unwrap();
+        // SAFETY: non-zero size.
+        let p = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        {
+            // SAFETY: fresh region, exclusively used by this heap, which
+            // ends with this block, before the region is freed.
+            let h = unsafe { Heap::new(p, len) }.unwrap();
+            assert_eq!(Some(h.metadata_bytes()), Heap::metadata_bytes_for(len));
+            assert!(h.stats().largest_free_block + 16 >= top);
+        }
+        // SAFETY: allocated above with this layout; the heap is gone.
+        unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
+    }
+}
