@@ -21,31 +21,31 @@ use super::{
     state::Kalloc,
 };
 use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap};
-use core::{ffi::c_void, ptr};
-use kernel::{
-    prelude::*,
-    sync::{
-        atomic::{Acquire, Atomic, Release},
-        Arc,
-    },
+use core::{
+    ffi::c_void,
+    ptr,
+    sync::atomic::{AtomicPtr, Ordering},
 };
+use kernel::{prelude::*, sync::Arc};
 
-/// The loaded module's state, or null outside its lifetime.
-static CURRENT: Atomic<*mut Kalloc> = Atomic::new(ptr::null_mut());
+/// The loaded module's state, or null outside its lifetime. A core atomic:
+/// every C API call loads it, and the kernel's `Atomic` load is an
+/// out-of-line helper call (as for the per-CPU gate in `percpu`).
+static CURRENT: AtomicPtr<Kalloc> = AtomicPtr::new(ptr::null_mut());
 
 /// Makes `state` reachable through the C API. Called at the end of init.
 pub(crate) fn publish(state: &Arc<Kalloc>) {
-    CURRENT.store(Arc::as_ptr(state).cast_mut(), Release);
+    CURRENT.store(Arc::as_ptr(state).cast_mut(), Ordering::Release);
 }
 
 /// Makes the C API return errors from now on. Called first thing at exit.
 pub(crate) fn retract() {
-    CURRENT.store(ptr::null_mut(), Release);
+    CURRENT.store(ptr::null_mut(), Ordering::Release);
 }
 
 /// The module state, or `None` when it is not available.
 fn state() -> Option<&'static Kalloc> {
-    let p = CURRENT.load(Acquire);
+    let p = CURRENT.load(Ordering::Acquire);
     // SAFETY: a non-null `CURRENT` points into the `Arc<Kalloc>` held by the
     // module: published after init completed, cleared before exit drops it.
     // Callers are other modules holding a reference on this one, so exit

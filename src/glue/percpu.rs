@@ -144,7 +144,6 @@ impl PerCpu {
     /// Allocates on the fast path if the request fits it. `None` means
     /// "use the slow path" (not a size class, DMA, paused, disabled, or
     /// the heap could not refill the magazine).
-    #[inline]
     pub(crate) fn alloc(
         &self,
         heap: &SpinLockIrq<Heap>,
@@ -175,7 +174,6 @@ impl PerCpu {
 
     /// Frees on the fast path. False means "use the slow path" (not a live
     /// standard size-class object, paused or disabled); nothing changed.
-    #[inline]
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
         // Large blocks and custom-cache objects skip the CPU cache entirely;
         // the page map is read once, here.
@@ -295,17 +293,12 @@ impl PerCpu {
     }
 }
 
-/// Refills the magazine of `class` under the heap lock (out of line: the
-/// fast path is the common case).
-#[cold]
-#[inline(never)]
+/// Refills the magazine of `class` under the heap lock.
 fn refill(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize) -> Result<usize, AllocError> {
     heap.lock().magazine_refill(cpu, class)
 }
 
 /// Drains the magazine of `class` to `keep` objects under the heap lock.
-#[cold]
-#[inline(never)]
 fn drain(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize, keep: usize) {
     if let Err(e) = heap.lock().magazine_drain(cpu, class, keep) {
         pr_err!("magazine drain: {}\n", crate::glue::errors::Shown(&e));

@@ -145,7 +145,6 @@ impl Kalloc {
     /// context cannot wait for other CPUs) are given back and the request
     /// is retried once before it fails (unless it is larger than the whole
     /// heap, which no reclaim can satisfy).
-    #[inline]
     pub(crate) fn alloc(
         &self,
         size: usize,
@@ -158,10 +157,7 @@ impl Kalloc {
         }
     }
 
-    /// The locked path of [`Kalloc::alloc`], out of line so that the fast
-    /// path inlines into its callers.
-    #[cold]
-    #[inline(never)]
+    /// The locked path of [`Kalloc::alloc`].
     fn alloc_slow(
         &self,
         size: usize,
@@ -191,7 +187,6 @@ impl Kalloc {
     /// Frees `ptr` (kfree semantics), on the fast path when it is a live
     /// size-class object, otherwise through the locked heap, which also
     /// classifies and counts every invalid free.
-    #[inline]
     pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
             return Ok(());
@@ -200,8 +195,6 @@ impl Kalloc {
     }
 
     /// The locked path of [`Kalloc::free`].
-    #[cold]
-    #[inline(never)]
     fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         self.heap.lock().free(ptr)
     }
