@@ -3,9 +3,10 @@
 //! The module's state: the heap behind an IRQ-safe spinlock, the table of
 //! debugfs handles, and the results of the last self-test run.
 //!
-//! Lock order: `handles` (a mutex, may sleep), then a per-CPU cache lock
-//! (see `percpu`), then `heap` (a spinlock with interrupts off, never held
-//! across anything that sleeps or allocates).
+//! Lock order: `handles` (a mutex, may sleep), then the quiesce scratch
+//! lock (see `percpu`; the per-CPU caches themselves have no lock), then
+//! `heap` (a spinlock with interrupts off, never held across anything that
+//! sleeps or allocates).
 //!
 //! Allocations and frees go through [`Kalloc::alloc`] and [`Kalloc::free`]:
 //! the per-CPU fast path for size classes, the locked heap otherwise.
