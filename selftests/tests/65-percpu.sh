@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Per-CPU magazines: size classes take the fast path, reports stay exact with
-# objects in magazines, shrink empties them, ZERO works, percpu=0 turns it off.
+# objects in magazines (also on an offline CPU), shrink empties them, ZERO
+# works, percpu=0 turns it off.
 
 # e65_loop FROM TO CMD: writes "I" (free) or "I SIZE" (alloc) for I in FROM..TO;
 # sets e65_bad to the failed writes.
@@ -95,6 +96,31 @@ check "percpu: shrink reclaimed bytes" \
 expect_eq "percpu: after shrink the heap is one free block again" "$e65_lfb" \
 	"$(stat largest_free_block)"
 check "percpu: validate ok after shrink" validate_ok
+
+# CPU hotplug: a CPU that goes offline keeps its magazine objects; reports
+# then reach its cache directly instead of by IPI (smp_call_function_single
+# says -ENXIO) and stay exact, and shrink still empties it.
+e65_on=/sys/devices/system/cpu/cpu1/online
+taskset 2 sh -c "i=700; while [ \$i -le 739 ]; do echo \"\$i 128\" >$KALLOC_DIR/alloc; i=\$((i + 1)); done
+	i=700; while [ \$i -le 739 ]; do echo \$i >$KALLOC_DIR/free; i=\$((i + 1)); done"
+e65_m=$(e65_col size-128 magazine_objs)
+check "percpu: CPU 1's 40 frees of 128 B left objects in its magazine ($e65_m)" \
+	test "$e65_m" -ge 1 -a "$e65_m" -le 32
+expect_write "percpu: take CPU 1 offline" OK "$e65_on" 0
+expect_eq "percpu: CPU 1 is offline" 0 "$(cat "$e65_on")"
+expect_eq "percpu: offline CPU's magazine still counted, nothing live" "$e65_m 0" \
+	"$(e65_col size-128 magazine_objs) $(stat active_allocs)"
+check "percpu: validate ok with objects on an offline CPU" validate_ok
+expect_eq "percpu: validate checked the offline CPU's objects" "$(stat magazine_objects)" \
+	"$(sed -n 's/^magazine_objects_checked: //p' "$KALLOC_DIR/validate")"
+expect_write "percpu: shrink with CPU 1 offline" OK "$KALLOC_DIR/shrink" "run"
+expect_eq "percpu: shrink emptied the offline CPU's magazine, no slab left" "0 0" \
+	"$(stat magazine_objects) $(stat slabs_total)"
+expect_write "percpu: bring CPU 1 back" OK "$e65_on" 1
+e65_f=$(stat fast_allocs)
+taskset 2 sh -c "echo '750 128' >$KALLOC_DIR/alloc; echo 750 >$KALLOC_DIR/free"
+expect_eq "percpu: CPU 1 uses its fast path again" $((e65_f + 1)) "$(stat fast_allocs)"
+check "percpu: validate ok after CPU 1 came back" validate_ok
 expect_eq "percpu: unload" OK "$(unload)"
 
 expect_eq "percpu: load percpu=0" OK "$(load percpu=0)"
