@@ -374,10 +374,8 @@ impl Heap {
             if n.used {
                 self.set_prev_size_at(n.off, rest)?;
             } else {
-                self.remove_free(&n)?;
+                self.swallow_free(&n)?;
                 r.size = rest.wrapping_add(n.size);
-                self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
-                self.scrub_header(n.off);
                 self.set_prev_size_at(r.end(), r.size)?;
             }
         }
@@ -532,18 +530,31 @@ impl Heap {
             if b.size.saturating_add(n.size) < need {
                 return Ok(None);
             }
-            self.remove_free(&n)?;
-            self.scrub_header(n.off);
+            self.swallow_free(&n)?;
             b.size = b.size.wrapping_add(n.size);
-            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
             self.set_block(&b);
             self.set_prev_size_at(b.end(), b.size)?;
         }
+        self.finish_resize(b, need, req).map(Some)
+    }
+
+    /// Unlinks the free block `n`, which a neighbour takes over, and
+    /// scrubs its header (one block fewer).
+    fn swallow_free(&mut self, n: &Block) -> Result<(), Corruption> {
+        self.remove_free(n)?;
+        self.scrub_header(n.off);
+        self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+        Ok(())
+    }
+
+    /// Cuts the used block `b` to `need` bytes and writes its header with
+    /// the requested size `req` (the end of a resize).
+    fn finish_resize(&mut self, b: Block, need: usize, req: u32) -> Result<Block, Corruption> {
         let mut b = self.split_tail(b, need)?;
         b.req = req;
         self.set_block(&b);
         self.set_prev_size_at(b.end(), b.size)?;
-        Ok(Some(b))
+        Ok(b)
     }
 
     /// Grows the used block `b` to hold `payload` bytes by moving it down
@@ -581,9 +592,7 @@ impl Heap {
         }
         self.remove_free(&p)?;
         if let Some(n) = next {
-            self.remove_free(&n)?;
-            self.scrub_header(n.off);
-            self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
+            self.swallow_free(&n)?;
         }
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         // Mark the old header free before the move (the moved bytes may
@@ -600,11 +609,7 @@ impl Heap {
         };
         self.set_block(&m);
         self.set_prev_size_at(m.end(), m.size)?;
-        let mut m = self.split_tail(m, need)?;
-        m.req = req;
-        self.set_block(&m);
-        self.set_prev_size_at(m.end(), m.size)?;
-        Ok(Some(m))
+        self.finish_resize(m, need, req).map(Some)
     }
 
     /// Size of the largest free block (header included), 0 if none.
