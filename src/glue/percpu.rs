@@ -219,9 +219,7 @@ impl PerCpu {
             let mut h = heap.lock();
             h.magazine_absorb(&mut scratch);
             if flush {
-                if let Err(e) = h.magazine_flush(&mut scratch) {
-                    pr_err!("magazine flush: {}\n", crate::glue::errors::Shown(&e));
-                }
+                flush_cache(&mut h, &mut scratch);
             }
             match (h.magazine_check(&scratch), &mut checked) {
                 (Ok(n), Ok(total)) => *total += n,
@@ -278,18 +276,20 @@ impl PerCpu {
 
     /// Returns the magazine objects of the CPU this runs on to the slabs
     /// (for an allocation that ran out of memory where [`PerCpu::quiesce`]
-    /// cannot run). False when there is no fast path.
-    pub(crate) fn flush_local(&self, heap: &SpinLockIrq<Heap>) -> bool {
+    /// cannot run). Nothing to do when there is no fast path.
+    pub(crate) fn flush_local(&self, heap: &SpinLockIrq<Heap>) {
         let irq = local_interrupt_disable();
-        let Some(cpu) = self.local(&irq) else {
-            return false;
-        };
-        let mut h = heap.lock();
-        h.magazine_absorb(cpu);
-        if let Err(e) = h.magazine_flush(cpu) {
-            pr_err!("magazine flush: {}\n", crate::glue::errors::Shown(&e));
+        if let Some(cpu) = self.local(&irq) {
+            flush_cache(&mut heap.lock(), cpu);
         }
-        true
+    }
+}
+
+/// Returns every object of `cpu` to the slabs (after absorbing its events);
+/// damage found on the way is logged (and counted by the heap).
+fn flush_cache(h: &mut Heap, cpu: &mut CpuCache) {
+    if let Err(e) = h.magazine_flush(cpu) {
+        pr_err!("magazine flush: {}\n", crate::glue::errors::Shown(&e));
     }
 }
 

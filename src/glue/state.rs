@@ -152,19 +152,9 @@ impl Kalloc {
         align: usize,
         flags: Flags,
     ) -> Result<NonNull<u8>, AllocError> {
-        match self.pcpu.alloc(&self.heap, size, align, flags) {
-            Some(r) => r,
-            None => self.alloc_slow(size, align, flags),
+        if let Some(r) = self.pcpu.alloc(&self.heap, size, align, flags) {
+            return r;
         }
-    }
-
-    /// The locked path of [`Kalloc::alloc`].
-    fn alloc_slow(
-        &self,
-        size: usize,
-        align: usize,
-        flags: Flags,
-    ) -> Result<NonNull<u8>, AllocError> {
         let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
         match r {
             Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
@@ -192,11 +182,6 @@ impl Kalloc {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
             return Ok(());
         }
-        self.free_slow(ptr)
-    }
-
-    /// The locked path of [`Kalloc::free`].
-    fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         self.heap.lock().free(ptr)
     }
 
