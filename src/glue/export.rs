@@ -9,10 +9,11 @@
 //! calls them holds a reference on ikos_kalloc (symbol dependency), so
 //! ikos_kalloc cannot be unloaded while such a caller is loaded.
 //!
-//! Every function takes the heap's IRQ-safe spinlock and never sleeps, so it
-//! may be called from any context; statistics and validation also wait for
-//! the other CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where
-//! that is not allowed. Pointers passed in are only ever compared against
+//! Nothing here sleeps (the fast path runs with interrupts off, the rest
+//! under the heap's IRQ-safe spinlock), so every function may be called
+//! from any context; statistics and validation also wait for the other
+//! CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where that is not
+//! allowed. Pointers passed in are only ever compared against
 //! the heap and checked by the allocator, never followed blindly: a bad
 //! pointer is reported and counted, not dereferenced.
 
@@ -60,8 +61,8 @@ fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 
 /// Runs `f` on the locked heap with the fast path paused and every CPU's
 /// counters folded in (exact statistics and validation). `ENODEV` when the
-/// heap is not available, `EAGAIN` (`EWOULDBLOCK`) where the context cannot wait for
-/// the other CPUs (interrupts disabled, interrupt handler).
+/// heap is not available, `EAGAIN` (`EWOULDBLOCK`) where the context cannot
+/// wait for the other CPUs (interrupts disabled, interrupt handler).
 fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Result<R> {
     state()
         .ok_or(ENODEV)?
