@@ -151,7 +151,7 @@ impl PerCpu {
         align: usize,
         flags: Flags,
     ) -> Option<Result<NonNull<u8>, AllocError>> {
-        if flags.contains(Flags::DMA) || !self.enabled() {
+        if flags.contains(Flags::DMA) {
             return None;
         }
         let class = size_class_for(size, align)?;
@@ -175,9 +175,6 @@ impl PerCpu {
     /// Frees on the fast path. False means "use the slow path" (not a live
     /// standard size-class object, paused or disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
-        if !self.enabled() {
-            return false;
-        }
         // Large blocks and custom-cache objects skip the CPU cache entirely;
         // the page map is read once, here.
         let Some(at) = self.view.locate_ptr(ptr) else {
