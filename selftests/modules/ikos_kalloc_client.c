@@ -169,6 +169,47 @@ static void check_errors_and_stats(void)
 	CHECK(s1.active_allocs == s0.active_allocs);
 }
 
+/*
+ * A freed large block of up to 32 KiB is parked in this CPU's cache and
+ * handed out again to a request of about its size; while parked it is not
+ * a live pointer, and a second free of it is a double free. Interrupts are
+ * off so that the task stays on one CPU.
+ */
+static noinline_for_stack void check_large_reuse(void)
+{
+	struct ikos_kalloc_stats s0, s1;
+	unsigned long irqflags;
+	bool parked_valid, zeroed = false;
+	size_t parked_usable;
+	void *p, *q, *z;
+
+	CHECK(ikos_kalloc_get_stats(&s0) == 0);
+	spin_lock_irqsave(&client_lock, irqflags);
+	p = ikos_kalloc(16384);
+	if (p)
+		memset(p, 0x5a, 16384);
+	ikos_kfree(p);
+	parked_valid = ikos_kalloc_is_valid_pointer(p);
+	parked_usable = ikos_kalloc_usable_size(p);
+	q = ikos_kalloc(15000);
+	ikos_kfree(q);
+	ikos_kfree(q);		/* double free of a parked block */
+	z = ikos_kalloc_flags(16384, KALLOC_ZERO);
+	if (z)
+		zeroed = all_bytes(z, 16384, 0);
+	ikos_kfree(z);
+	spin_unlock_irqrestore(&client_lock, irqflags);
+	CHECK(p && q == p && z == p);
+	CHECK(!parked_valid && parked_usable == 0);
+	CHECK(zeroed);
+	CHECK(ikos_kalloc_get_stats(&s1) == 0);
+	CHECK(s1.total_allocs == s0.total_allocs + 3);
+	CHECK(s1.total_frees == s0.total_frees + 3);
+	CHECK(s1.double_frees == s0.double_frees + 1);
+	CHECK(s1.active_allocs == s0.active_allocs);
+	CHECK(ikos_kalloc_validate_heap() == 0);
+}
+
 static int __init ikos_kalloc_client_init(void)
 {
 	struct ikos_kalloc_stats start, end;
@@ -179,6 +220,7 @@ static int __init ikos_kalloc_client_init(void)
 	check_flags();
 	check_cache();
 	check_errors_and_stats();
+	check_large_reuse();
 	CHECK(ikos_kalloc_get_stats(&end) == 0);
 	CHECK(end.active_allocs == start.active_allocs);
 

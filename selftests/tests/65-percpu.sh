@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Per-CPU magazines: size classes take the fast path, reports stay exact with
 # objects in magazines (also on an offline CPU), shrink empties them, ZERO
-# works, percpu=0 turns it off.
+# works, freed large blocks are parked and reused, percpu=0 turns it off.
 
 # e65_loop FROM TO CMD: writes "I" (free) or "I SIZE" (alloc) for I in FROM..TO;
 # sets e65_bad to the failed writes.
@@ -87,6 +87,34 @@ expect_eq "percpu: 50 allocs of 1000 B are fast" $((e65_f + 50)) "$(stat fast_al
 e65_loop 400 449 free
 e65_loop 500 549 free
 expect_eq "percpu: nothing live" 0 "$(stat active_allocs)"
+
+# Large blocks up to 32 KiB: a freed one is parked on its CPU, and the next
+# allocation there of about its size (within 1/8) takes it back without the
+# heap lock; reports first return parked blocks to the heap.
+e65_f=$(stat fast_allocs)
+e65_ff=$(stat fast_frees)
+e65_r=$(taskset 1 sh -c "echo '800 16384' >$KALLOC_DIR/alloc
+	awk '\$1 == 800 { print \$6 }' $KALLOC_DIR/handles
+	echo 800 >$KALLOC_DIR/free
+	echo '801 15000' >$KALLOC_DIR/alloc
+	awk '\$1 == 801 { print \$6 }' $KALLOC_DIR/handles
+	echo '802 40000' >$KALLOC_DIR/alloc
+	echo 802 >$KALLOC_DIR/free
+	echo '803 40000' >$KALLOC_DIR/alloc" | tr '\n' ' ')
+e65_o=${e65_r%% *}
+check "percpu: a 16 KiB block was allocated ($e65_r)" test -n "$e65_o"
+expect_eq "percpu: a 15000 B request reuses the parked 16 KiB block" "$e65_o $e65_o " "$e65_r"
+expect_eq "percpu: one large alloc and one large free on the fast path, 40000 B never" \
+	"$((e65_f + 1)) $((e65_ff + 1))" "$(stat fast_allocs) $(stat fast_frees)"
+expect_eq "percpu: 2 large allocations live" 2 "$(stat large_allocs)"
+e65_loop 801 801 free
+# Parked blocks would show in magazine_objects beside the size classes'.
+expect_eq "percpu: a report returns the freed 16 KiB block, parked on CPU 0, to the heap" \
+	"$(awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "magazine_objs") k = i }
+		NR > 1 { n += $k } END { print n + 0 }' "$KALLOC_DIR/caches")" "$(stat magazine_objects)"
+e65_loop 803 803 free
+check "percpu: validate ok after large frees" validate_ok
+expect_eq "percpu: nothing live after the large frees" 0 "$(stat active_allocs)"
 
 expect_write "percpu: shrink" OK "$KALLOC_DIR/shrink" "run"
 expect_eq "percpu: shrink emptied the magazines and released every slab" "0 0" \

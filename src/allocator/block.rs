@@ -6,10 +6,10 @@
 //!
 //! | word | meaning                                                        |
 //! |------|----------------------------------------------------------------|
-//! | 0    | block size in bytes (multiple of 16, header included) + state bits (bit 0 used, bit 1 slab span) |
+//! | 0    | block size in bytes (multiple of 16, header included) + state bits (bit 0 used, bit 1 slab span, bit 2 cached) |
 //! | 1    | size of the previous physical block (boundary tag, 0 for the first block) |
 //! | 2    | requested size for used large blocks, 0 otherwise            |
-//! | 3    | check word: `BLOCK_MAGIC` mixed with the offset and words 0-2  |
+//! | 3    | check word: `BLOCK_MAGIC` mixed with the offset and words 0 and 2 |
 //!
 //! The check word includes the block's own offset, so a header copied to
 //! another place, a stale pointer or a pointer into the middle of a block
@@ -17,6 +17,19 @@
 //! block's size kept in the next block's header. Free blocks keep their
 //! next/prev free-list links (region offsets, 0 = none) in payload words 4
 //! and 5, which is why the minimum block is 32 bytes.
+//!
+//! Sharing with the per-CPU fast path (`large_cache`). A used large block
+//! may sit in a CPU's cache of freed blocks, marked by the *cached* bit,
+//! which the fast path sets and clears with a compare-and-swap on word 0
+//! without the heap lock; for a block it hands out it also rewrites words
+//! 2 and 3 together, as one 64-bit store. The locked heap, for its part,
+//! changes nothing in the header of a used block it does not own but the
+//! boundary tag (word 1, when a neighbour splits or merges). So the check
+//! word covers neither the cached bit nor word 1, words 2 and 3 are read
+//! and written as one atomic `u64`, and each side writes only words the
+//! other one never writes: no update is lost and no check word is ever
+//! seen half written. A damaged boundary tag is still found, as a
+//! `BoundaryTagMismatch` against the previous block's verified size.
 
 use super::config::{BLOCK_ALIGN, BLOCK_MAGIC, HEADER_SIZE, MIN_BLOCK};
 use super::error::{Corruption, CorruptionKind};
@@ -26,6 +39,9 @@ use super::heap::Heap;
 const F_USED: u32 = 1;
 /// State bit: block is a slab span.
 const F_SLAB: u32 = 2;
+/// State bit: a used large block held by a per-CPU cache (`large_cache`);
+/// not covered by the check word.
+pub(super) const F_CACHED: u32 = 4;
 /// Mask of the state bits in word 0.
 const F_MASK: u32 = 0xf;
 
@@ -44,6 +60,8 @@ pub(super) struct Block {
     pub(super) prev_size: usize,
     /// Requested size of a used large block.
     pub(super) req: u32,
+    /// Held by a per-CPU cache (used, but not live for its user).
+    pub(super) cached: bool,
 }
 
 impl Block {
@@ -63,13 +81,34 @@ impl Block {
     }
 }
 
-/// Check word of a header at `off` with words 0..=2.
-fn check_word(off: usize, w0: u32, w1: u32, w2: u32) -> u32 {
+/// Check word of a header at `off` with words 0 and 2 (the cached bit of
+/// word 0 left out; see the module doc).
+pub(super) fn check_word(off: usize, w0: u32, w2: u32) -> u32 {
+    let w0 = w0 & !F_CACHED;
     let mut h = BLOCK_MAGIC ^ (off as u32).wrapping_mul(0x9e37_79b1);
     h ^= w0.rotate_left(5).wrapping_mul(0x85eb_ca6b);
-    h ^= w1.rotate_left(13).wrapping_mul(0xc2b2_ae35);
     h ^= w2.rotate_left(21).wrapping_mul(0x27d4_eb2f);
     h ^ (h >> 16)
+}
+
+/// Words 2 and 3 of a header as the one `u64` they are stored in.
+pub(super) fn req_check_pair(off: usize, w0: u32, w2: u32) -> u64 {
+    u64::from(w2) | u64::from(check_word(off, w0, w2)) << 32
+}
+
+/// Word 0 of a used, non-slab large block of `size` bytes (not cached).
+pub(super) fn used_large_w0(size: usize) -> u32 {
+    (size as u32 & !F_MASK) | F_USED
+}
+
+/// Decodes word 0 into `(size, used, slab, cached)`.
+pub(super) fn decode_w0(w0: u32) -> (usize, bool, bool, bool) {
+    (
+        (w0 & !F_MASK) as usize,
+        w0 & F_USED != 0,
+        w0 & F_SLAB != 0,
+        w0 & F_CACHED != 0,
+    )
 }
 
 impl Heap {
@@ -79,18 +118,20 @@ impl Heap {
         if off < self.blocks_start || !off.is_multiple_of(BLOCK_ALIGN) {
             return bad(CorruptionKind::FreeListOutOfBounds, off as u64);
         }
-        let (Some(w0), Some(w1), Some(w2), Some(w3)) = (
-            self.mem.read::<u32>(off),
-            self.mem.read::<u32>(off.wrapping_add(4)),
-            self.mem.read::<u32>(off.wrapping_add(8)),
-            self.mem.read::<u32>(off.wrapping_add(12)),
-        ) else {
+        let in_region = off
+            .checked_add(HEADER_SIZE)
+            .is_some_and(|e| e <= self.mem.len());
+        if !in_region {
             return bad(CorruptionKind::FreeListOutOfBounds, off as u64);
-        };
-        if check_word(off, w0, w1, w2) != w3 {
+        }
+        let w0 = self.mem.rd32(off);
+        let w1 = self.mem.rd32(off.wrapping_add(4));
+        let w23 = self.mem.load64(off.wrapping_add(8));
+        let (w2, w3) = (w23 as u32, (w23 >> 32) as u32);
+        if check_word(off, w0, w2) != w3 {
             return bad(CorruptionKind::BadMagic, u64::from(w3));
         }
-        let size = (w0 & !F_MASK) as usize;
+        let (size, used, slab, cached) = decode_w0(w0);
         let fits = off.checked_add(size).is_some_and(|e| e <= self.mem.len());
         if size < MIN_BLOCK || !fits {
             return bad(CorruptionKind::BadSize, size as u64);
@@ -98,10 +139,11 @@ impl Heap {
         Ok(Block {
             off,
             size,
-            used: w0 & F_USED != 0,
-            slab: w0 & F_SLAB != 0,
+            used,
+            slab,
             prev_size: w1 as usize,
             req: w2,
+            cached,
         })
     }
 
@@ -114,14 +156,14 @@ impl Heap {
         if b.slab {
             w0 |= F_SLAB;
         }
-        let w1 = b.prev_size as u32;
-        let w2 = b.req;
+        if b.cached {
+            w0 |= F_CACHED;
+        }
         let off = b.off;
         self.mem.wr32(off, w0);
-        self.mem.wr32(off.wrapping_add(4), w1);
-        self.mem.wr32(off.wrapping_add(8), w2);
+        self.mem.wr32(off.wrapping_add(4), b.prev_size as u32);
         self.mem
-            .wr32(off.wrapping_add(12), check_word(off, w0, w1, w2));
+            .store64(off.wrapping_add(8), req_check_pair(off, w0, b.req));
     }
 
     /// The block physically after `b`, if any.
@@ -176,6 +218,8 @@ impl Heap {
     }
 
     /// Rewrites the boundary tag of the block starting at `off` (if any).
+    /// Only word 1 is written: the block may be used and owned by a user
+    /// or a per-CPU cache, which change words 0, 2 and 3 without the lock.
     pub(super) fn set_prev_size_at(
         &mut self,
         off: usize,
@@ -184,9 +228,8 @@ impl Heap {
         if off >= self.mem.len() {
             return Ok(());
         }
-        let mut n = self.block(off)?;
-        n.prev_size = prev_size;
-        self.set_block(&n);
+        self.block(off)?;
+        self.mem.wr32(off.wrapping_add(4), prev_size as u32);
         Ok(())
     }
 }

@@ -166,6 +166,7 @@ impl Heap {
             slab: false,
             prev_size: 0,
             req: 0,
+            cached: false,
         };
         heap.tlsf.block_count = 1;
         heap.insert_free(first).map_err(|_| InitError::TooSmall)?;
@@ -496,7 +497,8 @@ impl Heap {
         if b.slab {
             return Err(FreeError::NotAllocated);
         }
-        if !b.used {
+        // A block in a per-CPU cache was freed already (`large_cache`).
+        if !b.used || b.cached {
             return Err(FreeError::DoubleFree);
         }
         Ok(b)

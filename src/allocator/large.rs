@@ -186,6 +186,7 @@ impl Heap {
         b.used = false;
         b.slab = false;
         b.req = 0;
+        b.cached = false;
         self.set_block(&b);
         self.set_links(b.off, head, 0);
         if head != 0 {
@@ -368,6 +369,7 @@ impl Heap {
             slab: false,
             prev_size: size,
             req: 0,
+            cached: false,
         };
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
         if let Some(n) = next {
@@ -394,6 +396,7 @@ impl Heap {
             b.used = false;
             b.slab = false;
             b.req = 0;
+            b.cached = false;
             self.set_block(&b);
         }
     }
@@ -454,6 +457,7 @@ impl Heap {
                     slab: false,
                     prev_size: b.prev_size,
                     req: 0,
+                    cached: false,
                 };
                 b = Block {
                     off: b.off.wrapping_add(gap),
@@ -462,6 +466,7 @@ impl Heap {
                     slab,
                     prev_size: gap,
                     req,
+                    cached: false,
                 };
                 self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
                 self.set_block(&b);
@@ -492,6 +497,7 @@ impl Heap {
             used: false,
             slab: false,
             req: 0,
+            cached: false,
             ..b
         };
         self.set_block(&m);
@@ -606,6 +612,7 @@ impl Heap {
             slab: false,
             prev_size: p.prev_size,
             req,
+            cached: false,
         };
         self.set_block(&m);
         self.set_prev_size_at(m.end(), m.size)?;

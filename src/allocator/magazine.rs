@@ -43,6 +43,7 @@ use super::config::{class_align, class_size, MIN_SIZE, NUM_CACHES, PAGE_SIZE};
 use super::debug::C_DEBUG_MASK;
 use super::error::{AllocError, Corruption, CorruptionKind};
 use super::heap::Heap;
+use super::large_cache::LargeCache;
 use super::pagemap::{ENTRY_BYTES, GHOST, TAG_MASK};
 use super::region::Region;
 use super::slab::{slab_geometry, BITMAP_OFF};
@@ -177,6 +178,8 @@ pub struct CpuCache {
     refills: u64,
     drains: u64,
     corruptions: u64,
+    /// Parked large blocks (`large_cache`).
+    pub(super) large: LargeCache,
 }
 
 impl Default for CpuCache {
@@ -215,17 +218,20 @@ impl CpuCache {
             refills: 0,
             drains: 0,
             corruptions: 0,
+            large: LargeCache::new(),
         }
     }
 
     /// Moves this cache's pending events into `out` and gives `out` its
     /// magazine contents: moved with `objects` (this cache is left empty),
     /// otherwise copied, for [`Heap::magazine_check`] only (they still
-    /// belong to this cache). Whatever `out` held is overwritten, so it must
-    /// own no objects. The kernel glue runs this on the owning CPU (in an
-    /// IPI, which must not take the heap lock) and absorbs, checks or
-    /// flushes `out` under the heap lock afterwards.
+    /// belong to this cache). Parked large blocks always move (the caller
+    /// returns them with [`Heap::large_cache_flush`]). Whatever `out` held is
+    /// overwritten, so it must own no objects. The kernel glue runs this on
+    /// the owning CPU (in an IPI, which must not take the heap lock) and
+    /// absorbs, checks or flushes `out` under the heap lock afterwards.
     pub fn detach_into(&mut self, out: &mut CpuCache, objects: bool) {
+        self.large.detach_into(&mut out.large);
         out.mags = self.mags;
         if objects {
             for m in self.mags.iter_mut() {
@@ -395,9 +401,13 @@ pub struct Located {
 /// and changed only with atomic word operations, so it is used without the
 /// heap lock. Obtained from [`Heap::fast_view`].
 pub struct FastView {
-    mem: Region,
+    pub(super) mem: Region,
     pagemap_off: usize,
     npages: usize,
+    /// Start of the block area (large-block headers lie at or above it).
+    pub(super) blocks_start: usize,
+    /// Whether large blocks may be parked (no heap-wide debug flags).
+    pub(super) large_ok: bool,
 }
 
 // SAFETY: a `FastView` only performs atomic word accesses on the region
@@ -461,7 +471,7 @@ impl FastView {
     }
 
     /// Clears `len` bytes of the object at `off`, which the caller owns.
-    fn zero(&self, off: usize, len: usize) {
+    pub(super) fn zero(&self, off: usize, len: usize) {
         if off
             .checked_add(len)
             .is_some_and(|end| end <= self.mem.len())
@@ -483,6 +493,10 @@ pub(super) struct MagazineCounters {
     pub(super) fast_frees: u64,
     pub(super) refills: u64,
     pub(super) drains: u64,
+    /// Large blocks parked in per-CPU caches, and their bytes (headers
+    /// included); exact once every `CpuCache` is absorbed.
+    pub(super) large_cached: u64,
+    pub(super) large_cached_bytes: u64,
 }
 
 impl Heap {
@@ -500,6 +514,8 @@ impl Heap {
             mem: unsafe { Region::new(self.mem.base(), self.mem.len()) },
             pagemap_off: self.pagemap_off,
             npages: self.npages,
+            blocks_start: self.blocks_start,
+            large_ok: self.dbg.flags.is_empty(),
         }
     }
 
@@ -607,15 +623,18 @@ impl Heap {
         mg.drains = mg.drains.wrapping_add(core::mem::take(&mut cpu.drains));
         let bad = core::mem::take(&mut cpu.corruptions);
         self.ctr.corruptions = self.ctr.corruptions.wrapping_add(bad);
+        self.large_cache_absorb(&mut cpu.large);
     }
 
     /// Absorbs `cpu` and returns all its objects to the slabs (empty slabs
-    /// then go back to the large pool as usual). Returns how many objects
-    /// went back.
+    /// then go back to the large pool as usual) and its parked large blocks
+    /// to the TLSF lists. Returns how many objects and blocks went back.
     pub fn magazine_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
         self.magazine_absorb(cpu);
-        let mut n = 0usize;
-        let mut first_err = None;
+        let (mut n, mut first_err) = match self.large_cache_flush(cpu) {
+            Ok(k) => (k, None),
+            Err(c) => (0, Some(c)),
+        };
         for class in 0..NUM_CACHES {
             match self.magazine_drain(cpu, class, 0) {
                 Ok(k) => n += k,

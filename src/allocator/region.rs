@@ -6,9 +6,10 @@
 //! offset against the region length and the alignment of the accessed type,
 //! so a damaged offset can never turn into an access outside the region.
 //!
-//! Words that the per-CPU fast path ([`super::magazine`]) reads or changes
-//! without the heap lock (page-map entries, slab bitmap words) are accessed
-//! with relaxed atomics on both sides: `rd32`/`wr32` and the `*64` bitmap
+//! Words that the per-CPU fast path ([`super::magazine`],
+//! [`super::large_cache`]) reads or changes without the heap lock (page-map
+//! entries, slab bitmap words, large-block headers) are accessed with
+//! relaxed atomics on both sides: `rd32`/`wr32`, `cas32` and the `*64`
 //! helpers. On x86-64 these are the same plain moves (and one locked `or`/
 //! `and` for the bitmap), but they keep concurrent access well defined.
 
@@ -144,6 +145,27 @@ impl Region {
             Some(a) if on => a.fetch_or(mask, Relaxed),
             Some(a) => a.fetch_and(!mask, Relaxed),
             None => 0,
+        }
+    }
+
+    /// Replaces the `u32` at `off` with `new` if it is `current`, atomically;
+    /// false when it was not (or out of bounds). Takes `&self`: the fast
+    /// path marks large-block headers cached and live without the heap
+    /// lock (see `large_cache`).
+    #[inline(always)]
+    pub(super) fn cas32(&self, off: usize, current: u32, new: u32) -> bool {
+        self.atomic32(off)
+            .is_some_and(|a| a.compare_exchange(current, new, Relaxed, Relaxed).is_ok())
+    }
+
+    /// Writes the `u64` at `off` atomically (ignored when out of bounds),
+    /// through `&self`: for a word the caller owns that the heap may read
+    /// concurrently (the requested-size and check words of a header the
+    /// fast path hands out, see `large_cache`).
+    #[inline(always)]
+    pub(super) fn publish64(&self, off: usize, val: u64) {
+        if let Some(a) = self.atomic64(off) {
+            a.store(val, Relaxed)
         }
     }
 

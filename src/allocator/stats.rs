@@ -96,9 +96,11 @@ pub struct Stats {
     pub blocks_free: usize,
     /// Live large allocations.
     pub large_allocs: usize,
-    /// Objects held by per-CPU magazines (free, ready for the fast path).
+    /// Objects held by per-CPU magazines and large blocks parked in
+    /// per-CPU caches (free, ready for the fast path).
     pub magazine_objects: u64,
-    /// Bytes of those objects (counted in `free_bytes`).
+    /// Bytes of those objects and payload bytes of those blocks (counted
+    /// in `free_bytes`).
     pub magazine_bytes: u64,
     /// Allocations served by the per-CPU fast path.
     pub fast_allocs: u64,
@@ -124,11 +126,17 @@ impl Heap {
         let t = &self.tlsf;
         let s = &self.slabs;
         let used_blocks = t.block_count.saturating_sub(t.free_count);
-        let large_count = used_blocks.saturating_sub(s.spans);
+        // Used large blocks, parked ones (per-CPU caches) included.
+        let large_blocks = used_blocks.saturating_sub(s.spans);
+        let parked = self.mags.large_cached as usize;
+        let parked_bytes = self.mags.large_cached_bytes as usize;
+        let parked_payload = parked_bytes.saturating_sub(parked.saturating_mul(HEADER_SIZE));
+        let large_count = large_blocks.saturating_sub(parked);
         let block_area = len.saturating_sub(self.blocks_start);
         let large_bytes = block_area
             .saturating_sub(t.free_bytes)
-            .saturating_sub(s.span_bytes);
+            .saturating_sub(s.span_bytes)
+            .saturating_sub(parked_bytes);
         let large_used = large_bytes.saturating_sub(large_count.saturating_mul(HEADER_SIZE));
         let (mag_objs, mag_bytes) = (0..NUM_CACHES).fold((0u64, 0usize), |(n, b), c| {
             let k = self.magazine_cached(c);
@@ -143,11 +151,12 @@ impl Heap {
         let free = t
             .free_bytes
             .saturating_sub(t.free_count.saturating_mul(HEADER_SIZE))
-            .saturating_add(s.cap_bytes.saturating_sub(slab_live));
+            .saturating_add(s.cap_bytes.saturating_sub(slab_live))
+            .saturating_add(parked_payload);
         let overhead = self
             .blocks_start
             .saturating_add(t.free_count.saturating_mul(HEADER_SIZE))
-            .saturating_add(large_count.saturating_mul(HEADER_SIZE))
+            .saturating_add(large_blocks.saturating_mul(HEADER_SIZE))
             .saturating_add(s.span_bytes.saturating_sub(s.cap_bytes));
         let largest_block = self.largest_free_block_size();
         let frag_bp = if t.free_bytes == 0 {
@@ -189,8 +198,8 @@ impl Heap {
             blocks_total: t.block_count,
             blocks_free: t.free_count,
             large_allocs: large_count,
-            magazine_objects: mag_objs,
-            magazine_bytes: mag_bytes as u64,
+            magazine_objects: mag_objs.saturating_add(parked as u64),
+            magazine_bytes: (mag_bytes as u64).saturating_add(parked_payload as u64),
             fast_allocs: self.mags.fast_allocs,
             fast_frees: self.mags.fast_frees,
             magazine_refills: self.mags.refills,

@@ -61,6 +61,9 @@ struct Walk {
     slab_used: usize,
     large_count: usize,
     large_req: u64,
+    /// Used large blocks parked in per-CPU caches.
+    large_parked: u64,
+    large_parked_bytes: u64,
 }
 
 fn err(kind: CorruptionKind, off: usize, detail: u64) -> Corruption {
@@ -132,6 +135,9 @@ impl Heap {
                 rep.used_blocks += 1;
                 if b.slab {
                     self.check_slab(&b, rep, w, tally)?;
+                } else if b.cached {
+                    w.large_parked += 1;
+                    w.large_parked_bytes = w.large_parked_bytes.wrapping_add(b.size as u64);
                 } else {
                     w.large_count += 1;
                     w.large_req = w.large_req.wrapping_add(u64::from(b.req));
@@ -439,6 +445,12 @@ impl Heap {
         }
         if req != self.ctr.requested_live {
             return mismatch(4);
+        }
+        // Exact once every per-CPU cache is absorbed (see `large_cache`).
+        if w.large_parked != self.mags.large_cached
+            || w.large_parked_bytes != self.mags.large_cached_bytes
+        {
+            return mismatch(6);
         }
         let st = self.stats();
         if st

@@ -19,16 +19,22 @@
 //! with `on_each_cpu_cond`), with the same constraint: the caller must be
 //! able to wait for other CPUs (interrupts enabled, task context).
 //!
+//! Each cache also parks up to 8 freed large blocks of at most 32 KiB
+//! (`allocator/large_cache.rs`): a large allocation on the same CPU takes
+//! one back without the heap lock, as `kmalloc` takes pages from the page
+//! allocator's per-CPU lists.
+//!
 //! Exact reports. [`PerCpu::quiesce`] pauses the fast path (a counter in
 //! [`PerCpu::gate`], raised before the IPIs, so every fast operation after
-//! a CPU's IPI sees it), folds every CPU's events into the heap and checks
-//! (or with `flush` empties) its magazines, then runs its closure on the
-//! locked heap. `stats`, `caches`, `validate`, `heapmap`, `shrink` and
+//! a CPU's IPI sees it), folds every CPU's events into the heap, returns
+//! its parked large blocks to the heap and checks (or with `flush`
+//! empties) its magazines, then runs its closure on the locked heap. `stats`, `caches`, `validate`, `heapmap`, `shrink` and
 //! module exit use it, so what they show is exact. While paused,
 //! allocations and frees take the locked slow path.
 
 use crate::allocator::{
     size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap,
+    LARGE_CACHE_MAX_BLOCK,
 };
 use core::{
     cell::UnsafeCell,
@@ -154,7 +160,9 @@ impl PerCpu {
         if flags.contains(Flags::DMA) {
             return None;
         }
-        let class = size_class_for(size, align)?;
+        let Some(class) = size_class_for(size, align) else {
+            return self.alloc_large(size, align, flags);
+        };
         let irq = local_interrupt_disable();
         let cpu = self.local(&irq)?;
         let gate = self.gate.load(Ordering::Relaxed);
@@ -172,13 +180,36 @@ impl PerCpu {
         }
     }
 
+    /// Allocates a large block from the blocks parked in this CPU's cache
+    /// (`allocator/large_cache.rs`), `None` when none fits. No lock: a
+    /// miss goes to the locked heap.
+    #[inline(never)]
+    fn alloc_large(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Option<Result<NonNull<u8>, AllocError>> {
+        if size >= LARGE_CACHE_MAX_BLOCK {
+            return None;
+        }
+        let irq = local_interrupt_disable();
+        let cpu = self.local(&irq)?;
+        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
+            return None;
+        }
+        cpu.alloc_large(&self.view, size, align, flags.contains(Flags::ZERO))
+            .map(Ok)
+    }
+
     /// Frees on the fast path. False means "use the slow path" (not a live
-    /// standard size-class object, paused or disabled); nothing changed.
+    /// standard size-class object or parkable large block, paused or
+    /// disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
-        // Large blocks and custom-cache objects skip the CPU cache entirely;
-        // the page map is read once, here.
+        // The page map is read once, here; what no standard slab owns may
+        // be a large block.
         let Some(at) = self.view.locate_ptr(ptr) else {
-            return false;
+            return self.free_large(ptr);
         };
         let irq = local_interrupt_disable();
         let Some(cpu) = self.local(&irq) else {
@@ -191,6 +222,20 @@ impl PerCpu {
         }
         let r = cpu.free_located_with(&self.view, at, |c, class, keep| drain(heap, c, class, keep));
         r == FastFree::Done
+    }
+
+    /// Parks the large block at `ptr` in this CPU's cache if it is live and
+    /// the cache has room (`allocator/large_cache.rs`).
+    #[inline(never)]
+    fn free_large(&self, ptr: *const u8) -> bool {
+        let irq = local_interrupt_disable();
+        let Some(cpu) = self.local(&irq) else {
+            return false;
+        };
+        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
+            return false;
+        }
+        cpu.free_large(&self.view, ptr) == FastFree::Done
     }
 
     /// Pauses the fast path, takes every CPU's events (and with `flush`
@@ -220,6 +265,8 @@ impl PerCpu {
             h.magazine_absorb(&mut scratch);
             if flush {
                 flush_cache(&mut h, &mut scratch);
+            } else if let Err(e) = h.large_cache_flush(&mut scratch) {
+                pr_err!("large cache flush: {}\n", crate::glue::errors::Shown(&e));
             }
             match (h.magazine_check(&scratch), &mut checked) {
                 (Ok(n), Ok(total)) => *total += n,

@@ -9,7 +9,8 @@
 //! sleeps or allocates).
 //!
 //! Allocations and frees go through [`Kalloc::alloc`] and [`Kalloc::free`]:
-//! the per-CPU fast path for size classes, the locked heap otherwise.
+//! the per-CPU fast path for size classes and for large blocks a CPU has
+//! parked, the locked heap otherwise.
 //! Reports go through [`Kalloc::quiesced`], which makes them exact.
 
 use super::{
@@ -139,11 +140,12 @@ impl Kalloc {
         unsafe { self.region.start().add(offset) }
     }
 
-    /// Allocates `size` bytes aligned to `align`: size classes on the
-    /// per-CPU fast path, everything else (and everything while reports
-    /// pause the fast path) on the locked heap. When the heap runs out, the
-    /// objects cached in every CPU's magazines (only this CPU's where the
-    /// context cannot wait for other CPUs) are given back and the request
+    /// Allocates `size` bytes aligned to `align`: size classes and large
+    /// blocks parked on this CPU on the per-CPU fast path, everything else
+    /// (and everything while reports pause the fast path) on the locked
+    /// heap. When the heap runs out, the objects and blocks cached by every
+    /// CPU (only this CPU's where the context cannot wait for other CPUs)
+    /// are given back and the request
     /// is retried once before it fails (unless it is larger than the whole
     /// heap, which no reclaim can satisfy).
     pub(crate) fn alloc(
@@ -176,7 +178,8 @@ impl Kalloc {
     }
 
     /// Frees `ptr` (kfree semantics), on the fast path when it is a live
-    /// size-class object, otherwise through the locked heap, which also
+    /// size-class object or a large block this CPU can park, otherwise
+    /// through the locked heap, which also
     /// classifies and counts every invalid free.
     pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {

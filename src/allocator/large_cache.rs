@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-CPU caches of freed large blocks: the fast path above 4 KiB.
+//!
+//! Each [`CpuCache`] also keeps up to [`LARGE_SLOTS`] freed large blocks of
+//! at most [`LARGE_CACHE_MAX_BLOCK`] bytes, [`LARGE_CACHE_BYTES`] in all.
+//! A free of such a block on a CPU whose cache has room parks the block
+//! there instead of returning it to the TLSF lists; a later allocation on
+//! that CPU takes a parked block whose size fits the request within 1/8
+//! (and whose payload has the requested alignment). Both run without the
+//! heap lock, like the magazines of the size classes. Large blocks are
+//! what the page allocator serves for `kmalloc`, so this is the path that
+//! competes with `alloc_pages` (the README's `pair16k` benchmark).
+//!
+//! Block states. For the TLSF a parked block is an ordinary used block, so
+//! its neighbours never merge with it. Its header carries the *cached* bit
+//! (see `block`), which the fast path sets on free and clears on alloc with
+//! a compare-and-swap on header word 0, so
+//!
+//! * a second free of a parked block fails the swap and goes to the locked
+//!   path, which reports `DoubleFree`, also when the two frees race on two
+//!   CPUs; `usable_size`, `is_valid_pointer` and `realloc` refuse it too;
+//! * the fast path identifies a large block by its header alone: the check
+//!   word, keyed by the header's offset, must match (the locked path does
+//!   the same once the page map says no slab owns the pointer).
+//!
+//! A block handed out again gets its new requested size and check word in
+//! one 64-bit store. `block` explains why the locked heap and the fast path
+//! can share headers this way.
+//!
+//! Accounting. Fast allocations and frees are counted in the cache and
+//! folded into the heap counters by [`Heap::magazine_absorb`], together
+//! with the magazines' events; the heap also tracks how many blocks (and
+//! bytes) are parked. The statistics count parked blocks as free memory
+//! (in `magazine_objects`/`magazine_bytes` and `free_bytes`, not in
+//! `large_allocs`), and `validate` checks that the blocks marked cached
+//! are exactly the parked ones. The kernel glue returns every parked block
+//! to the TLSF lists whenever it pauses the fast path for a report, so
+//! `stats`, `validate` and `heapmap` show the heap as if nothing was
+//! parked; only an allocation that fails before such a flush can be
+//! affected, and it flushes and retries like the magazines.
+
+use core::ptr::NonNull;
+
+use super::block::{check_word, decode_w0, req_check_pair, used_large_w0, F_CACHED};
+use super::config::{BLOCK_ALIGN, HEADER_SIZE, MIN_BLOCK};
+use super::error::{Corruption, CorruptionKind};
+use super::heap::Heap;
+use super::magazine::{CpuCache, FastFree, FastView};
+
+/// Blocks one CPU's cache parks at most.
+pub const LARGE_SLOTS: usize = 8;
+/// Largest block (header included) the cache parks: 32 KiB of payload.
+pub const LARGE_CACHE_MAX_BLOCK: usize = 32 * 1024 + HEADER_SIZE;
+/// Bytes of blocks one CPU's cache parks at most.
+pub const LARGE_CACHE_BYTES: usize = 128 * 1024;
+
+/// A parked block: header offset and block size.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    off: u32,
+    size: u32,
+}
+
+/// Fast-path events of the large cache, not yet folded into the heap.
+#[derive(Clone, Copy, Default)]
+struct LargeEvents {
+    allocs: u64,
+    frees: u64,
+    /// Requested bytes of the allocations.
+    requested: u64,
+    /// Requested bytes (header word 2) of the freed blocks.
+    freed_req: u64,
+    /// Payload bytes of the allocations.
+    usable: u64,
+    /// Block bytes allocated and freed.
+    alloc_bytes: u64,
+    free_bytes: u64,
+}
+
+/// The large-block part of a [`CpuCache`].
+#[derive(Clone, Copy, Default)]
+pub(super) struct LargeCache {
+    count: usize,
+    bytes: usize,
+    slots: [Slot; LARGE_SLOTS],
+    ev: LargeEvents,
+    corruptions: u64,
+}
+
+impl LargeCache {
+    /// An empty cache.
+    pub(super) const fn new() -> Self {
+        LargeCache {
+            count: 0,
+            bytes: 0,
+            slots: [Slot { off: 0, size: 0 }; LARGE_SLOTS],
+            ev: LargeEvents {
+                allocs: 0,
+                frees: 0,
+                requested: 0,
+                freed_req: 0,
+                usable: 0,
+                alloc_bytes: 0,
+                free_bytes: 0,
+            },
+            corruptions: 0,
+        }
+    }
+
+    /// Moves everything (events and parked blocks) into `out`, leaving this
+    /// cache empty; `out` must hold no blocks.
+    pub(super) fn detach_into(&mut self, out: &mut LargeCache) {
+        *out = core::mem::replace(self, LargeCache::new());
+    }
+}
+
+/// A verified header of a used, uncached large block the cache may park.
+struct Parkable {
+    hdr: usize,
+    w0: u32,
+    size: usize,
+    req: u32,
+}
+
+impl FastView {
+    /// The header of the live large block whose payload starts at region
+    /// offset `off`, if it checks out and the block is small enough to park.
+    #[inline(always)]
+    fn parkable(&self, off: usize) -> Option<Parkable> {
+        let hdr = off.checked_sub(HEADER_SIZE)?;
+        let end = hdr.checked_add(HEADER_SIZE)?;
+        if hdr < self.blocks_start || hdr % BLOCK_ALIGN != 0 || end > self.mem.len() {
+            return None;
+        }
+        let w0 = self.mem.rd32(hdr);
+        let w23 = self.mem.load64(hdr.wrapping_add(8));
+        let (req, w3) = (w23 as u32, (w23 >> 32) as u32);
+        if check_word(hdr, w0, req) != w3 {
+            return None;
+        }
+        let (size, used, slab, cached) = decode_w0(w0);
+        let fits = hdr.checked_add(size).is_some_and(|e| e <= self.mem.len());
+        if !used || slab || cached || !fits || !(MIN_BLOCK..=LARGE_CACHE_MAX_BLOCK).contains(&size)
+        {
+            return None;
+        }
+        Some(Parkable { hdr, w0, size, req })
+    }
+}
+
+impl CpuCache {
+    /// Blocks parked in the large cache.
+    pub fn large_held(&self) -> usize {
+        self.large.count
+    }
+
+    /// Allocates `size` bytes (a large request) aligned to `align` (a power
+    /// of two) from a parked block whose size fits within 1/8, the most
+    /// recently parked first; `None` when none fits (use the locked heap).
+    /// With `zero` the payload is cleared.
+    pub fn alloc_large(
+        &mut self,
+        v: &FastView,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> Option<NonNull<u8>> {
+        let l = &mut self.large;
+        if l.count == 0 || !v.large_ok || size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let need = Heap::block_size_for(size)?;
+        let req = u32::try_from(size).ok()?;
+        let mut i = l.count;
+        while i > 0 {
+            i -= 1;
+            let s = *l.slots.get(i)?;
+            let bsize = s.size as usize;
+            let hdr = s.off as usize;
+            let pay = hdr.wrapping_add(HEADER_SIZE);
+            if bsize < need || bsize - need > need / 8 || v.mem.addr(pay) & (align - 1) != 0 {
+                continue;
+            }
+            // Take slot `i` out; the last slot (already looked at) moves in.
+            l.count -= 1;
+            l.bytes = l.bytes.wrapping_sub(bsize);
+            let last = *l.slots.get(l.count)?;
+            *l.slots.get_mut(i)? = last;
+            let w0 = used_large_w0(bsize);
+            let w23 = v.mem.load64(hdr.wrapping_add(8));
+            if check_word(hdr, w0, w23 as u32) != (w23 >> 32) as u32
+                || !v.mem.cas32(hdr, w0 | F_CACHED, w0)
+            {
+                // Damaged while parked: dropped, never handed out (it
+                // stays marked cached, and `validate` reports it).
+                l.corruptions = l.corruptions.wrapping_add(1);
+                continue;
+            }
+            if w23 as u32 != req {
+                v.mem
+                    .publish64(hdr.wrapping_add(8), req_check_pair(hdr, w0, req));
+            }
+            let usable = bsize - HEADER_SIZE;
+            let ev = &mut l.ev;
+            ev.allocs = ev.allocs.wrapping_add(1);
+            ev.requested = ev.requested.wrapping_add(size as u64);
+            ev.usable = ev.usable.wrapping_add(usable as u64);
+            ev.alloc_bytes = ev.alloc_bytes.wrapping_add(bsize as u64);
+            if zero {
+                v.zero(pay, usable);
+            }
+            return Some(v.mem.ptr(pay));
+        }
+        None
+    }
+
+    /// Parks the large block whose payload is `ptr` if it is live, small
+    /// enough and the cache has room; `Slow` otherwise (nothing changed:
+    /// free it through the locked heap, which reports any error).
+    pub fn free_large(&mut self, v: &FastView, ptr: *const u8) -> FastFree {
+        let l = &mut self.large;
+        if !v.large_ok {
+            return FastFree::Slow;
+        }
+        let Some(p) = v.mem.offset_of(ptr).and_then(|o| v.parkable(o)) else {
+            return FastFree::Slow;
+        };
+        if l.count >= LARGE_SLOTS || l.bytes.saturating_add(p.size) > LARGE_CACHE_BYTES {
+            return FastFree::Slow;
+        }
+        // Fails if another CPU parked it first (a racing double free) or
+        // the header changed since it was read.
+        if !v.mem.cas32(p.hdr, p.w0, p.w0 | F_CACHED) {
+            return FastFree::Slow;
+        }
+        if let Some(s) = l.slots.get_mut(l.count) {
+            *s = Slot {
+                off: p.hdr as u32,
+                size: p.size as u32,
+            };
+            l.count += 1;
+            l.bytes = l.bytes.wrapping_add(p.size);
+        }
+        let ev = &mut l.ev;
+        ev.frees = ev.frees.wrapping_add(1);
+        ev.freed_req = ev.freed_req.wrapping_add(u64::from(p.req));
+        ev.free_bytes = ev.free_bytes.wrapping_add(p.size as u64);
+        FastFree::Done
+    }
+}
+
+impl Heap {
+    /// Folds the large cache's events into the heap counters (part of
+    /// [`Heap::magazine_absorb`]).
+    pub(super) fn large_cache_absorb(&mut self, l: &mut LargeCache) {
+        let ev = core::mem::take(&mut l.ev);
+        let ctr = &mut self.ctr;
+        ctr.total_allocs = ctr.total_allocs.wrapping_add(ev.allocs);
+        ctr.total_frees = ctr.total_frees.wrapping_add(ev.frees);
+        ctr.requested_total = ctr.requested_total.wrapping_add(ev.requested);
+        ctr.usable_total = ctr.usable_total.wrapping_add(ev.usable);
+        ctr.requested_live = ctr
+            .requested_live
+            .wrapping_add(ev.requested)
+            .wrapping_sub(ev.freed_req);
+        ctr.corruptions = ctr
+            .corruptions
+            .wrapping_add(core::mem::take(&mut l.corruptions));
+        let mg = &mut self.mags;
+        mg.fast_allocs = mg.fast_allocs.wrapping_add(ev.allocs);
+        mg.fast_frees = mg.fast_frees.wrapping_add(ev.frees);
+        mg.large_cached = mg
+            .large_cached
+            .wrapping_add(ev.frees)
+            .wrapping_sub(ev.allocs);
+        mg.large_cached_bytes = mg
+            .large_cached_bytes
+            .wrapping_add(ev.free_bytes)
+            .wrapping_sub(ev.alloc_bytes);
+    }
+
+    /// Absorbs the events of `cpu`'s large cache and returns its parked
+    /// blocks to the TLSF lists (merged with free neighbours). Returns how
+    /// many went back; a parked block whose header is damaged is dropped
+    /// (still marked cached, so `validate` reports it) and the first such
+    /// damage is counted and returned.
+    pub fn large_cache_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
+        let l = &mut cpu.large;
+        self.large_cache_absorb(l);
+        let n = l.count;
+        let slots = l.slots;
+        l.count = 0;
+        l.bytes = 0;
+        let mut done = 0;
+        let mut first_err = None;
+        for s in slots.iter().take(n) {
+            let off = s.off as usize;
+            let r = self.block(off).and_then(|b| {
+                if b.used && !b.slab && b.cached && b.size == s.size as usize {
+                    self.large_free(b)
+                } else {
+                    Err(Corruption::new(
+                        CorruptionKind::MagazineEntry,
+                        off,
+                        b.size as u64,
+                    ))
+                }
+            });
+            let mg = &mut self.mags;
+            mg.large_cached = mg.large_cached.wrapping_sub(1);
+            mg.large_cached_bytes = mg.large_cached_bytes.wrapping_sub(u64::from(s.size));
+            match r {
+                Ok(()) => done += 1,
+                Err(c) => {
+                    first_err.get_or_insert(c);
+                }
+            }
+        }
+        match first_err {
+            Some(c) => Err(self.note_corruption(c)),
+            None => Ok(done),
+        }
+    }
+}
