@@ -188,19 +188,16 @@ impl CpuCache {
             let last = *l.slots.get(l.count)?;
             *l.slots.get_mut(i)? = last;
             let w0 = used_large_w0(bsize);
-            let w23 = v.mem.load64(hdr.wrapping_add(8));
-            if check_word(hdr, w0, w23 as u32) != (w23 >> 32) as u32
-                || !v.mem.cas32(hdr, w0 | F_CACHED, w0)
-            {
-                // Damaged while parked: dropped, never handed out (it
-                // stays marked cached, and `validate` reports it).
+            if !v.mem.cas32(hdr, w0 | F_CACHED, w0) {
+                // Word 0 damaged while parked: dropped, never handed out
+                // (`validate` reports the block).
                 l.corruptions = l.corruptions.wrapping_add(1);
                 continue;
             }
-            if w23 as u32 != req {
-                v.mem
-                    .publish64(hdr.wrapping_add(8), req_check_pair(hdr, w0, req));
-            }
+            // The new requested size and check word (word 0 was just
+            // verified, words 2 and 3 are rewritten whole).
+            v.mem
+                .publish64(hdr.wrapping_add(8), req_check_pair(hdr, w0, req));
             let usable = bsize - HEADER_SIZE;
             let ev = &mut l.ev;
             ev.allocs = ev.allocs.wrapping_add(1);

@@ -212,15 +212,16 @@ fn damage_to_a_parked_header_is_caught() {
     let _guard = h.alloc(16384).unwrap();
     assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
     let hdr = h.off(p) - 16;
-    let saved = h.peek32(hdr + 8);
-    h.poke32(hdr + 8, saved ^ 1); // requested size, covered by the check word
+    // An overflow of the block before reaches word 0 first.
+    let saved = h.peek32(hdr);
+    h.poke32(hdr, saved ^ 0x100);
     assert_eq!(cpu.alloc_large(&v, 16384, 16, false), None, "dropped");
     assert_eq!(cpu.large_held(), 0);
     h.magazine_absorb(&mut cpu);
     assert_eq!(h.stats().corruptions, 1);
     assert!(h.validate().is_err(), "a damaged, cached block is reported");
-    // The same damage found by a flush.
-    h.poke32(hdr + 8, saved);
+    // Damage to the check word found by a flush.
+    h.poke32(hdr, saved);
     let mut cpu2 = CpuCache::new();
     let q = h.alloc(16384).unwrap();
     assert_eq!(cpu2.free_large(&v, q.as_ptr()), FastFree::Done);
