@@ -129,6 +129,8 @@ impl Alloc for PerCpu {
             if let Ok(p) = r {
                 return p.as_ptr();
             }
+        } else if let Some(p) = self.cpu.alloc_large(&self.view, size, align, false) {
+            return p.as_ptr();
         }
         self.raw.lock().expect("heap").alloc(size, align)
     }
@@ -141,7 +143,7 @@ impl Alloc for PerCpu {
                 .heap()
                 .magazine_drain(c, class, keep);
         });
-        if r != FastFree::Done {
+        if r != FastFree::Done && self.cpu.free_large(&self.view, p) != FastFree::Done {
             self.raw.lock().expect("heap").free(p, size, align);
         }
     }

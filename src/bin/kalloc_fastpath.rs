@@ -43,7 +43,9 @@ fn percpu_pairs(h: &mut Heap, size: usize, n: u64) -> u64 {
             Some(c) => cpu
                 .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
                 .ok(),
-            None => h.alloc(black_box(size)),
+            None => cpu
+                .alloc_large(&v, black_box(size), 16, false)
+                .or_else(|| h.alloc(size)),
         };
         let Some(p) = p else {
             failed += 1;
@@ -52,7 +54,8 @@ fn percpu_pairs(h: &mut Heap, size: usize, n: u64) -> u64 {
         let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
             let _ = h.magazine_drain(cc, c, keep);
         });
-        if r != FastFree::Done && h.free(p.as_ptr()).is_err() {
+        let parked = r == FastFree::Done || cpu.free_large(&v, p.as_ptr()) == FastFree::Done;
+        if !parked && h.free(p.as_ptr()).is_err() {
             failed += 1;
         }
     }

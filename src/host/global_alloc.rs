@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `GlobalAlloc` adapter over a [`Heap`] behind a `std::sync::Mutex`, with
-//! a magazine layer in front of it: size-class requests go through one
-//! [`CpuCache`] behind its own mutex (the kernel's per-CPU path with a
-//! single "CPU"), so the heap mutex is taken only to refill or drain.
+//! a magazine layer in front of it: size-class requests and large blocks of
+//! up to 32 KiB go through one [`CpuCache`] behind its own mutex (the
+//! kernel's per-CPU path with a single "CPU"), so the heap mutex is taken
+//! only to refill or drain magazines and for the other large blocks.
 //!
 //! The region (`len` bytes, 64 KiB aligned, zeroed) is taken from
 //! [`std::alloc::System`] on first use, so the adapter works both as a
@@ -15,7 +16,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
 use std::sync::{Mutex, OnceLock};
 
-use crate::allocator::{size_class_for, CpuCache, FastFree, FastView, Flags, Heap};
+use crate::allocator::{
+    size_class_for, CpuCache, FastFree, FastView, Flags, Heap, LARGE_CACHE_MAX_BLOCK,
+};
 
 /// Alignment of the region handed to the heap.
 const REGION_ALIGN: usize = 64 * 1024;
@@ -58,12 +61,15 @@ impl KallocGlobal {
     }
 
     /// Runs `f` on the heap under the lock, creating the heap first if
-    /// needed, after folding the magazine's counters into it (so its
-    /// statistics are exact).
+    /// needed, after folding the magazine's counters into it and returning
+    /// its parked large blocks (so its statistics are exact and show the
+    /// heap as the kernel's reports do).
     pub fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         self.with_heap(|h| {
             h.magazine_absorb(&mut cache);
+            // Damage is counted by the heap and shown by `validate`.
+            let _ = h.large_cache_flush(&mut cache);
             f(h)
         })
     }
@@ -80,8 +86,17 @@ impl KallocGlobal {
         }
     }
 
-    /// Allocates through the magazine when `size`/`align` is a size class.
+    /// Allocates through the magazine when `size`/`align` is a size class,
+    /// from a parked block when one fits, else on the heap; when the heap is
+    /// out of memory, the cache is emptied into it and the request retried.
     fn alloc_fast(&self, size: usize, align: usize, flags: Flags) -> *mut u8 {
+        if size_class_for(size, align).is_none() && size < LARGE_CACHE_MAX_BLOCK {
+            let v = self.view();
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = cache.alloc_large(v, size, align, flags.contains(Flags::ZERO)) {
+                return p.as_ptr();
+            }
+        }
         if let Some(class) = size_class_for(size, align) {
             let v = self.view();
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,7 +113,13 @@ impl KallocGlobal {
                 let _ = h.magazine_flush(&mut cache);
             });
         }
+        let p = self.with_heap(|h| h.alloc_flags(size, align, flags));
+        if let Ok(p) = p {
+            return p.as_ptr();
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         self.with_heap(|h| {
+            let _ = h.magazine_flush(&mut cache);
             h.alloc_flags(size, align, flags)
                 .map_or(std::ptr::null_mut(), NonNull::as_ptr)
         })
@@ -161,6 +182,11 @@ unsafe impl GlobalAlloc for KallocGlobal {
                 let _ = self.with_heap(|h| h.magazine_drain(c, class, keep));
             });
             if r == FastFree::Done {
+                return;
+            }
+        } else {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.free_large(v, p) == FastFree::Done {
                 return;
             }
         }
