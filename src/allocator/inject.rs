@@ -125,8 +125,8 @@ impl Heap {
 
     /// Damages the boundary tag that describes the allocation at `ptr` (or
     /// the slab span holding it): the previous-size word in the next
-    /// block's header, rewritten with a valid check word so that exactly the
-    /// tag disagrees.
+    /// block's header (which the check word does not cover), so that exactly
+    /// the tag disagrees.
     pub fn inject_boundary(&mut self, ptr: *const u8) -> Result<Injected, InjectError> {
         let b = match self.owner(ptr)?.1 {
             Owner::Large(b) | Owner::Slab(b) => b,

@@ -103,10 +103,17 @@ struct PerCpu {
     raw: Mutex<Raw>,
     cpu: CpuCache,
     view: FastView,
+    /// Whether large blocks go through the cache's parked blocks (off
+    /// only for the `ikos_percpu_nolarge` comparison).
+    large: bool,
 }
 
 impl PerCpu {
     fn new(len: usize) -> Self {
+        Self::with_large(len, true)
+    }
+
+    fn with_large(len: usize, large: bool) -> Self {
         let raw = Raw::new(len);
         // SAFETY: the view lives in the same `PerCpu` as the heap's region
         // and is only used through `&mut self` methods while both exist.
@@ -115,6 +122,7 @@ impl PerCpu {
             raw: Mutex::new(raw),
             cpu: CpuCache::new(),
             view,
+            large,
         }
     }
 }
@@ -129,7 +137,11 @@ impl Alloc for PerCpu {
             if let Ok(p) = r {
                 return p.as_ptr();
             }
-        } else if let Some(p) = self.cpu.alloc_large(&self.view, size, align, false) {
+        } else if let Some(p) = self
+            .large
+            .then(|| self.cpu.alloc_large(&self.view, size, align, false))
+            .flatten()
+        {
             return p.as_ptr();
         }
         self.raw.lock().expect("heap").alloc(size, align)
@@ -143,7 +155,9 @@ impl Alloc for PerCpu {
                 .heap()
                 .magazine_drain(c, class, keep);
         });
-        if r != FastFree::Done && self.cpu.free_large(&self.view, p) != FastFree::Done {
+        if r != FastFree::Done
+            && !(self.large && self.cpu.free_large(&self.view, p) == FastFree::Done)
+        {
             self.raw.lock().expect("heap").free(p, size, align);
         }
     }
@@ -331,6 +345,11 @@ fn workloads(c: &mut Criterion) {
         g.throughput(Throughput::Elements(s.ops(k)));
         workload(&mut g, "ikos_raw", Raw::new(HEAP), k, &s);
         workload(&mut g, "ikos_percpu", PerCpu::new(HEAP), k, &s);
+        if matches!(k, Kind::FragMix) {
+            // The one workload the large-block cache slows down (README).
+            let a = PerCpu::with_large(HEAP, false);
+            workload(&mut g, "ikos_percpu_nolarge", a, k, &s);
+        }
         workload(
             &mut g,
             "ikos_global",
