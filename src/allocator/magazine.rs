@@ -4,8 +4,10 @@
 //!
 //! A [`CpuCache`] holds, per size class, a *magazine* (Bonwick): a small
 //! stack of free objects taken from the slabs in batches. The kernel glue
-//! keeps one `CpuCache` per CPU behind its own (uncontended) lock; the heap
-//! lock is only taken to refill an empty magazine or drain a full one.
+//! keeps one `CpuCache` per CPU, used only by that CPU with interrupts off
+//! and no lock; the heap lock is only taken to refill an empty magazine or
+//! drain a full one. A `CpuCache` also parks freed large blocks
+//! (`large_cache`).
 //!
 //! Object states. A slab object is *free* (on its slab's free list or
 //! beyond the bump index), *cached* (held by a magazine) or *live* (owned by
