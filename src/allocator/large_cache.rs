@@ -71,9 +71,7 @@ struct LargeEvents {
     requested: u64,
     /// Requested bytes (header word 2) of the freed blocks.
     freed_req: u64,
-    /// Payload bytes of the allocations.
-    usable: u64,
-    /// Block bytes allocated and freed.
+    /// Block bytes (headers included) allocated and freed.
     alloc_bytes: u64,
     free_bytes: u64,
 }
@@ -100,7 +98,6 @@ impl LargeCache {
                 frees: 0,
                 requested: 0,
                 freed_req: 0,
-                usable: 0,
                 alloc_bytes: 0,
                 free_bytes: 0,
             },
@@ -197,15 +194,13 @@ impl CpuCache {
             // The new requested size and check word (word 0 was just
             // verified, words 2 and 3 are rewritten whole).
             v.mem
-                .publish64(hdr.wrapping_add(8), req_check_pair(hdr, w0, req));
-            let usable = bsize - HEADER_SIZE;
+                .store64(hdr.wrapping_add(8), req_check_pair(hdr, w0, req));
             let ev = &mut l.ev;
             ev.allocs = ev.allocs.wrapping_add(1);
             ev.requested = ev.requested.wrapping_add(size as u64);
-            ev.usable = ev.usable.wrapping_add(usable as u64);
             ev.alloc_bytes = ev.alloc_bytes.wrapping_add(bsize as u64);
             if zero {
-                v.zero(pay, usable);
+                v.zero(pay, bsize - HEADER_SIZE);
             }
             return Some(v.mem.ptr(pay));
         }
@@ -256,7 +251,11 @@ impl Heap {
         ctr.total_allocs = ctr.total_allocs.wrapping_add(ev.allocs);
         ctr.total_frees = ctr.total_frees.wrapping_add(ev.frees);
         ctr.requested_total = ctr.requested_total.wrapping_add(ev.requested);
-        ctr.usable_total = ctr.usable_total.wrapping_add(ev.usable);
+        // Payload bytes: block bytes less one header per allocation.
+        let usable = ev
+            .alloc_bytes
+            .wrapping_sub(ev.allocs.wrapping_mul(HEADER_SIZE as u64));
+        ctr.usable_total = ctr.usable_total.wrapping_add(usable);
         ctr.requested_live = ctr
             .requested_live
             .wrapping_add(ev.requested)
@@ -277,14 +276,14 @@ impl Heap {
             .wrapping_sub(ev.alloc_bytes);
     }
 
-    /// Absorbs the events of `cpu`'s large cache and returns its parked
-    /// blocks to the TLSF lists (merged with free neighbours). Returns how
-    /// many went back; a parked block whose header is damaged is dropped
-    /// (still marked cached, so `validate` reports it) and the first such
-    /// damage is counted and returned.
+    /// Returns the parked blocks of `cpu` to the TLSF lists (merged with
+    /// free neighbours). Returns how many went back; a parked block whose
+    /// header is damaged is dropped (still marked cached, so `validate`
+    /// reports it) and the first such damage is counted and returned. The
+    /// cache's events are left for [`Heap::magazine_absorb`]; the parked
+    /// counts are wrapping sums, so the order of the two does not matter.
     pub fn large_cache_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
         let l = &mut cpu.large;
-        self.large_cache_absorb(l);
         let n = l.count;
         let slots = l.slots;
         l.count = 0;

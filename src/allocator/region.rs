@@ -130,7 +130,11 @@ impl Region {
     }
 
     /// Writes the `u64` at `off` atomically (ignored when out of bounds).
-    pub(super) fn store64(&mut self, off: usize, val: u64) {
+    /// Takes `&self`: the fast path also rewrites words 2 and 3 of a block
+    /// header it hands out, which the heap may read concurrently (see
+    /// `large_cache`).
+    #[inline(always)]
+    pub(super) fn store64(&self, off: usize, val: u64) {
         if let Some(a) = self.atomic64(off) {
             a.store(val, Relaxed)
         }
@@ -156,17 +160,6 @@ impl Region {
     pub(super) fn cas32(&self, off: usize, current: u32, new: u32) -> bool {
         self.atomic32(off)
             .is_some_and(|a| a.compare_exchange(current, new, Relaxed, Relaxed).is_ok())
-    }
-
-    /// Writes the `u64` at `off` atomically (ignored when out of bounds),
-    /// through `&self`: for a word the caller owns that the heap may read
-    /// concurrently (the requested-size and check words of a header the
-    /// fast path hands out, see `large_cache`).
-    #[inline(always)]
-    pub(super) fn publish64(&self, off: usize, val: u64) {
-        if let Some(a) = self.atomic64(off) {
-            a.store(val, Relaxed)
-        }
     }
 
     /// Fills `off..off + len` with `byte` (ignored when out of bounds).

@@ -90,17 +90,18 @@ impl KallocGlobal {
     /// from a parked block when one fits, else on the heap; when the heap is
     /// out of memory, the cache is emptied into it and the request retried.
     fn alloc_fast(&self, size: usize, align: usize, flags: Flags) -> *mut u8 {
-        if size_class_for(size, align).is_none() && size < LARGE_CACHE_MAX_BLOCK {
+        let zero = flags.contains(Flags::ZERO);
+        let class = size_class_for(size, align);
+        if class.is_none() && size < LARGE_CACHE_MAX_BLOCK {
             let v = self.view();
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(p) = cache.alloc_large(v, size, align, flags.contains(Flags::ZERO)) {
+            if let Some(p) = cache.alloc_large(v, size, align, zero) {
                 return p.as_ptr();
             }
         }
-        if let Some(class) = size_class_for(size, align) {
+        if let Some(class) = class {
             let v = self.view();
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let zero = flags.contains(Flags::ZERO);
             let r = cache.alloc_with(v, class, size, zero, |c| {
                 self.with_heap(|h| h.magazine_refill(c, class))
             });
