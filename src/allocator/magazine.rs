@@ -4,8 +4,8 @@
 //!
 //! A [`CpuCache`] holds, per size class, a *magazine* (Bonwick): a small
 //! stack of free objects taken from the slabs in batches. The kernel glue
-//! keeps one `CpuCache` per CPU, used only by that CPU with interrupts off
-//! and no lock; the heap lock is only taken to refill an empty magazine or
+//! keeps one `CpuCache` per CPU, used only by that CPU with preemption off
+//! and a per-CPU busy flag, no lock; the heap lock is only taken to refill an empty magazine or
 //! drain a full one. A `CpuCache` also parks freed large blocks
 //! (`large_cache`).
 //!

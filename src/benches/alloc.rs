@@ -2,7 +2,7 @@
 
 //! Host benchmarks (`cargo bench --bench alloc`): the ikos core (raw `Heap`,
 //! no lock; `ikos_percpu`, the kernel's fast path: a per-CPU magazine used
-//! without a lock (the kernel uses it with local interrupts off) and the
+//! without a lock (the kernel uses it with preemption off) and the
 //! heap behind a mutex, taken only to refill or drain; and through the `GlobalAlloc` adapter, which puts one such
 //! magazine layer in front of its heap mutex) against
 //! glibc malloc (`std::alloc::System`) and mimalloc (`mimalloc::MiMalloc`
@@ -97,8 +97,8 @@ impl Alloc for Raw {
 /// The kernel glue's structure on the host: a raw heap behind a mutex
 /// taken only for refills, drains and the slow path, plus the cache of the
 /// one "CPU", used without a lock as `glue/percpu.rs` does (there with
-/// local interrupts disabled, two out-of-line helper calls not counted
-/// here).
+/// preemption disabled and a busy flag taken, a few inline instructions
+/// not counted here).
 struct PerCpu {
     raw: Mutex<Raw>,
     cpu: CpuCache,

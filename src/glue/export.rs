@@ -9,8 +9,9 @@
 //! calls them holds a reference on ikos_kalloc (symbol dependency), so
 //! ikos_kalloc cannot be unloaded while such a caller is loaded.
 //!
-//! Nothing here sleeps (the fast path runs with interrupts off, the rest
-//! under the heap's IRQ-safe spinlock), so every function may be called
+//! Nothing here sleeps (the fast path runs with preemption off and falls
+//! back to the locked heap when it interrupted itself, the rest runs under
+//! the heap's IRQ-safe spinlock), so every function may be called
 //! from any context; statistics and validation also wait for the other
 //! CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where that is not
 //! allowed. Pointers passed in are only ever compared against

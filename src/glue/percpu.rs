@@ -4,14 +4,19 @@
 //!
 //! One [`CpuCache`] (a magazine per size class, see
 //! `allocator/magazine.rs`) per possible CPU. A CPU touches only its own
-//! cache, and only with local interrupts disabled, so the fast path takes no
-//! lock at all: interrupts off, pick the cache of the CPU it runs on (stable
-//! while interrupts are off), pop or push, interrupts on. The heap lock is
-//! taken only to refill an empty magazine or drain a full one, in batches.
+//! cache, with preemption disabled and the cache's *busy* flag taken, so
+//! the fast path takes no lock and leaves interrupts enabled: preemption
+//! off (`preempt.rs`), pick the cache of the CPU it runs on, take its busy
+//! flag, pop or push, release both. This is what SLUB's per-CPU sheaves do
+//! with `local_trylock()`. An interrupt handler that allocates or frees
+//! while the interrupted code holds the flag finds it taken and uses the
+//! locked heap instead. The heap lock is taken only to refill an empty
+//! magazine or drain a full one, in batches.
 //!
 //! Whatever needs another CPU's cache runs *on* that CPU, in an IPI
-//! (`smp_call_function_single`), whose handler runs with interrupts
-//! disabled and therefore never in the middle of a fast operation. The
+//! (`smp_call_function_single`), whose handler takes the busy flag like
+//! the fast path; when the IPI interrupted a fast operation (flag taken)
+//! the caller sends it again once that operation has finished. The
 //! handler takes no lock: it moves the cache's events (and, to flush, its
 //! objects) into a scratch cache, which the caller then works on under the
 //! heap lock. The cache of an offline CPU is not in use and is reached
@@ -32,6 +37,7 @@
 //! module exit use it, so what they show is exact. While paused,
 //! allocations and frees take the locked slow path.
 
+use super::preempt::NoPreempt;
 use crate::allocator::{
     size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap,
     LARGE_CACHE_MAX_BLOCK,
@@ -41,12 +47,11 @@ use core::{
     ffi::{c_int, c_void},
     pin::Pin,
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering},
 };
 use kernel::{
     bindings,
     cpu::{nr_cpu_ids, CpuId},
-    interrupt::{local_interrupt_disable, LocalInterruptDisabled},
     new_spinlock,
     prelude::*,
     sync::{SpinLock, SpinLockIrq},
@@ -61,14 +66,69 @@ extern "C" {
 ///
 /// # Invariants
 ///
-/// The cache is accessed only by the CPU it belongs to with local
-/// interrupts disabled (the fast path, or an IPI handler on that CPU), or
+/// `cache` is accessed only on the CPU it belongs to, by whoever set `busy`
+/// there (the fast path with preemption disabled, or an IPI handler), or
 /// by anyone while that CPU is offline and the fast path is paused.
-struct CpuSlot(UnsafeCell<CpuCache>);
+struct CpuSlot {
+    cache: UnsafeCell<CpuCache>,
+    /// Taken while the cache is in use. Only its own CPU sets it, so a
+    /// plain load and store (with compiler barriers) suffice: whoever finds
+    /// it set interrupted its holder and must not wait for it.
+    busy: AtomicBool,
+}
 
-// SAFETY: by the type invariant, accesses to the cache are serialised: each
-// CPU uses only its own slot with interrupts off, so no two accesses overlap.
+// SAFETY: by the type invariant, accesses to the cache are serialised by the
+// busy flag of its CPU, and only that CPU takes it.
 unsafe impl Sync for CpuSlot {}
+
+impl CpuSlot {
+    /// Takes the busy flag; false if it is taken (by the code this
+    /// interrupted). Call on the slot's CPU only, with preemption disabled.
+    #[inline(always)]
+    fn try_take(&self) -> bool {
+        if self.busy.load(Ordering::Relaxed) {
+            return false;
+        }
+        // An interrupt between the load and the store runs to completion
+        // first and leaves the flag clear again, as `local_trylock` relies on.
+        self.busy.store(true, Ordering::Relaxed);
+        // Nothing that uses the cache moves above the store.
+        compiler_fence(Ordering::SeqCst);
+        true
+    }
+
+    /// Releases the busy flag taken by [`CpuSlot::try_take`].
+    #[inline(always)]
+    fn release(&self) {
+        compiler_fence(Ordering::SeqCst);
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Exclusive use of the cache of the CPU this runs on: preemption is
+/// disabled and the slot's busy flag is taken until this is dropped.
+struct LocalCache<'a> {
+    slot: &'a CpuSlot,
+    _pin: NoPreempt,
+}
+
+impl LocalCache<'_> {
+    #[inline(always)]
+    fn cache(&mut self) -> &mut CpuCache {
+        // SAFETY: the busy flag of this CPU's slot is held by `self`, and
+        // preemption is disabled, so nothing else accesses the cache while
+        // the result (tied to `&mut self`) lives (`CpuSlot` invariant).
+        unsafe { &mut *self.slot.cache.get() }
+    }
+}
+
+impl Drop for LocalCache<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Before `_pin` re-enables preemption.
+        self.slot.release();
+    }
+}
 
 /// The per-CPU caches of one heap.
 pub(crate) struct PerCpu {
@@ -101,10 +161,11 @@ impl PerCpu {
         let n = if enabled { nr_cpu_ids() as usize } else { 0 };
         let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            cpus.push(
-                KBox::new(CpuSlot(UnsafeCell::new(CpuCache::new())), GFP_KERNEL)?,
-                GFP_KERNEL,
-            )?;
+            let slot = CpuSlot {
+                cache: UnsafeCell::new(CpuCache::new()),
+                busy: AtomicBool::new(false),
+            };
+            cpus.push(KBox::new(slot, GFP_KERNEL)?, GFP_KERNEL)?;
         }
         let scratch = KBox::pin_init(
             new_spinlock!(CpuCache::new(), "ikos_kalloc_quiesce"),
@@ -135,21 +196,67 @@ impl PerCpu {
         !self.cpus.is_empty()
     }
 
-    /// The cache of the CPU this runs on; `_irq` proves interrupts are off,
-    /// so the CPU cannot change and nothing else uses the cache meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    fn local<'a>(&'a self, _irq: &'a LocalInterruptDisabled) -> Option<&'a mut CpuCache> {
-        let slot = self.cpus.get(CpuId::current().as_u32() as usize)?;
-        // SAFETY: the slot of the current CPU, with interrupts disabled for
-        // the lifetime of the result (tied to `_irq`): by the `CpuSlot`
-        // invariant nothing else accesses it meanwhile, and the caller
-        // does not call `local` again while holding the result.
-        Some(unsafe { &mut *slot.0.get() })
+    /// The cache of the CPU this runs on, with the fast-path gate word, or
+    /// `None` when there is none or it is in use by the code this
+    /// interrupted. The gate is read after the busy flag is taken: an IPI
+    /// that finds the flag clear therefore precedes the read, and the
+    /// operation sees a pause raised before that IPI.
+    #[inline(always)]
+    fn local(&self) -> Option<(LocalCache<'_>, u64)> {
+        let pin = NoPreempt::new();
+        let slot = self.cpus.get(pin.cpu())?;
+        if !slot.try_take() {
+            return None;
+        }
+        let gate = self.gate.load(Ordering::Relaxed);
+        Some((LocalCache { slot, _pin: pin }, gate))
     }
 
-    /// Allocates on the fast path if the request fits it. `None` means
-    /// "use the slow path" (not a size class, DMA, paused, disabled, or
-    /// the heap could not refill the magazine).
+    /// Allocates from this CPU's magazine: the inlined fast path. `None`
+    /// when the request is not for a size class, the magazine is empty, the
+    /// fast path is paused or off: then [`PerCpu::alloc`] (refill, parked
+    /// large blocks) and the locked heap follow.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Option<NonNull<u8>> {
+        if flags.contains(Flags::DMA) {
+            return None;
+        }
+        let class = size_class_for(size, align)?;
+        let (mut local, gate) = self.local()?;
+        if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
+            return None;
+        }
+        let zero = flags.contains(Flags::ZERO);
+        local.cache().alloc(&self.view, class, size, zero)
+    }
+
+    /// Frees into this CPU's magazine: the inlined fast path. False when
+    /// `ptr` is not a live standard size-class object, the magazine is
+    /// full, the fast path is paused or off: then [`PerCpu::free`] (drain,
+    /// parking large blocks) and the locked heap follow. Nothing changed.
+    #[inline(always)]
+    pub(crate) fn free_fast(&self, ptr: *const u8) -> bool {
+        let Some(at) = self.view.locate_ptr(ptr) else {
+            return false;
+        };
+        let Some((mut local, gate)) = self.local() else {
+            return false;
+        };
+        // Slabs of a class with debug flags carry no fast tag, so only the
+        // pause matters here.
+        gate & PAUSED == 0 && local.cache().free_located(&self.view, at) == FastFree::Done
+    }
+
+    /// Allocates on the per-CPU layer after [`PerCpu::alloc_fast`] missed:
+    /// refills an empty magazine under the heap lock, or takes a parked
+    /// large block. `None` means "use the locked heap" (not a size class
+    /// or parkable size, DMA, paused, disabled, or the heap could not
+    /// refill the magazine).
     pub(crate) fn alloc(
         &self,
         heap: &SpinLockIrq<Heap>,
@@ -163,13 +270,12 @@ impl PerCpu {
         let Some(class) = size_class_for(size, align) else {
             return self.alloc_large(size, align, flags);
         };
-        let irq = local_interrupt_disable();
-        let cpu = self.local(&irq)?;
-        let gate = self.gate.load(Ordering::Relaxed);
+        let (mut local, gate) = self.local()?;
         if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
             return None;
         }
         let zero = flags.contains(Flags::ZERO);
+        let cpu = local.cache();
         match cpu.alloc_with(&self.view, class, size, zero, |c| refill(heap, c, class)) {
             Ok(p) => Some(Ok(p)),
             // Out of memory: the slow path first takes back what other
@@ -183,7 +289,6 @@ impl PerCpu {
     /// Allocates a large block from the blocks parked in this CPU's cache
     /// (`allocator/large_cache.rs`), `None` when none fits. No lock: a
     /// miss goes to the locked heap.
-    #[inline(never)]
     fn alloc_large(
         &self,
         size: usize,
@@ -193,49 +298,47 @@ impl PerCpu {
         if size >= LARGE_CACHE_MAX_BLOCK {
             return None;
         }
-        let irq = local_interrupt_disable();
-        let cpu = self.local(&irq)?;
-        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
+        let (mut local, gate) = self.local()?;
+        if gate & PAUSED != 0 {
             return None;
         }
-        cpu.alloc_large(&self.view, size, align, flags.contains(Flags::ZERO))
+        local
+            .cache()
+            .alloc_large(&self.view, size, align, flags.contains(Flags::ZERO))
             .map(Ok)
     }
 
-    /// Frees on the fast path. False means "use the slow path" (not a live
-    /// standard size-class object or parkable large block, paused or
-    /// disabled); nothing changed.
+    /// Frees on the per-CPU layer after [`PerCpu::free_fast`] declined:
+    /// drains a full magazine under the heap lock, or parks a large block.
+    /// False means "use the locked heap" (not a live standard size-class
+    /// object or parkable large block, paused or disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
         // The page map is read once, here; what no standard slab owns may
         // be a large block.
         let Some(at) = self.view.locate_ptr(ptr) else {
             return self.free_large(ptr);
         };
-        let irq = local_interrupt_disable();
-        let Some(cpu) = self.local(&irq) else {
+        let Some((mut local, gate)) = self.local() else {
             return false;
         };
         // Slabs of a class with debug flags carry no fast tag, so only the
         // pause matters here.
-        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
+        if gate & PAUSED != 0 {
             return false;
         }
-        let r = cpu.free_located_with(&self.view, at, |c, class, keep| drain(heap, c, class, keep));
+        let r = local
+            .cache()
+            .free_located_with(&self.view, at, |c, class, keep| drain(heap, c, class, keep));
         r == FastFree::Done
     }
 
     /// Parks the large block at `ptr` in this CPU's cache if it is live and
     /// the cache has room (`allocator/large_cache.rs`).
-    #[inline(never)]
     fn free_large(&self, ptr: *const u8) -> bool {
-        let irq = local_interrupt_disable();
-        let Some(cpu) = self.local(&irq) else {
+        let Some((mut local, gate)) = self.local() else {
             return false;
         };
-        if self.gate.load(Ordering::Relaxed) & PAUSED != 0 {
-            return false;
-        }
-        cpu.free_large(&self.view, ptr) == FastFree::Done
+        gate & PAUSED == 0 && local.cache().free_large(&self.view, ptr) == FastFree::Done
     }
 
     /// Pauses the fast path, takes every CPU's events (and with `flush`
@@ -291,17 +394,33 @@ impl PerCpu {
             cpu,
             out,
             objects,
+            interrupted_user: false,
         };
-        // SAFETY: `detach_on_cpu` matches `smp_call_func_t`; `job` outlives
-        // the call, which waits for the handler (`wait` is true).
-        let r = unsafe {
-            bindings::smp_call_function_single(id, Some(detach_on_cpu), (&raw mut job).cast(), true)
-        };
-        if r != 0 {
-            // Offline (-ENXIO): its cache is not in use, and the pause
-            // keeps it unused should the CPU come online now.
-            // SAFETY: as just said, access is exclusive (`CpuSlot`).
-            unsafe { job.run() };
+        loop {
+            // SAFETY: `detach_on_cpu` matches `smp_call_func_t`; `job`
+            // outlives the call, which waits for the handler (`wait` is true).
+            let r = unsafe {
+                bindings::smp_call_function_single(
+                    id,
+                    Some(detach_on_cpu),
+                    (&raw mut job).cast(),
+                    true,
+                )
+            };
+            if r != 0 {
+                // Offline (-ENXIO): its cache is not in use, and the pause
+                // keeps it unused should the CPU come online now.
+                // SAFETY: as just said, access is exclusive (`CpuSlot`).
+                unsafe { job.run() };
+                return;
+            }
+            if !job.interrupted_user {
+                return;
+            }
+            // The IPI landed inside a fast operation, which finishes as
+            // soon as the handler returns; the next one sees the pause.
+            job.interrupted_user = false;
+            core::hint::spin_loop();
         }
     }
 
@@ -323,11 +442,11 @@ impl PerCpu {
 
     /// Returns the magazine objects of the CPU this runs on to the slabs
     /// (for an allocation that ran out of memory where [`PerCpu::quiesce`]
-    /// cannot run). Nothing to do when there is no fast path.
+    /// cannot run). Nothing to do when there is no fast path, or when this
+    /// interrupted a fast operation (its cache is in use).
     pub(crate) fn flush_local(&self, heap: &SpinLockIrq<Heap>) {
-        let irq = local_interrupt_disable();
-        if let Some(cpu) = self.local(&irq) {
-            flush_cache(&mut heap.lock(), cpu);
+        if let Some((mut local, _)) = self.local() {
+            flush_cache(&mut heap.lock(), local.cache());
         }
     }
 }
@@ -358,6 +477,9 @@ struct Detach<'a> {
     cpu: usize,
     out: &'a mut CpuCache,
     objects: bool,
+    /// Set by the IPI handler when it found the cache in use by the code
+    /// it interrupted: nothing was detached, send it again.
+    interrupted_user: bool,
 }
 
 impl Detach<'_> {
@@ -365,19 +487,20 @@ impl Detach<'_> {
     ///
     /// # Safety
     ///
-    /// The caller has exclusive access to that cache: it runs on that CPU
-    /// with interrupts disabled, or the CPU is offline (`CpuSlot`).
+    /// The caller has exclusive access to that cache: it holds the busy
+    /// flag on that CPU, or the CPU is offline (`CpuSlot`).
     unsafe fn run(&mut self) {
         if let Some(slot) = self.pcpu.cpus.get(self.cpu) {
             // SAFETY: exclusive by the function's contract.
-            let cpu = unsafe { &mut *slot.0.get() };
+            let cpu = unsafe { &mut *slot.cache.get() };
             cpu.detach_into(self.out, self.objects);
         }
     }
 }
 
 /// IPI handler of [`PerCpu::quiesce`]: runs [`Detach::run`] on the target
-/// CPU, in hard interrupt context (no locks taken).
+/// CPU, in hard interrupt context (no locks taken), unless it interrupted
+/// a fast operation there.
 ///
 /// # Safety
 ///
@@ -386,8 +509,19 @@ unsafe extern "C" fn detach_on_cpu(info: *mut c_void) {
     // SAFETY: by the contract, `info` is the caller's `Detach`, which waits
     // for this handler and does not touch the job meanwhile.
     let job = unsafe { &mut *info.cast::<Detach<'_>>() };
-    if CpuId::current().as_u32() as usize == job.cpu {
-        // SAFETY: on the job's CPU, in an IPI handler (interrupts disabled).
+    if CpuId::current().as_u32() as usize != job.cpu {
+        return;
+    }
+    let Some(slot) = job.pcpu.cpus.get(job.cpu) else {
+        return;
+    };
+    // In an interrupt handler: preemption is off, and the flag is only
+    // taken on this CPU.
+    if slot.try_take() {
+        // SAFETY: on the job's CPU, holding its busy flag.
         unsafe { job.run() };
+        slot.release();
+    } else {
+        job.interrupted_user = true;
     }
 }

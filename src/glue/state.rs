@@ -148,7 +148,26 @@ impl Kalloc {
     /// are given back and the request
     /// is retried once before it fails (unless it is larger than the whole
     /// heap, which no reclaim can satisfy).
+    ///
+    /// Only the magazine pop is inlined into callers; everything else is in
+    /// an out-of-line function, so the common case is one short function
+    /// without calls (see the C API in `export.rs`).
+    #[inline(always)]
     pub(crate) fn alloc(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
+        match self.pcpu.alloc_fast(size, align, flags) {
+            Some(p) => Ok(p),
+            None => self.alloc_slow(size, align, flags),
+        }
+    }
+
+    /// [`Kalloc::alloc`] after the inlined magazine pop missed.
+    #[inline(never)]
+    fn alloc_slow(
         &self,
         size: usize,
         align: usize,
@@ -181,7 +200,17 @@ impl Kalloc {
     /// size-class object or a large block this CPU can park, otherwise
     /// through the locked heap, which also
     /// classifies and counts every invalid free.
+    #[inline(always)]
     pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if self.pcpu.free_fast(ptr) {
+            return Ok(());
+        }
+        self.free_slow(ptr)
+    }
+
+    /// [`Kalloc::free`] after the inlined magazine push declined.
+    #[inline(never)]
+    fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
             return Ok(());
         }
