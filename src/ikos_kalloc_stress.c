@@ -10,11 +10,18 @@
  * cross_cpu_frees). Frees of local short-lived objects are mixed in. At the
  * end the ring is drained; every object allocated must have been freed,
  * and the allocator's statistics before and after show any refused free or
- * corruption. Called from
- * src/glue/stress.rs.
+ * corruption.
+ *
+ * Each worker also runs a pinned hard-interrupt timer on its CPU that
+ * allocates, fills, checks and frees a 64-byte and (every 8th tick) a
+ * 16 KiB object. Its interrupts land in the middle of the worker's own
+ * allocations and frees, where the CPU's per-CPU cache is in use and the
+ * interrupt's operations must fall back to the locked heap
+ * (src/glue/percpu.rs). Called from src/glue/stress.rs.
  */
 #include <linux/cpumask.h>
 #include <linux/delay.h>
+#include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -24,6 +31,8 @@
 #include "ikos_kalloc_stress.h"
 
 #define RING_SLOTS 256
+/* Period of each worker's interrupt-context allocations. */
+#define IRQ_PERIOD_NS (200 * NSEC_PER_USEC)
 
 struct ring_slot {
 	void *p;
@@ -46,6 +55,9 @@ struct worker {
 	int cpu;
 	u64 seed;
 	u64 allocs, frees, cross, alloc_fail, verify_fail;
+	struct hrtimer timer;
+	/* Updated by the timer, on the worker's CPU, in hard irq context. */
+	u64 irq_ops, irq_alloc_fail, irq_verify_fail, irq_ticks;
 };
 
 static u64 rng_next(u64 *s)
@@ -80,11 +92,41 @@ static void release(struct stress *s, struct worker *w, struct ring_slot *o)
 	o->p = NULL;
 }
 
+/* One allocate-fill-check-free in hard interrupt context. */
+static void irq_pair(struct worker *w, size_t size, u8 pattern)
+{
+	u8 *p = ikos_kalloc(size);
+
+	if (!p) {
+		w->irq_alloc_fail++;
+		return;
+	}
+	memset(p, pattern, size);
+	if (memchr_inv(p, pattern, size))
+		w->irq_verify_fail++;
+	ikos_kfree(p);
+	w->irq_ops += 2;
+}
+
+static enum hrtimer_restart irq_tick(struct hrtimer *t)
+{
+	struct worker *w = container_of(t, struct worker, timer);
+
+	w->irq_ticks++;
+	irq_pair(w, 64, (u8)w->irq_ticks);
+	if (w->irq_ticks % 8 == 0)
+		irq_pair(w, 16384, (u8)~w->irq_ticks);
+	hrtimer_forward_now(t, ns_to_ktime(IRQ_PERIOD_NS));
+	return HRTIMER_RESTART;
+}
+
 static int stress_thread(void *data)
 {
 	struct worker *w = data;
 	struct stress *s = w->s;
 
+	/* Pinned: started here, on the worker's CPU. */
+	hrtimer_start(&w->timer, ns_to_ktime(IRQ_PERIOD_NS), HRTIMER_MODE_REL_PINNED_HARD);
 	while (!kthread_should_stop()) {
 		u64 r = rng_next(&w->seed);
 		struct ring_slot n = { .cpu = w->cpu, .pattern = (u8)(r >> 40) };
@@ -117,6 +159,7 @@ static int stress_thread(void *data)
 		}
 		cond_resched();
 	}
+	hrtimer_cancel(&w->timer);
 	return 0;
 }
 
@@ -154,6 +197,7 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 		w->s = s;
 		w->cpu = cpu;
 		w->seed = 0x57e55ull * (cpu + 1) + 0x1c05ca11;
+		hrtimer_setup(&w->timer, irq_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
 		t = kthread_create_on_cpu(stress_thread, w, cpu, "ikos_stress/%u");
 		if (IS_ERR(t)) {
 			ret = PTR_ERR(t);
@@ -183,11 +227,13 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 		res->frees += w->frees;
 		res->cross_cpu_frees += w->cross;
 		res->alloc_failures += w->alloc_fail;
-		res->verify_failures += w->verify_fail;
+		res->verify_failures += w->verify_fail + w->irq_verify_fail;
+		res->irq_ops += w->irq_ops;
+		res->alloc_failures += w->irq_alloc_fail;
 	}
 	res->frees += drain.frees;
 	res->verify_failures += drain.verify_fail;
-	res->ops = res->allocs + res->frees;
+	res->ops = res->allocs + res->frees + res->irq_ops;
 	if (ikos_kalloc_get_stats(&after)) {
 		ret = ret ?: -ENODEV;
 		goto out;

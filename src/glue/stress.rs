@@ -17,6 +17,7 @@ pub(crate) struct StressResult {
     allocs: u64,
     frees: u64,
     cross_cpu_frees: u64,
+    irq_ops: u64,
     alloc_failures: u64,
     verify_failures: u64,
     free_errors: u64,
@@ -63,13 +64,14 @@ impl StressLog {
         let Some(r) = &self.last else {
             return writeln!(f, "# no stress run yet: echo run [SECONDS] > stress");
         };
-        let rows: [(&str, u64); 10] = [
+        let rows: [(&str, u64); 11] = [
             ("threads", u64::from(r.threads)),
             ("seconds", u64::from(r.seconds)),
             ("ops", r.ops),
             ("allocs", r.allocs),
             ("frees", r.frees),
             ("cross_cpu_frees", r.cross_cpu_frees),
+            ("irq_ops", r.irq_ops),
             ("alloc_failures", r.alloc_failures),
             ("verify_failures", r.verify_failures),
             ("free_errors", r.free_errors),
