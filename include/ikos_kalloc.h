@@ -2,10 +2,14 @@
 /*
  * ikos_kalloc: the kernel API exported by ikos_kalloc.ko (EXPORT_SYMBOL_GPL).
  *
- * Every function may be called from any context, including atomic context
- * and with interrupts disabled: the allocator never sleeps; its per-CPU
- * fast path runs with local interrupts disabled, the rest under an IRQ-safe
- * spinlock. ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are
+ * Every function may be called from any context kmalloc(GFP_ATOMIC) may be
+ * called from, including atomic context, interrupt handlers and with
+ * interrupts disabled: the allocator never sleeps; its per-CPU fast path
+ * runs with preemption disabled (an interrupt that lands in it uses the
+ * locked heap), the rest under an IRQ-safe spinlock_t. As for kmalloc, that
+ * excludes hard-irq-only contexts such as HRTIMER_MODE_HARD callbacks,
+ * where PREEMPT_RT cannot take a spinlock_t (lockdep reports an invalid
+ * wait context there on every kernel). ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are
  * exact because they visit every CPU's caches with an IPI: where that is
  * not allowed (interrupts disabled, interrupt handler) they return
  * -EWOULDBLOCK (-EAGAIN), and, as with on_each_cpu(), they must not be called while

@@ -12,12 +12,15 @@
  * and the allocator's statistics before and after show any refused free or
  * corruption.
  *
- * Each worker also runs a pinned hard-interrupt timer on its CPU that
- * allocates, fills, checks and frees a 64-byte and (every 8th tick) a
- * 16 KiB object. Its interrupts land in the middle of the worker's own
- * allocations and frees, where the CPU's per-CPU cache is in use and the
- * interrupt's operations must fall back to the locked heap
- * (src/glue/percpu.rs). Called from src/glue/stress.rs.
+ * Each worker also runs a pinned softirq timer on its CPU that allocates,
+ * fills, checks and frees a 64-byte and (every 8th tick) a 16 KiB object.
+ * Softirqs run on the way out of an interrupt, so they land in the middle
+ * of the worker's own allocations and frees, where the CPU's per-CPU cache
+ * is in use and the timer's operations must fall back to the locked heap
+ * (src/glue/percpu.rs). Not a hard-irq timer: the heap lock is a
+ * spinlock_t, which hard-irq-only contexts must not take (PREEMPT_RT;
+ * lockdep reports an invalid wait context on any kernel), as for kmalloc.
+ * Called from src/glue/stress.rs.
  */
 #include <linux/cpumask.h>
 #include <linux/delay.h>
@@ -56,7 +59,7 @@ struct worker {
 	u64 seed;
 	u64 allocs, frees, cross, alloc_fail, verify_fail;
 	struct hrtimer timer;
-	/* Updated by the timer, on the worker's CPU, in hard irq context. */
+	/* Updated by the timer, on the worker's CPU, in softirq context. */
 	u64 irq_ops, irq_alloc_fail, irq_verify_fail, irq_ticks;
 };
 
@@ -92,7 +95,7 @@ static void release(struct stress *s, struct worker *w, struct ring_slot *o)
 	o->p = NULL;
 }
 
-/* One allocate-fill-check-free in hard interrupt context. */
+/* One allocate-fill-check-free in softirq context. */
 static void irq_pair(struct worker *w, size_t size, u8 pattern)
 {
 	u8 *p = ikos_kalloc(size);
@@ -126,7 +129,7 @@ static int stress_thread(void *data)
 	struct stress *s = w->s;
 
 	/* Pinned: started here, on the worker's CPU. */
-	hrtimer_start(&w->timer, ns_to_ktime(IRQ_PERIOD_NS), HRTIMER_MODE_REL_PINNED_HARD);
+	hrtimer_start(&w->timer, ns_to_ktime(IRQ_PERIOD_NS), HRTIMER_MODE_REL_PINNED_SOFT);
 	while (!kthread_should_stop()) {
 		u64 r = rng_next(&w->seed);
 		struct ring_slot n = { .cpu = w->cpu, .pattern = (u8)(r >> 40) };
@@ -197,7 +200,7 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 		w->s = s;
 		w->cpu = cpu;
 		w->seed = 0x57e55ull * (cpu + 1) + 0x1c05ca11;
-		hrtimer_setup(&w->timer, irq_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
+		hrtimer_setup(&w->timer, irq_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_SOFT);
 		t = kthread_create_on_cpu(stress_thread, w, cpu, "ikos_stress/%u");
 		if (IS_ERR(t)) {
 			ret = PTR_ERR(t);

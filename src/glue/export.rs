@@ -12,7 +12,7 @@
 //! Nothing here sleeps (the fast path runs with preemption off and falls
 //! back to the locked heap when it interrupted itself, the rest runs under
 //! the heap's IRQ-safe spinlock), so every function may be called
-//! from any context; statistics and validation also wait for the other
+//! from any context kmalloc may be called from; statistics and validation also wait for the other
 //! CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where that is not
 //! allowed. Pointers passed in are only ever compared against
 //! the heap and checked by the allocator, never followed blindly: a bad
