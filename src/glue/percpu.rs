@@ -256,7 +256,9 @@ impl PerCpu {
     /// refills an empty magazine under the heap lock, or takes a parked
     /// large block. `None` means "use the locked heap" (not a size class
     /// or parkable size, DMA, paused, disabled, or the heap could not
-    /// refill the magazine).
+    /// refill the magazine). It repeats the size-class computation and the
+    /// pop attempt of the fast path, which is cheap next to a refill and
+    /// keeps the inlined part free of everything else.
     pub(crate) fn alloc(
         &self,
         heap: &SpinLockIrq<Heap>,
@@ -313,8 +315,8 @@ impl PerCpu {
     /// False means "use the locked heap" (not a live standard size-class
     /// object or parkable large block, paused or disabled); nothing changed.
     pub(crate) fn free(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
-        // The page map is read once, here; what no standard slab owns may
-        // be a large block.
+        // The page map is read again (after `free_fast`, only on this
+        // slower path); what no standard slab owns may be a large block.
         let Some(at) = self.view.locate_ptr(ptr) else {
             return self.free_large(ptr);
         };
