@@ -10,17 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use common::{check, fill, TestHeap};
+use common::{check, fill, release_model, view, TestHeap};
 use ikos_kalloc::allocator::{
     size_class_for, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap, LARGE_CACHE_BYTES,
     LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS,
 };
 use proptest::prelude::*;
-
-fn view(h: &Heap) -> FastView {
-    // SAFETY: every test drops the view before the heap.
-    unsafe { h.fast_view() }
-}
 
 /// Any allocation as the kernel glue makes it: a size class through the
 /// magazine, a large block from the parked ones, else the locked heap.
@@ -312,15 +307,6 @@ proptest! {
             prop_assert_eq!(s.used_bytes + s.free_bytes + s.overhead_bytes, s.heap_size);
             prop_assert!(h.validate().is_ok());
         }
-        for (p, size, tag) in live.values() {
-            prop_assert!(check(*p, *size, *tag));
-            h.free(p.as_ptr()).unwrap();
-        }
-        for c in cpus.iter_mut() {
-            h.magazine_flush(c).unwrap();
-        }
-        let s = h.stats();
-        prop_assert_eq!(s.active_allocs, 0);
-        prop_assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+        release_model(&mut h, &live, &mut cpus)?;
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::{mpsc, Arc, Mutex};
 
-use common::{check, fill, Rng, TestHeap};
+use common::{check, fill, release_model, view, Rng, TestHeap};
 use ikos_kalloc::allocator::{
     magazine_capacity, size_class_for, CpuCache, FastFree, FastView, FreeError, Heap,
 };
@@ -31,11 +31,6 @@ fn fast_free(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, p: *mut u8) -> Resu
         FastFree::Done => Ok(()),
         _ => h.free(p),
     }
-}
-
-fn view(h: &Heap) -> FastView {
-    // SAFETY: every test drops the view before the heap.
-    unsafe { h.fast_view() }
 }
 
 #[test]
@@ -326,16 +321,7 @@ proptest! {
             prop_assert_eq!(s.used_bytes + s.free_bytes + s.overhead_bytes, s.heap_size);
             prop_assert!(h.validate().is_ok());
         }
-        for (p, size, tag) in live.values() {
-            prop_assert!(check(*p, *size, *tag));
-            h.free(p.as_ptr()).unwrap();
-        }
-        for c in cpus.iter_mut() {
-            h.magazine_flush(c).unwrap();
-        }
-        let s = h.stats();
-        prop_assert_eq!(s.active_allocs, 0);
-        prop_assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+        release_model(&mut h, &live, &mut cpus)?;
     }
 }
 

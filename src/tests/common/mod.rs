@@ -6,10 +6,12 @@
 #![allow(dead_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use ikos_kalloc::allocator::{DebugFlags, Heap, Stats};
+use ikos_kalloc::allocator::{CpuCache, DebugFlags, FastView, Heap, Stats};
+use proptest::test_runner::TestCaseError;
 
 /// Page size used for test regions.
 pub(crate) const PAGE: usize = 4096;
@@ -129,6 +131,33 @@ pub(crate) fn check(p: NonNull<u8>, len: usize, seed: u8) -> bool {
         // SAFETY: the caller owns `len` bytes at `p`.
         unsafe { p.as_ptr().add(i).read() == seed.wrapping_add((i % 251) as u8) }
     })
+}
+
+/// The fast-path view of `h` (as the kernel glue takes it).
+pub(crate) fn view(h: &Heap) -> FastView {
+    // SAFETY: every test drops the view before the heap.
+    unsafe { h.fast_view() }
+}
+
+/// End of a per-CPU model test: checks and frees every live allocation
+/// (key -> pointer, size, fill seed), flushes every cache, and checks that
+/// the heap is back to its initial state.
+pub(crate) fn release_model(
+    h: &mut Heap,
+    live: &BTreeMap<usize, (NonNull<u8>, usize, u8)>,
+    cpus: &mut [CpuCache],
+) -> Result<(), TestCaseError> {
+    for (p, size, tag) in live.values() {
+        proptest::prop_assert!(check(*p, *size, *tag));
+        h.free(p.as_ptr()).unwrap();
+    }
+    for c in cpus.iter_mut() {
+        h.magazine_flush(c).unwrap();
+    }
+    let s = h.stats();
+    proptest::prop_assert_eq!(s.active_allocs, 0);
+    proptest::prop_assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+    Ok(())
 }
 
 /// Asserts the exact byte partition of the heap.
