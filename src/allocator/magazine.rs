@@ -25,8 +25,10 @@
 //! its fast tag names the class of a standard-geometry slab, from which the
 //! object index and bitmap word follow by arithmetic ([`FastView::locate`]).
 //!
-//! Accounting. Fast-path events are counted in the `CpuCache` and folded
-//! into the heap counters by [`Heap::magazine_absorb`]; the heap also knows
+//! Accounting. Fast-path allocations (and their requested bytes) are
+//! counted in the `CpuCache`; frees and reuses are not counted one by one
+//! but follow from how the magazine changed (see [`ClassEvents`]). Both are
+//! folded into the heap counters by [`Heap::magazine_absorb`]; the heap also knows
 //! how many objects it handed to magazines (`magazine_objects`). Once every
 //! `CpuCache` is absorbed (the glue does that before `stats`, `validate`,
 //! `caches` and `heapmap`, with the fast path paused), the statistics are
@@ -39,6 +41,7 @@
 //! frees, including ones after the slab was released, are detected.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::cache::CacheDesc;
 use super::config::{class_align, class_size, MIN_SIZE, NUM_CACHES, PAGE_SIZE};
@@ -104,6 +107,63 @@ const GEOM: [ClassGeom; NUM_CACHES] = {
     g
 };
 
+/// What [`FastView::locate`] needs of a class, packed in one word so that
+/// the free path reads it with one load: log2 of the object size (bits
+/// 0..6), log2 of the alignment (6..12), the magazine capacity (12..20),
+/// `data_off + align - 1` (20..40; the first object is at
+/// `(span + first_pad) & align_mask`) and the objects per slab (40..64).
+#[derive(Clone, Copy)]
+struct TagGeom(u64);
+
+impl TagGeom {
+    const fn new(class: usize) -> TagGeom {
+        let g = GEOM[class];
+        let first_pad = g.data_off + g.align - 1;
+        let mag_cap = magazine_capacity(class);
+        assert!(first_pad < 1 << 20 && mag_cap < 1 << 8 && g.cap < 1 << 24);
+        TagGeom(
+            g.shift as u64
+                | (g.align.trailing_zeros() as u64) << 6
+                | (mag_cap as u64) << 12
+                | (first_pad as u64) << 20
+                | (g.cap as u64) << 40,
+        )
+    }
+
+    fn shift(self) -> u32 {
+        (self.0 & 63) as u32
+    }
+
+    fn align_mask(self) -> usize {
+        usize::MAX << (self.0 >> 6 & 63)
+    }
+
+    fn mag_cap(self) -> usize {
+        (self.0 >> 12 & 0xff) as usize
+    }
+
+    fn first_pad(self) -> usize {
+        (self.0 >> 20 & 0xf_ffff) as usize
+    }
+
+    fn cap(self) -> usize {
+        (self.0 >> 40) as usize
+    }
+}
+
+/// [`TagGeom`] by page-map tag, for every value `TAG_MASK` allows (so the
+/// lookup needs no bounds check): tag `c + 1` is class `c`; tag 0 and tags
+/// of no class are 0, whose `cap` 0 locates nothing.
+const TAG_GEOM: [TagGeom; TAG_MASK + 1] = {
+    let mut t = [TagGeom(0); TAG_MASK + 1];
+    let mut class = 0;
+    while class < NUM_CACHES {
+        t[class + 1] = TagGeom::new(class);
+        class += 1;
+    }
+    t
+};
+
 /// Fast tag of a new slab of cache `ci` (see `pagemap`): `ci + 1` for a
 /// built-in class with the standard geometry and no debug flags, 0 for
 /// anything else (its frees take the locked path and its checks).
@@ -164,12 +224,57 @@ struct Magazine {
 }
 
 /// Fast-path events of one class, not yet folded into the heap.
+///
+/// The fast path counts only allocations. A magazine changes in four ways:
+/// refill and drain (under the heap lock, which record them here), fast
+/// allocations (counted) and fast frees, so at absorb time the frees are
+/// `count + allocs - expect`. Frees push only used objects, so the
+/// allocations of never-used objects (the rest are reuses) are
+/// `expect_fresh - fresh entries now held`.
 #[derive(Clone, Copy, Default)]
 struct ClassEvents {
     allocs: u64,
-    frees: u64,
-    reuses: u64,
     requested: u64,
+    /// Objects the magazine would hold without fast allocations and frees
+    /// since the last absorb: its count then, plus refilled, minus drained
+    /// or dropped objects (wrapping).
+    expect: u64,
+    /// The same for never-used objects (entries without `reused`).
+    expect_fresh: u64,
+}
+
+impl ClassEvents {
+    /// No pending events, for a magazine as it is now.
+    fn settled(m: &Magazine) -> Self {
+        ClassEvents {
+            allocs: 0,
+            requested: 0,
+            expect: m.count as u64,
+            expect_fresh: m.fresh() as u64,
+        }
+    }
+
+    /// Records objects leaving `m` other than by allocation (drained or
+    /// dropped): the entries `from..to`.
+    fn note_removed(&mut self, m: &Magazine, from: usize, to: usize) {
+        let fresh = m
+            .slots
+            .get(from..to)
+            .map_or(0, |s| s.iter().filter(|e| !e.reused()).count());
+        self.expect = self.expect.wrapping_sub((to - from) as u64);
+        self.expect_fresh = self.expect_fresh.wrapping_sub(fresh as u64);
+    }
+}
+
+impl Magazine {
+    /// Never-used objects held.
+    fn fresh(&self) -> usize {
+        self.slots
+            .iter()
+            .take(self.count)
+            .filter(|e| !e.reused())
+            .count()
+    }
 }
 
 /// The per-CPU object cache: one magazine per built-in size class and the
@@ -188,6 +293,18 @@ impl Default for CpuCache {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Outcome of [`CpuCache::pop`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pop {
+    /// The allocated object.
+    Object(NonNull<u8>),
+    /// The magazine is empty.
+    Empty,
+    /// The top entry is damaged (its object is marked live): the caller
+    /// falls back to [`CpuCache::alloc`], which drops and counts it.
+    Damaged,
 }
 
 /// Outcome of [`CpuCache::free`].
@@ -213,9 +330,9 @@ impl CpuCache {
             }; NUM_CACHES],
             events: [ClassEvents {
                 allocs: 0,
-                frees: 0,
-                reuses: 0,
                 requested: 0,
+                expect: 0,
+                expect_fresh: 0,
             }; NUM_CACHES],
             refills: 0,
             drains: 0,
@@ -235,12 +352,14 @@ impl CpuCache {
     pub fn detach_into(&mut self, out: &mut CpuCache, objects: bool) {
         self.large.detach_into(&mut out.large);
         out.mags = self.mags;
-        if objects {
-            for m in self.mags.iter_mut() {
+        out.events = self.events;
+        for (m, ev) in self.mags.iter_mut().zip(self.events.iter_mut()) {
+            if objects {
                 m.count = 0;
             }
+            // What stays here is as if absorbed: `out` carries the events.
+            *ev = ClassEvents::settled(m);
         }
-        out.events = core::mem::take(&mut self.events);
         out.refills = core::mem::take(&mut self.refills);
         out.drains = core::mem::take(&mut self.drains);
         out.corruptions = core::mem::take(&mut self.corruptions);
@@ -267,27 +386,61 @@ impl CpuCache {
         size: usize,
         zero: bool,
     ) -> Option<NonNull<u8>> {
-        let m = self.mags.get_mut(class)?;
         loop {
-            m.count = m.count.checked_sub(1)?;
-            let e = *m.slots.get(m.count)?;
-            if v.mem.update64(e.word(), e.mask(), true) & e.mask() != 0 {
-                // A cached object marked live: a caller wrote to freed
-                // memory's metadata or freed it behind our back. Drop it
-                // (`validate` will report the slab) and take the next one.
-                self.corruptions = self.corruptions.wrapping_add(1);
-                continue;
+            match self.pop(v, class, size, zero) {
+                Pop::Object(p) => return Some(p),
+                Pop::Empty => return None,
+                Pop::Damaged => self.drop_top(class),
             }
-            if let Some(ev) = self.events.get_mut(class) {
-                ev.allocs = ev.allocs.wrapping_add(1);
-                ev.reuses = ev.reuses.wrapping_add(u64::from(e.reused()));
-                ev.requested = ev.requested.wrapping_add(size as u64);
-            }
-            if zero {
-                v.zero(e.obj(), class_size(class));
-            }
-            return Some(v.mem.ptr(e.obj()));
         }
+    }
+
+    /// Takes the top object of the `class` magazine: [`CpuCache::alloc`]
+    /// without its handling of damage, the part callers inline. A damaged
+    /// top entry is left in place and reported as [`Pop::Damaged`]; only
+    /// [`CpuCache::alloc`] drops it (out of line, so that callers of `pop`
+    /// need no call).
+    #[inline(always)]
+    pub fn pop(&mut self, v: &FastView, class: usize, size: usize, zero: bool) -> Pop {
+        let Some(m) = self.mags.get_mut(class) else {
+            return Pop::Empty;
+        };
+        let Some(top) = m.count.checked_sub(1) else {
+            return Pop::Empty;
+        };
+        let Some(&e) = m.slots.get(top) else {
+            return Pop::Empty;
+        };
+        if v.mem.update64(e.word(), e.mask(), true) & e.mask() != 0 {
+            // Already marked, so the update changed nothing.
+            return Pop::Damaged;
+        }
+        m.count = top;
+        if let Some(ev) = self.events.get_mut(class) {
+            ev.allocs = ev.allocs.wrapping_add(1);
+            ev.requested = ev.requested.wrapping_add(size as u64);
+        }
+        if zero {
+            v.zero(e.obj(), class_size(class));
+        }
+        Pop::Object(v.mem.ptr(e.obj()))
+    }
+
+    /// Drops the top entry of the `class` magazine, whose object is marked
+    /// live: a caller wrote to freed memory's metadata or freed it behind
+    /// our back. It is never handed out (`validate` will report the slab).
+    #[cold]
+    #[inline(never)]
+    fn drop_top(&mut self, class: usize) {
+        let (Some(m), Some(ev)) = (self.mags.get_mut(class), self.events.get_mut(class)) else {
+            return;
+        };
+        let Some(top) = m.count.checked_sub(1) else {
+            return;
+        };
+        ev.note_removed(m, top, m.count);
+        m.count = top;
+        self.corruptions = self.corruptions.wrapping_add(1);
     }
 
     /// Frees `ptr` into the magazine of its class if it is a live object of
@@ -306,6 +459,7 @@ impl CpuCache {
     pub fn free_located(&mut self, v: &FastView, l: Located) -> FastFree {
         let Located {
             class,
+            cap,
             obj,
             word,
             bit,
@@ -313,7 +467,7 @@ impl CpuCache {
         let Some(m) = self.mags.get_mut(class) else {
             return FastFree::Slow;
         };
-        if m.count >= magazine_capacity(class) {
+        if m.count >= cap {
             return FastFree::Full(class);
         }
         let mask = 1u64 << bit;
@@ -325,9 +479,6 @@ impl CpuCache {
         if let Some(slot) = m.slots.get_mut(m.count) {
             *slot = Entry::new(obj, word, bit, true);
             m.count += 1;
-        }
-        if let Some(ev) = self.events.get_mut(class) {
-            ev.frees = ev.frees.wrapping_add(1);
         }
         FastFree::Done
     }
@@ -394,6 +545,8 @@ impl CpuCache {
 #[derive(Clone, Copy, Debug)]
 pub struct Located {
     class: usize,
+    /// The magazine capacity of `class`.
+    cap: usize,
     obj: usize,
     word: usize,
     bit: usize,
@@ -404,7 +557,8 @@ pub struct Located {
 /// heap lock. Obtained from [`Heap::fast_view`].
 pub struct FastView {
     pub(super) mem: Region,
-    pagemap_off: usize,
+    /// The page map (`npages` entries inside the region).
+    pagemap: *const AtomicU64,
     npages: usize,
     /// Start of the block area (large-block headers lie at or above it).
     pub(super) blocks_start: usize,
@@ -429,10 +583,10 @@ impl FastView {
         if page >= self.npages {
             return None;
         }
+        // SAFETY: `page < npages`, and the page map has `npages` entries
+        // inside the region, which outlives the view (`Heap::fast_view`).
         // Both words of the entry in one load: `first` low, `start` high.
-        let e = self
-            .mem
-            .load64(self.pagemap_off.wrapping_add(page * ENTRY_BYTES));
+        let e = unsafe { (*self.pagemap.add(page)).load(Ordering::Relaxed) };
         let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
         // A span starting inside the page owns everything from its start.
         let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
@@ -440,24 +594,24 @@ impl FastView {
         } else {
             first
         };
-        let tag = cand & TAG_MASK;
-        if tag == 0 || cand & GHOST != 0 {
+        if cand & GHOST != 0 {
             return None;
         }
-        let class = tag - 1;
-        let g = GEOM.get(class)?;
+        let tag = cand & TAG_MASK;
+        let g = TAG_GEOM[tag];
         let span = cand & !TAG_MASK;
-        // The region base is page aligned, so offsets align like addresses;
-        // `align` is a power of two.
-        let obj_start = (span + g.data_off + g.align - 1) & !(g.align - 1);
+        // The region base is page aligned, so offsets align like addresses.
+        let obj_start = (span + g.first_pad()) & g.align_mask();
         let rel = off.checked_sub(obj_start)?;
-        let idx = rel >> g.shift;
-        if idx >= g.cap || rel & ((1 << g.shift) - 1) != 0 {
+        let idx = rel >> g.shift();
+        // Tags of no class have `cap` 0.
+        if idx >= g.cap() || rel & ((1 << g.shift()) - 1) != 0 {
             return None;
         }
         let (word, _) = Heap::bit_pos(span, idx);
         Some(Located {
-            class,
+            class: tag - 1,
+            cap: g.mag_cap(),
             obj: off,
             word,
             bit: idx % 64,
@@ -469,7 +623,9 @@ impl FastView {
     /// goes to [`CpuCache::free_located`].
     #[inline(always)]
     pub fn locate_ptr(&self, ptr: *const u8) -> Option<Located> {
-        self.mem.offset_of(ptr).and_then(|o| self.locate(o))
+        // Below the base the offset wraps to a huge value, whose page
+        // `locate` rejects like any beyond the last.
+        self.locate((ptr as usize).wrapping_sub(self.mem.addr(0)))
     }
 
     /// Clears `len` bytes of the object at `off`, which the caller owns.
@@ -509,13 +665,31 @@ impl Heap {
     /// The view must not be used after this heap is dropped or its region
     /// is freed.
     pub unsafe fn fast_view(&self) -> FastView {
+        // The page map lies inside the region (checked, so that `locate`
+        // may index it without a bounds check); a view without it locates
+        // nothing and every free takes the locked path.
+        let map_end = self
+            .npages
+            .checked_mul(ENTRY_BYTES)
+            .and_then(|b| b.checked_add(self.pagemap_off));
+        let npages = match map_end {
+            Some(end) if end <= self.mem.len() && self.pagemap_off.is_multiple_of(ENTRY_BYTES) => {
+                self.npages
+            }
+            _ => 0,
+        };
         FastView {
             // SAFETY: same region as the heap's, valid as long as the caller
             // promises; the view only makes atomic word accesses to shared
             // metadata and writes to objects it owns.
             mem: unsafe { Region::new(self.mem.base(), self.mem.len()) },
-            pagemap_off: self.pagemap_off,
-            npages: self.npages,
+            pagemap: self
+                .mem
+                .base()
+                .as_ptr()
+                .wrapping_add(self.pagemap_off)
+                .cast::<AtomicU64>(),
+            npages,
             blocks_start: self.blocks_start,
             large_ok: self.dbg.flags.is_empty(),
         }
@@ -536,11 +710,13 @@ impl Heap {
         if want == 0 {
             return Ok(0);
         }
+        let mut fresh = 0u64;
         let got = self.slab_take(class, want, |t| {
             let (word, _) = Heap::bit_pos(t.span, t.idx);
             if let Some(slot) = m.slots.get_mut(m.count) {
                 *slot = Entry::new(t.obj, word, t.idx % 64, t.reused);
                 m.count += 1;
+                fresh += u64::from(!t.reused);
             }
         });
         // A failure is not counted here: the caller either falls back to
@@ -548,6 +724,10 @@ impl Heap {
         let got = got?;
         if let Some(n) = self.mags.cached.get_mut(class) {
             *n = n.wrapping_add(got as u32);
+        }
+        if let Some(ev) = cpu.events.get_mut(class) {
+            ev.expect = ev.expect.wrapping_add(got as u64);
+            ev.expect_fresh = ev.expect_fresh.wrapping_add(fresh);
         }
         cpu.refills = cpu.refills.wrapping_add(1);
         Ok(got)
@@ -569,6 +749,9 @@ impl Heap {
             return Ok(0);
         };
         let n = m.count.saturating_sub(keep);
+        if let Some(ev) = cpu.events.get_mut(class) {
+            ev.note_removed(m, 0, n);
+        }
         let (done, damage) = self.slab_put_many(m.slots.iter().take(n).map(|e| e.obj()));
         // On damage the entries after the bad one cannot be trusted either:
         // they are dropped with it (leaked, never handed out again).
@@ -588,37 +771,41 @@ impl Heap {
     /// resets them. After every `CpuCache` is absorbed the statistics are
     /// exact.
     pub fn magazine_absorb(&mut self, cpu: &mut CpuCache) {
-        for (class, ev) in cpu.events.iter_mut().enumerate() {
-            if ev.allocs == 0 && ev.frees == 0 {
+        for (class, (ev, m)) in cpu.events.iter_mut().zip(cpu.mags.iter()).enumerate() {
+            let now = ClassEvents::settled(m);
+            let allocs = ev.allocs;
+            let frees = now.expect.wrapping_add(allocs).wrapping_sub(ev.expect);
+            let fresh_allocs = ev.expect_fresh.wrapping_sub(now.expect_fresh);
+            let reuses = allocs.wrapping_sub(fresh_allocs);
+            let requested = ev.requested;
+            *ev = now;
+            if allocs == 0 && frees == 0 {
                 continue;
             }
             let size = class_size(class) as u64;
             let ctr = &mut self.ctr;
-            ctr.total_allocs = ctr.total_allocs.wrapping_add(ev.allocs);
-            ctr.total_frees = ctr.total_frees.wrapping_add(ev.frees);
-            ctr.slab_allocs = ctr.slab_allocs.wrapping_add(ev.allocs);
-            ctr.reuses = ctr.reuses.wrapping_add(ev.reuses);
-            ctr.requested_total = ctr.requested_total.wrapping_add(ev.requested);
-            ctr.usable_total = ctr.usable_total.wrapping_add(ev.allocs.wrapping_mul(size));
+            ctr.total_allocs = ctr.total_allocs.wrapping_add(allocs);
+            ctr.total_frees = ctr.total_frees.wrapping_add(frees);
+            ctr.slab_allocs = ctr.slab_allocs.wrapping_add(allocs);
+            ctr.reuses = ctr.reuses.wrapping_add(reuses);
+            ctr.requested_total = ctr.requested_total.wrapping_add(requested);
+            ctr.usable_total = ctr.usable_total.wrapping_add(allocs.wrapping_mul(size));
             ctr.requested_live = ctr
                 .requested_live
-                .wrapping_add(ev.allocs.wrapping_mul(size))
-                .wrapping_sub(ev.frees.wrapping_mul(size));
+                .wrapping_add(allocs.wrapping_mul(size))
+                .wrapping_sub(frees.wrapping_mul(size));
             let mg = &mut self.mags;
-            mg.fast_allocs = mg.fast_allocs.wrapping_add(ev.allocs);
-            mg.fast_frees = mg.fast_frees.wrapping_add(ev.frees);
+            mg.fast_allocs = mg.fast_allocs.wrapping_add(allocs);
+            mg.fast_frees = mg.fast_frees.wrapping_add(frees);
             if let Some(n) = mg.cached.get_mut(class) {
-                *n = n
-                    .wrapping_add(ev.frees as u32)
-                    .wrapping_sub(ev.allocs as u32);
+                *n = n.wrapping_add(frees as u32).wrapping_sub(allocs as u32);
             }
             let mut c = self.cache(class);
-            c.allocs = c.allocs.wrapping_add(ev.allocs);
-            c.frees = c.frees.wrapping_add(ev.frees);
-            c.reuses = c.reuses.wrapping_add(ev.reuses);
-            c.requested_total = c.requested_total.wrapping_add(ev.requested);
+            c.allocs = c.allocs.wrapping_add(allocs);
+            c.frees = c.frees.wrapping_add(frees);
+            c.reuses = c.reuses.wrapping_add(reuses);
+            c.requested_total = c.requested_total.wrapping_add(requested);
             self.set_cache(class, &c);
-            *ev = ClassEvents::default();
         }
         let mg = &mut self.mags;
         mg.refills = mg.refills.wrapping_add(core::mem::take(&mut cpu.refills));

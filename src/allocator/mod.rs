@@ -105,7 +105,7 @@ pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
 pub use inject::{InjectError, Injected};
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
-pub use magazine::{magazine_capacity, CpuCache, FastFree, FastView, Located, MAGAZINE_SLOTS};
+pub use magazine::{magazine_capacity, CpuCache, FastFree, FastView, Located, Pop, MAGAZINE_SLOTS};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

@@ -39,7 +39,7 @@
 
 use super::preempt::NoPreempt;
 use crate::allocator::{
-    size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap,
+    size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap, Pop,
     LARGE_CACHE_MAX_BLOCK,
 };
 use core::{
@@ -232,7 +232,11 @@ impl PerCpu {
             return None;
         }
         let zero = flags.contains(Flags::ZERO);
-        local.cache().alloc(&self.view, class, size, zero)
+        // A damaged entry also goes to the miss path, which drops it.
+        match local.cache().pop(&self.view, class, size, zero) {
+            Pop::Object(p) => Some(p),
+            Pop::Empty | Pop::Damaged => None,
+        }
     }
 
     /// Frees into this CPU's magazine: the inlined fast path. False when

@@ -157,6 +157,72 @@ fn slow_and_fast_paths_mix_and_objects_cross_cpus() {
 }
 
 #[test]
+fn frees_reuses_and_dropped_entries_are_counted_exactly() {
+    // The fast path counts only allocations; frees and reuses follow at
+    // absorb time from refills, drains, dropped entries and the entries
+    // held. Every way an entry enters or leaves a magazine, exact counts.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let mut scratch = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    let half = magazine_capacity(class) / 2;
+    let counts = |h: &Heap| {
+        let s = h.stats();
+        (
+            s.total_allocs,
+            s.total_frees,
+            s.object_reuses,
+            s.corruptions,
+        )
+    };
+    // A refill of `half` never-used objects; three allocated, two freed
+    // and allocated again (reuses).
+    let a: Vec<_> = (0..3)
+        .map(|_| fast_alloc(&mut h, &v, &mut cpu, 64))
+        .collect();
+    fast_free(&mut h, &v, &mut cpu, a[0].as_ptr()).unwrap();
+    fast_free(&mut h, &v, &mut cpu, a[1].as_ptr()).unwrap();
+    let b: Vec<_> = (0..2)
+        .map(|_| fast_alloc(&mut h, &v, &mut cpu, 64))
+        .collect();
+    assert_eq!((b[0], b[1]), (a[1], a[0]), "LIFO");
+    cpu.detach_into(&mut scratch, false);
+    h.magazine_absorb(&mut scratch);
+    assert_eq!(counts(&h), (5, 2, 2, 0));
+    assert_eq!(cpu.held(class), half - 3);
+    // Draining the never-used rest changes no counter but the magazine's.
+    assert_eq!(h.magazine_drain(&mut cpu, class, 0), Ok(half - 3));
+    fast_free(&mut h, &v, &mut cpu, b[0].as_ptr()).unwrap();
+    fast_free(&mut h, &v, &mut cpu, b[1].as_ptr()).unwrap();
+    let c = fast_alloc(&mut h, &v, &mut cpu, 64);
+    assert_eq!(c, b[1]);
+    fast_free(&mut h, &v, &mut cpu, c.as_ptr()).unwrap();
+    h.magazine_absorb(&mut cpu);
+    assert_eq!(counts(&h), (6, 5, 3, 0));
+    assert_eq!(h.stats().magazine_objects, 2);
+    // A copy of the magazine hands out its top object (b[1]); the original
+    // then finds that object marked live, drops the entry (a corruption,
+    // not an allocation) and hands out the next one.
+    cpu.detach_into(&mut scratch, false);
+    h.magazine_absorb(&mut scratch);
+    let stolen = scratch.alloc(&v, class, 64, false).unwrap();
+    assert_eq!(stolen, b[1]);
+    let d = fast_alloc(&mut h, &v, &mut cpu, 64);
+    assert_eq!(d, b[0]);
+    assert_eq!(cpu.held(class), 0);
+    h.magazine_absorb(&mut scratch);
+    h.magazine_absorb(&mut cpu);
+    assert_eq!(counts(&h), (8, 5, 5, 1));
+    let s = h.stats();
+    assert_eq!((s.active_allocs, s.magazine_objects), (3, 0));
+    for p in [a[2], stolen, d] {
+        h.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().active_allocs, 0);
+}
+
+#[test]
 fn validate_catches_an_object_lost_outside_the_magazines() {
     let mut h = TestHeap::new(1 << 20);
     let v = view(&h);
