@@ -18,8 +18,15 @@
 //! * `__preempt_count` (`arch/x86/include/asm/preempt.h`): `inc` and `dec`,
 //!   64-bit with `CONFIG_HAS_SEPARATE_PREEMPT_RESCHED_BITS` (the inverted
 //!   need-resched bit is then bit 63), 32-bit otherwise. When the `dec`
-//!   reaches zero a reschedule is due and `preempt_schedule_notrace()` runs,
-//!   as in `preempt_enable_notrace()`.
+//!   reaches zero a reschedule is due, and the same asm block calls
+//!   `preempt_schedule_notrace_thunk` (through the static call
+//!   `__SCT__preempt_schedule_notrace` under `CONFIG_PREEMPT_DYNAMIC`), as
+//!   `preempt_enable_notrace()` does. The thunk (`arch/x86/entry/thunk.S`)
+//!   saves every register the C ABI lets a callee clobber, so the block
+//!   clobbers only the flags and the compiler keeps no values in
+//!   callee-saved registers for it: a plain call would make every caller of
+//!   the fast path save and restore them, for a call that almost never
+//!   happens.
 //! * `cpu_number` (`arch/x86/include/asm/smp.h`): `raw_smp_processor_id()`.
 //!
 //! Without `CONFIG_PREEMPT_COUNT` the kernel cannot preempt (and the count
@@ -40,8 +47,44 @@ extern "C" {
     /// `DECLARE_PER_CPU_CACHE_HOT(unsigned long, __preempt_count)`; as above.
     #[cfg(CONFIG_PREEMPT_COUNT)]
     static __preempt_count: u64;
-    #[cfg(CONFIG_PREEMPTION)]
-    fn preempt_schedule_notrace();
+    /// `preempt_schedule_notrace()` behind a thunk that saves the
+    /// caller-clobbered registers; only called from asm.
+    #[cfg(all(CONFIG_PREEMPTION, not(CONFIG_PREEMPT_DYNAMIC)))]
+    fn preempt_schedule_notrace_thunk();
+    /// The static-call trampoline of `preempt_schedule_notrace` (which
+    /// points at the thunk above, or returns when the boot-time preemption
+    /// mode has none); only called from asm.
+    #[cfg(all(CONFIG_PREEMPTION, CONFIG_PREEMPT_DYNAMIC))]
+    #[allow(non_snake_case)]
+    fn __SCT__preempt_schedule_notrace();
+}
+
+/// `dec` of the preemption count (64 or 32 bits), then, at zero, the
+/// reschedule call of `preempt_enable_notrace()`, as one asm template.
+macro_rules! dec_and_resched {
+    ($dec:literal) => {
+        #[cfg(all(CONFIG_PREEMPTION, not(CONFIG_PREEMPT_DYNAMIC)))]
+        // SAFETY: undoes the increment of `NoPreempt::new` on the same CPU
+        // (the task could not migrate while the count was raised); at zero
+        // a reschedule is pending and the thunk runs it, saving every
+        // register but the flags (`arch/x86/entry/thunk.S`).
+        unsafe {
+            core::arch::asm!($dec, "jnz 2f", "call {f}", "2:",
+                pc = sym __preempt_count, f = sym preempt_schedule_notrace_thunk);
+        }
+        #[cfg(all(CONFIG_PREEMPTION, CONFIG_PREEMPT_DYNAMIC))]
+        // SAFETY: as above, through the static-call trampoline.
+        unsafe {
+            core::arch::asm!($dec, "jnz 2f", "call {f}", "2:",
+                pc = sym __preempt_count, f = sym __SCT__preempt_schedule_notrace);
+        }
+        #[cfg(not(CONFIG_PREEMPTION))]
+        // SAFETY: undoes the increment of `NoPreempt::new`; without
+        // `CONFIG_PREEMPTION` nothing is rescheduled here.
+        unsafe {
+            core::arch::asm!($dec, pc = sym __preempt_count, options(nostack));
+        }
+    };
 }
 
 /// Preemption is disabled while this lives, so the task stays on the CPU
@@ -94,30 +137,9 @@ impl Drop for NoPreempt {
     #[inline(always)]
     fn drop(&mut self) {
         compiler_fence(Ordering::SeqCst);
-        #[cfg(CONFIG_PREEMPT_COUNT)]
-        {
-            let zero: u8;
-            #[cfg(CONFIG_HAS_SEPARATE_PREEMPT_RESCHED_BITS)]
-            // SAFETY: undoes the increment of `new` on the same CPU (the
-            // task could not migrate while the count was raised).
-            unsafe {
-                core::arch::asm!("dec qword ptr gs:[rip + {pc}]", "sete {z}",
-                    pc = sym __preempt_count, z = out(reg_byte) zero, options(nostack));
-            }
-            #[cfg(not(CONFIG_HAS_SEPARATE_PREEMPT_RESCHED_BITS))]
-            // SAFETY: as above, for the 32-bit count.
-            unsafe {
-                core::arch::asm!("dec dword ptr gs:[rip + {pc}]", "sete {z}",
-                    pc = sym __preempt_count, z = out(reg_byte) zero, options(nostack));
-            }
-            #[cfg(CONFIG_PREEMPTION)]
-            if zero != 0 {
-                // SAFETY: the count just dropped to zero with a reschedule
-                // pending; this is the call `preempt_enable_notrace` makes.
-                unsafe { preempt_schedule_notrace() };
-            }
-            #[cfg(not(CONFIG_PREEMPTION))]
-            let _ = zero;
-        }
+        #[cfg(all(CONFIG_PREEMPT_COUNT, CONFIG_HAS_SEPARATE_PREEMPT_RESCHED_BITS))]
+        dec_and_resched!("dec qword ptr gs:[rip + {pc}]");
+        #[cfg(all(CONFIG_PREEMPT_COUNT, not(CONFIG_HAS_SEPARATE_PREEMPT_RESCHED_BITS)))]
+        dec_and_resched!("dec dword ptr gs:[rip + {pc}]");
     }
 }
