@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Context query for src/glue/percpu.rs: irqs_disabled() and in_task() are
- * macros, which Rust cannot call.
+ * C macros the per-CPU glue needs, as functions: the context query of
+ * src/glue/percpu.rs (irqs_disabled(), in_task()) and the per-CPU
+ * allocation of src/glue/percpu_var.rs (alloc_percpu(), per_cpu_ptr(),
+ * cpu_possible()).
  */
+#include <linux/cpumask.h>
 #include <linux/irqflags.h>
+#include <linux/percpu.h>
 #include <linux/preempt.h>
 
 bool ikos_kalloc_can_sync_cpus(void);
@@ -15,4 +19,27 @@ bool ikos_kalloc_can_sync_cpus(void);
 bool ikos_kalloc_can_sync_cpus(void)
 {
 	return !irqs_disabled() && in_task();
+}
+
+void __percpu *ikos_kalloc_percpu_alloc(size_t size, size_t align);
+void ikos_kalloc_percpu_free(void __percpu *p);
+void *ikos_kalloc_percpu_ptr(void __percpu *p, unsigned int cpu);
+
+/* alloc_percpu() for src/glue/percpu_var.rs: zeroed, GFP_KERNEL. */
+void __percpu *ikos_kalloc_percpu_alloc(size_t size, size_t align)
+{
+	return __alloc_percpu(size, align);
+}
+
+void ikos_kalloc_percpu_free(void __percpu *p)
+{
+	free_percpu(p);
+}
+
+/* per_cpu_ptr(), or NULL for a CPU that is not possible (no instance). */
+void *ikos_kalloc_percpu_ptr(void __percpu *p, unsigned int cpu)
+{
+	if (cpu >= nr_cpu_ids || !cpu_possible(cpu))
+		return NULL;
+	return per_cpu_ptr(p, cpu);
 }

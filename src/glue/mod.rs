@@ -9,6 +9,7 @@ pub(crate) mod errors;
 pub(crate) mod export;
 pub(crate) mod heapmap;
 pub(crate) mod percpu;
+pub(crate) mod percpu_var;
 pub(crate) mod preempt;
 pub(crate) mod region;
 pub(crate) mod selftest;

@@ -3,7 +3,8 @@
 //! Per-CPU object caches: the fast path of the built-in size classes.
 //!
 //! One [`CpuCache`] (a magazine per size class, see
-//! `allocator/magazine.rs`) per possible CPU. A CPU touches only its own
+//! `allocator/magazine.rs`) per possible CPU, in a per-CPU variable
+//! (`percpu_var.rs`). A CPU touches only its own
 //! cache, with preemption disabled and the cache's *busy* flag taken, so
 //! the fast path takes no lock and leaves interrupts enabled: preemption
 //! off (`preempt.rs`), pick the cache of the CPU it runs on, take its busy
@@ -37,7 +38,7 @@
 //! module exit use it, so what they show is exact. While paused,
 //! allocations and frees take the locked slow path.
 
-use super::preempt::NoPreempt;
+use super::{percpu_var::PerCpuVar, preempt::NoPreempt};
 use crate::allocator::{
     size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap, Pop,
     LARGE_CACHE_MAX_BLOCK,
@@ -51,7 +52,7 @@ use core::{
 };
 use kernel::{
     bindings,
-    cpu::{nr_cpu_ids, CpuId},
+    cpu::CpuId,
     new_spinlock,
     prelude::*,
     sync::{SpinLock, SpinLockIrq},
@@ -132,7 +133,11 @@ impl Drop for LocalCache<'_> {
 
 /// The per-CPU caches of one heap.
 pub(crate) struct PerCpu {
-    cpus: KVec<KBox<CpuSlot>>,
+    cpus: PerCpuVar<CpuSlot>,
+    /// Whether the fast path is used (module parameter `percpu`). Without
+    /// it the gate stays paused (so the fast path needs no test of its
+    /// own) and the caches stay empty.
+    enabled: bool,
     view: FastView,
     /// Low 32 bits: number of callers that paused the fast path. Bit
     /// `32 + c`: size class `c` has debug flags and takes the locked path.
@@ -150,31 +155,27 @@ pub(crate) struct PerCpu {
 const PAUSED: u64 = 0xffff_ffff;
 
 impl PerCpu {
-    /// Creates one empty cache per possible CPU, or none when `enabled` is
-    /// false (every operation then takes the locked slow path). Bit `c` of
+    /// Creates one empty cache per possible CPU, used only if `enabled`
+    /// (otherwise every operation takes the locked slow path). Bit `c` of
     /// `slow` sends size class `c` to the locked path (debug flags).
     ///
     /// # Safety
     ///
     /// `view` must stay valid (its heap alive) as long as the result lives.
     pub(crate) unsafe fn new(view: FastView, enabled: bool, slow: u32) -> Result<Self> {
-        let n = if enabled { nr_cpu_ids() as usize } else { 0 };
-        let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            let slot = CpuSlot {
-                cache: UnsafeCell::new(CpuCache::new()),
-                busy: AtomicBool::new(false),
-            };
-            cpus.push(KBox::new(slot, GFP_KERNEL)?, GFP_KERNEL)?;
-        }
+        let cpus = PerCpuVar::new(|| CpuSlot {
+            cache: UnsafeCell::new(CpuCache::new()),
+            busy: AtomicBool::new(false),
+        })?;
         let scratch = KBox::pin_init(
             new_spinlock!(CpuCache::new(), "ikos_kalloc_quiesce"),
             GFP_KERNEL,
         )?;
         Ok(PerCpu {
             cpus,
+            enabled,
             view,
-            gate: AtomicU64::new(u64::from(slow) << 32),
+            gate: AtomicU64::new(u64::from(slow) << 32 | u64::from(!enabled)),
             scratch,
         })
     }
@@ -193,7 +194,7 @@ impl PerCpu {
 
     /// Whether the fast path exists (the `percpu` module parameter).
     pub(crate) fn enabled(&self) -> bool {
-        !self.cpus.is_empty()
+        self.enabled
     }
 
     /// The cache of the CPU this runs on, with the fast-path gate word, or
@@ -204,7 +205,7 @@ impl PerCpu {
     #[inline(always)]
     fn local(&self) -> Option<(LocalCache<'_>, u64)> {
         let pin = NoPreempt::new();
-        let slot = self.cpus.get(pin.cpu())?;
+        let slot = self.cpus.local(&pin);
         if !slot.try_take() {
             return None;
         }
@@ -368,7 +369,8 @@ impl PerCpu {
         self.gate.fetch_add(1, Ordering::SeqCst);
         let mut scratch = self.scratch.lock();
         let mut checked: Result<usize, Corruption> = Ok(0);
-        for cpu in 0..self.cpus.len() {
+        let ncpus = if self.enabled { self.cpus.cpus() } else { 0 };
+        for cpu in 0..ncpus {
             self.detach(cpu, &mut scratch, flush);
             let mut h = heap.lock();
             h.magazine_absorb(&mut scratch);
@@ -439,7 +441,7 @@ impl PerCpu {
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> Option<R> {
         // SAFETY: a query without side effects.
-        if self.cpus.is_empty() || unsafe { ikos_kalloc_can_sync_cpus() } {
+        if !self.enabled() || unsafe { ikos_kalloc_can_sync_cpus() } {
             Some(self.quiesce(heap, flush, f))
         } else {
             None

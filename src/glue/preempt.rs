@@ -3,7 +3,7 @@
 //! Preemption off and the current CPU number, inline (x86-64).
 //!
 //! The per-CPU fast path (`percpu.rs`) needs what C spells
-//! `preempt_disable_notrace()`, `raw_smp_processor_id()` and
+//! `preempt_disable_notrace()`, `this_cpu_ptr()` and
 //! `preempt_enable_notrace()`. The kernel crate offers them only as
 //! out-of-line helpers (`rust/helpers/`, one call each; interrupt disabling
 //! is a refcounted helper that calls into the kernel again), and in this
@@ -27,7 +27,8 @@
 //!   callee-saved registers for it: a plain call would make every caller of
 //!   the fast path save and restore them, for a call that almost never
 //!   happens.
-//! * `cpu_number` (`arch/x86/include/asm/smp.h`): `raw_smp_processor_id()`.
+//! * `this_cpu_off` (`arch/x86/include/asm/percpu.h`): the offset
+//!   `this_cpu_ptr()` adds to a per-CPU address (`percpu_var.rs`).
 //!
 //! Without `CONFIG_PREEMPT_COUNT` the kernel cannot preempt (and the count
 //! does not exist): disabling preemption is a compiler barrier, as in C.
@@ -41,9 +42,9 @@ use core::{
 };
 
 extern "C" {
-    /// `DECLARE_PER_CPU_CACHE_HOT(int, cpu_number)`; only ever addressed
-    /// through `%gs`, never read directly.
-    static cpu_number: u32;
+    /// `DECLARE_PER_CPU_CACHE_HOT(unsigned long, this_cpu_off)`; only ever
+    /// addressed through `%gs`, never read directly.
+    static this_cpu_off: u64;
     /// `DECLARE_PER_CPU_CACHE_HOT(unsigned long, __preempt_count)`; as above.
     #[cfg(CONFIG_PREEMPT_COUNT)]
     static __preempt_count: u64;
@@ -88,8 +89,9 @@ macro_rules! dec_and_resched {
 }
 
 /// Preemption is disabled while this lives, so the task stays on the CPU
-/// [`NoPreempt::cpu`] names. Interrupts stay enabled: an interrupt handler
-/// on this CPU may run in between (see the busy flag in `percpu.rs`).
+/// whose per-CPU area [`NoPreempt::this_cpu_offset`] names. Interrupts stay
+/// enabled: an interrupt handler on this CPU may run in between (see the
+/// busy flag in `percpu.rs`).
 ///
 /// Not `Send`: it must be dropped on the CPU that created it.
 pub(crate) struct NoPreempt(PhantomData<*mut ()>);
@@ -117,18 +119,19 @@ impl NoPreempt {
         NoPreempt(PhantomData)
     }
 
-    /// The CPU this runs on (`raw_smp_processor_id()`), stable while `self`
+    /// The offset of this CPU's per-CPU area (`this_cpu_off`, what
+    /// `this_cpu_ptr()` adds to a per-CPU address), stable while `self`
     /// lives.
     #[inline(always)]
-    pub(crate) fn cpu(&self) -> usize {
-        let cpu: u32;
-        // SAFETY: reads this CPU's `cpu_number`, a per-CPU variable set at
+    pub(crate) fn this_cpu_offset(&self) -> usize {
+        let off: usize;
+        // SAFETY: reads this CPU's `this_cpu_off`, a per-CPU variable set at
         // boot and never changed.
         unsafe {
-            core::arch::asm!("mov {cpu:e}, dword ptr gs:[rip + {var}]", cpu = out(reg) cpu,
-                var = sym cpu_number, options(nostack, readonly, preserves_flags));
+            core::arch::asm!("mov {off}, qword ptr gs:[rip + {var}]", off = out(reg) off,
+                var = sym this_cpu_off, options(nostack, readonly, preserves_flags));
         }
-        cpu as usize
+        off
     }
 }
 
