@@ -89,14 +89,24 @@ fn out(p: Option<Option<core::ptr::NonNull<u8>>>) -> *mut c_void {
     p.flatten().map_or(ptr::null_mut(), |p| p.as_ptr().cast())
 }
 
+/// The allocation functions: the per-CPU pop inlined, then a tail call to
+/// the rest (see [`Kalloc::alloc_ptr`]).
+#[inline(always)]
+fn alloc(size: usize, align: usize, flags: Flags) -> *mut c_void {
+    match state() {
+        Some(k) => k.alloc_ptr(size, align, flags).cast(),
+        None => ptr::null_mut(),
+    }
+}
+
 #[no_mangle]
 extern "C" fn ikos_kalloc(size: usize) -> *mut c_void {
-    out(state().map(|k| k.alloc(size, 8, Flags::NONE).ok()))
+    alloc(size, 8, Flags::NONE)
 }
 
 #[no_mangle]
 extern "C" fn ikos_kalloc_aligned(size: usize, align: usize) -> *mut c_void {
-    out(state().map(|k| k.alloc(size, align, Flags::NONE).ok()))
+    alloc(size, align, Flags::NONE)
 }
 
 #[no_mangle]
@@ -105,13 +115,23 @@ extern "C" fn ikos_kalloc_flags(size: usize, flags: u32) -> *mut c_void {
         rate_limited(&"ikos_kalloc_flags: unknown flag bits");
         return ptr::null_mut();
     }
-    let flags = Flags::from_bits_truncate(flags);
-    out(state().map(|k| k.alloc(size, 8, flags).ok()))
+    alloc(size, 8, Flags::from_bits_truncate(flags))
 }
 
 #[no_mangle]
 extern "C" fn ikos_kfree(p: *mut c_void) {
-    if let Some(Err(e)) = state().map(|k| k.free(p.cast())) {
+    if let Some(k) = state() {
+        if !k.free_fast(p.cast()) {
+            free_slow(k, p);
+        }
+    }
+}
+
+/// [`ikos_kfree`] after the inlined magazine push declined: out of line,
+/// so the common case needs no stack frame.
+#[inline(never)]
+fn free_slow(k: &Kalloc, p: *mut c_void) {
+    if let Err(e) = k.free_slow(p.cast()) {
         rate_limited(&e);
     }
 }

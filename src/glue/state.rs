@@ -8,7 +8,8 @@
 //! `heap` (a spinlock with interrupts off, never held across anything that
 //! sleeps or allocates).
 //!
-//! Allocations and frees go through [`Kalloc::alloc`] and [`Kalloc::free`]:
+//! Allocations and frees go through [`Kalloc::alloc`] (or `alloc_ptr`) and
+//! [`Kalloc::free_fast`] then `free_slow`:
 //! the per-CPU fast path for size classes and for large blocks a CPU has
 //! parked, the locked heap otherwise.
 //! Reports go through [`Kalloc::quiesced`], which makes them exact.
@@ -165,6 +166,24 @@ impl Kalloc {
         }
     }
 
+    /// [`Kalloc::alloc`] for the C API: the allocation or null (failures
+    /// are counted by the heap). The slow part returns the pointer too, so
+    /// the inlined part ends in a tail call and needs no stack frame.
+    #[inline(always)]
+    pub(crate) fn alloc_ptr(&self, size: usize, align: usize, flags: Flags) -> *mut u8 {
+        match self.pcpu.alloc_fast(size, align, flags) {
+            Some(p) => p.as_ptr(),
+            None => self.alloc_ptr_slow(size, align, flags),
+        }
+    }
+
+    /// [`Kalloc::alloc_ptr`] after the inlined magazine pop missed.
+    #[inline(never)]
+    fn alloc_ptr_slow(&self, size: usize, align: usize, flags: Flags) -> *mut u8 {
+        self.alloc_slow(size, align, flags)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
     /// [`Kalloc::alloc`] after the inlined magazine pop missed.
     #[inline(never)]
     fn alloc_slow(
@@ -196,21 +215,20 @@ impl Kalloc {
         }
     }
 
-    /// Frees `ptr` (kfree semantics), on the fast path when it is a live
-    /// size-class object or a large block this CPU can park, otherwise
-    /// through the locked heap, which also
-    /// classifies and counts every invalid free.
+    /// Frees `ptr` (kfree semantics), the inlined part: the magazine push,
+    /// when `ptr` is a live size-class object. False when it declined
+    /// (nothing changed) and [`Kalloc::free_slow`] must follow, which parks
+    /// large blocks or frees through the locked heap; the heap also
+    /// classifies and counts every invalid free. Split in two for the C API
+    /// (`ikos_kfree`), whose common case then needs no stack frame.
     #[inline(always)]
-    pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
-        if self.pcpu.free_fast(ptr) {
-            return Ok(());
-        }
-        self.free_slow(ptr)
+    pub(crate) fn free_fast(&self, ptr: *mut u8) -> bool {
+        self.pcpu.free_fast(ptr)
     }
 
-    /// [`Kalloc::free`] after the inlined magazine push declined.
+    /// Frees `ptr` after [`Kalloc::free_fast`] declined.
     #[inline(never)]
-    fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
+    pub(crate) fn free_slow(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() || self.pcpu.free(&self.heap, ptr) {
             return Ok(());
         }
