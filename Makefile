@@ -27,9 +27,10 @@ else
 BENCH_KDIR := $(KDIR)
 endif
 BENCH_ARGS  ?= ops=200000,runs=3
-# Separate boots: under TCG one boot's ratios can sit 15% above another's
-# (same module), more than the run-to-run spread inside a boot.
-BENCH_BOOTS ?= 3
+# Separate boots: under TCG one boot's ratios can sit 15% (sometimes 40%)
+# away from another's (same module), more than the run-to-run spread inside
+# a boot, so the medians take five.
+BENCH_BOOTS ?= 5
 BENCH_BUILD := $(CURDIR)/out/bench-build
 
 KVARS = LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(HOSTRUSTC) RUSTFMT=$(RUSTFMT) \
