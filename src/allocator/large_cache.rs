@@ -247,25 +247,22 @@ impl Heap {
     /// [`Heap::magazine_absorb`]).
     pub(super) fn large_cache_absorb(&mut self, l: &mut LargeCache) {
         let ev = core::mem::take(&mut l.ev);
-        let ctr = &mut self.ctr;
-        ctr.total_allocs = ctr.total_allocs.wrapping_add(ev.allocs);
-        ctr.total_frees = ctr.total_frees.wrapping_add(ev.frees);
-        ctr.requested_total = ctr.requested_total.wrapping_add(ev.requested);
         // Payload bytes: block bytes less one header per allocation.
         let usable = ev
             .alloc_bytes
             .wrapping_sub(ev.allocs.wrapping_mul(HEADER_SIZE as u64));
-        ctr.usable_total = ctr.usable_total.wrapping_add(usable);
-        ctr.requested_live = ctr
-            .requested_live
-            .wrapping_add(ev.requested)
-            .wrapping_sub(ev.freed_req);
+        self.count_fast(
+            ev.allocs,
+            ev.frees,
+            ev.requested,
+            usable,
+            (ev.requested, ev.freed_req),
+        );
+        let ctr = &mut self.ctr;
         ctr.corruptions = ctr
             .corruptions
             .wrapping_add(core::mem::take(&mut l.corruptions));
         let mg = &mut self.mags;
-        mg.fast_allocs = mg.fast_allocs.wrapping_add(ev.allocs);
-        mg.fast_frees = mg.fast_frees.wrapping_add(ev.frees);
         mg.large_cached = mg
             .large_cached
             .wrapping_add(ev.frees)

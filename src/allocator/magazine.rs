@@ -783,20 +783,18 @@ impl Heap {
                 continue;
             }
             let size = class_size(class) as u64;
+            let (alloc_bytes, free_bytes) = (allocs.wrapping_mul(size), frees.wrapping_mul(size));
+            self.count_fast(
+                allocs,
+                frees,
+                requested,
+                alloc_bytes,
+                (alloc_bytes, free_bytes),
+            );
             let ctr = &mut self.ctr;
-            ctr.total_allocs = ctr.total_allocs.wrapping_add(allocs);
-            ctr.total_frees = ctr.total_frees.wrapping_add(frees);
             ctr.slab_allocs = ctr.slab_allocs.wrapping_add(allocs);
             ctr.reuses = ctr.reuses.wrapping_add(reuses);
-            ctr.requested_total = ctr.requested_total.wrapping_add(requested);
-            ctr.usable_total = ctr.usable_total.wrapping_add(allocs.wrapping_mul(size));
-            ctr.requested_live = ctr
-                .requested_live
-                .wrapping_add(allocs.wrapping_mul(size))
-                .wrapping_sub(frees.wrapping_mul(size));
             let mg = &mut self.mags;
-            mg.fast_allocs = mg.fast_allocs.wrapping_add(allocs);
-            mg.fast_frees = mg.fast_frees.wrapping_add(frees);
             if let Some(n) = mg.cached.get_mut(class) {
                 *n = n.wrapping_add(frees as u32).wrapping_sub(allocs as u32);
             }
@@ -813,6 +811,29 @@ impl Heap {
         let bad = core::mem::take(&mut cpu.corruptions);
         self.ctr.corruptions = self.ctr.corruptions.wrapping_add(bad);
         self.large_cache_absorb(&mut cpu.large);
+    }
+
+    /// Folds fast-path allocations and frees into the heap-wide counters
+    /// (the part the magazines and the large-block cache share): totals,
+    /// requested and usable bytes of the allocations, the live requested
+    /// bytes (`live.0` added, `live.1` taken) and the fast-path counts.
+    pub(super) fn count_fast(
+        &mut self,
+        allocs: u64,
+        frees: u64,
+        requested: u64,
+        usable: u64,
+        live: (u64, u64),
+    ) {
+        let ctr = &mut self.ctr;
+        ctr.total_allocs = ctr.total_allocs.wrapping_add(allocs);
+        ctr.total_frees = ctr.total_frees.wrapping_add(frees);
+        ctr.requested_total = ctr.requested_total.wrapping_add(requested);
+        ctr.usable_total = ctr.usable_total.wrapping_add(usable);
+        ctr.requested_live = ctr.requested_live.wrapping_add(live.0).wrapping_sub(live.1);
+        let mg = &mut self.mags;
+        mg.fast_allocs = mg.fast_allocs.wrapping_add(allocs);
+        mg.fast_frees = mg.fast_frees.wrapping_add(frees);
     }
 
     /// Absorbs `cpu` and returns all its objects to the slabs (empty slabs
