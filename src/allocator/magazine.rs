@@ -698,13 +698,18 @@ impl Heap {
     /// Fills the magazine of `class` in `cpu` to half its capacity (at least
     /// one object) with objects taken from the slabs. Returns how many were
     /// added; an error only when none could be taken (not counted: see
-    /// [`Heap::fail_alloc`]).
+    /// [`Heap::fail_alloc`]): [`AllocError::BadCache`] for a class that
+    /// does not exist or whose objects must take the locked path (debug
+    /// flags: red zones and poison are kept by the locked path only).
     pub fn magazine_refill(
         &mut self,
         cpu: &mut CpuCache,
         class: usize,
     ) -> Result<usize, AllocError> {
         let m = cpu.mags.get_mut(class).ok_or(AllocError::BadCache)?;
+        if fast_tag(class, &self.cache(class)) == 0 {
+            return Err(AllocError::BadCache);
+        }
         let cap = magazine_capacity(class);
         let want = (cap / 2).max(1).saturating_sub(m.count);
         if want == 0 {

@@ -12,7 +12,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use common::{check, fill, release_model, view, Rng, TestHeap};
 use ikos_kalloc::allocator::{
-    magazine_capacity, size_class_for, CpuCache, FastFree, FastView, FreeError, Heap,
+    magazine_capacity, size_class_for, AllocError, CpuCache, DebugFlags, FastFree, FastView,
+    FreeError, Heap,
 };
 use proptest::prelude::*;
 
@@ -69,6 +70,39 @@ fn pair_reuses_one_object_and_stats_stay_exact() {
     assert_eq!(s.magazine_objects, 0);
     assert_eq!(s.slabs_total, 0, "flush returns the empty slab");
     assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+    h.validate().unwrap();
+}
+
+#[test]
+fn a_class_with_debug_flags_does_not_refill() {
+    // Red zones and poison are kept by the locked path only: a magazine
+    // filled from such a class would hand out objects whose red zones say
+    // "free", and their frees would be refused as damage.
+    let class = size_class_for(64, 8).expect("class");
+    let mut h = TestHeap::with_debug(1 << 20, DebugFlags::REDZONE);
+    let mut cpu = CpuCache::new();
+    assert_eq!(
+        h.magazine_refill(&mut cpu, class),
+        Err(AllocError::BadCache)
+    );
+    assert_eq!(cpu.held(class), 0);
+    let p = h.alloc(64).expect("locked path");
+    h.free(p.as_ptr()).unwrap();
+    h.validate().unwrap();
+
+    // Per cache, both ways: refused with flags, refilled again without.
+    let mut h = TestHeap::new(1 << 20);
+    let mut cpu = CpuCache::new();
+    let id = h.size_class(class).expect("built-in cache");
+    h.set_cache_debug(id, DebugFlags::POISON).unwrap();
+    assert_eq!(
+        h.magazine_refill(&mut cpu, class),
+        Err(AllocError::BadCache)
+    );
+    h.set_cache_debug(id, DebugFlags::NONE).unwrap();
+    let got = h.magazine_refill(&mut cpu, class).expect("refill");
+    assert_eq!((got, cpu.held(class)), (magazine_capacity(class) / 2, got));
+    h.magazine_flush(&mut cpu).unwrap();
     h.validate().unwrap();
 }
 
