@@ -540,7 +540,7 @@ impl Heap {
     pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
         let off = self.block_area_offset(ptr)?;
         match self.pagemap_lookup(off) {
-            Ok(Some(span)) => self.slab_usable(span.off, off),
+            Ok(Some(span)) => self.slab_live_usable(&span, off).ok(),
             Ok(None) => self.large_at(off).ok().map(|b| self.large_usable(&b)),
             Err(_) => None,
         }
@@ -576,19 +576,9 @@ impl Heap {
             return Err(ReallocError::Free(self.reject_free(FreeError::OutsideHeap)));
         };
         let old_usable = match self.pagemap_lookup(off) {
-            Ok(Some(span)) => match self.slab_desc(span.off) {
-                Ok(d) => match Self::slab_obj_index(&d, off) {
-                    Ok(idx) if self.slab_bit(span.off, idx) => {
-                        let usable = self.cache(d.cache as usize).usable();
-                        if new_size <= usable {
-                            return Ok(self.mem.ptr(off));
-                        }
-                        Ok(usable)
-                    }
-                    Ok(_) => Err(FreeError::DoubleFree),
-                    Err(e) => Err(e),
-                },
-                Err(c) => Err(FreeError::Corrupted(c)),
+            Ok(Some(span)) => match self.slab_live_usable(&span, off) {
+                Ok(usable) if new_size <= usable => return Ok(self.mem.ptr(off)),
+                r => r,
             },
             Ok(None) => match self.large_at(off) {
                 // A debug layout (red zone, owner record) is never resized in place.

@@ -196,6 +196,46 @@ impl Heap {
         self.mem.update64(w, m, on) & m != 0
     }
 
+    /// Checks that the objects of the slab in `span` (descriptor `d`), each
+    /// `usable` bytes, lie inside the span: whatever damage the metadata
+    /// took, no object or usable size handed to a caller may reach past
+    /// its span, let alone the region.
+    pub(super) fn check_slab_fits(
+        &self,
+        span: &Block,
+        d: &SlabDesc,
+        usable: usize,
+    ) -> Result<(), Corruption> {
+        let end = (d.capacity as usize)
+            .checked_mul(d.stride as usize)
+            .and_then(|n| n.checked_add(d.obj_start as usize));
+        let fits = d.stride != 0
+            && usable <= d.stride as usize
+            && d.obj_start as usize > span.off
+            && end.is_some_and(|e| e <= span.end());
+        if !fits {
+            return Err(Corruption::new(
+                CorruptionKind::SlabCountMismatch,
+                span.off,
+                u64::from(d.stride),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Usable bytes of the live object `obj` of the slab in `span`, or the
+    /// free error describing why it is not one.
+    pub(super) fn slab_live_usable(&self, span: &Block, obj: usize) -> Result<usize, FreeError> {
+        let d = self.slab_desc(span.off)?;
+        let idx = Self::slab_obj_index(&d, obj)?;
+        if !self.slab_bit(span.off, idx) {
+            return Err(FreeError::DoubleFree);
+        }
+        let usable = self.cache(d.cache as usize).usable();
+        self.check_slab_fits(span, &d, usable)?;
+        Ok(usable)
+    }
+
     /// Index of the object at `obj`, or the free error describing why it is not one.
     pub(super) fn slab_obj_index(d: &SlabDesc, obj: usize) -> Result<usize, FreeError> {
         let start = d.obj_start as usize;
@@ -262,6 +302,12 @@ impl Heap {
             bitmap_words: words as u32,
             ..SlabDesc::default()
         };
+        // A damaged descriptor must not size the slab: its capacity bounds
+        // the loops below (with interrupts off in the kernel).
+        if cap == 0 || self.check_slab_fits(&b, &d, c.usable()).is_err() {
+            self.large_free(b)?;
+            return Err(Corruption::new(CorruptionKind::CacheMismatch, ci, cap as u64).into());
+        }
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
         if c.flags & C_DEBUG_MASK != 0 {
@@ -445,6 +491,15 @@ impl Heap {
             span = self.slab_new(ci)?;
         }
         let mut d = self.slab_desc(span)?;
+        if d.cache as usize != ci {
+            return Err(Corruption::new(
+                CorruptionKind::SlabListMismatch,
+                span,
+                u64::from(d.cache),
+            )
+            .into());
+        }
+        self.check_slab_fits(&self.block(span)?, &d, c.usable())?;
         let count_err = |d: &SlabDesc| {
             Corruption::new(CorruptionKind::SlabCountMismatch, span, u64::from(d.inuse))
         };
@@ -735,14 +790,6 @@ impl Heap {
             guard -= 1;
             self.slab_release(ci, head)?;
         }
-    }
-
-    /// Usable size of the slab object at `obj` if it is live.
-    pub(super) fn slab_usable(&self, span: usize, obj: usize) -> Option<usize> {
-        let d = self.slab_desc(span).ok()?;
-        let idx = Self::slab_obj_index(&d, obj).ok()?;
-        self.slab_bit(span, idx)
-            .then(|| self.cache(d.cache as usize).usable())
     }
 
     /// Whether `obj` is an object start of the released slab `span` whose
