@@ -39,7 +39,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
 .PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
-	clippy fmt fmt-check rust-analyzer clean help fuzz-bin
+	clippy fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz
 
 all: modules
 
@@ -52,6 +52,7 @@ help:
 	@echo "make vm-test       only the VM selftests (VM_ARGS=group filters and KEY=VALUE knobs)"
 	@echo "make fuzz-bin      the static in-VM fuzz/churn driver (kalloc-fuzz)"
 	@echo "make host-test     only the host tests (cargo test)"
+	@echo "make host-fuzz     cargo-fuzz the allocator core (nightly; HOST_FUZZ_SECONDS=N per target)"
 	@echo "make bench         in-kernel benchmark against kmalloc on the perf kernel (BENCH_ARGS=ops=N,runs=N, BENCH_BOOTS=N)"
 	@echo "make clippy        host clippy + kernel CLIPPY=1 build, warnings are errors"
 	@echo "make fmt           rustfmt everything; make fmt-check only checks"
@@ -120,6 +121,25 @@ endif
 host-test: deps
 	$(CARGO) test --locked
 
+# Coverage-guided fuzzing of the allocator core with cargo-fuzz (nightly
+# Rust, libFuzzer, AddressSanitizer, overflow checks). Not part of `check`:
+# its gate is `cargo test --test fuzz_replay`, which runs the same target
+# bodies (src/host/fuzz.rs) on stable over src/fuzz/seeds/. New inputs go
+# to out/fuzz/corpus/, crashes and timeouts to out/fuzz/artifacts/; copy a
+# fixed crash into src/fuzz/seeds/TARGET/ as its regression test.
+HOST_FUZZ_SECONDS ?= 60
+HOST_FUZZ_TARGETS ?= heap_ops heap_damage
+host-fuzz:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || \
+		{ echo "host-fuzz needs nightly Rust: rustup toolchain install nightly"; exit 1; }
+	command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	for t in $(HOST_FUZZ_TARGETS); do \
+		mkdir -p out/fuzz/corpus/$$t out/fuzz/artifacts && \
+		cargo +nightly fuzz run --fuzz-dir src/fuzz --target-dir $(CURDIR)/out/fuzz/target $$t \
+			out/fuzz/corpus/$$t src/fuzz/seeds/$$t -- -max_total_time=$(HOST_FUZZ_SECONDS) \
+			-timeout=10 -max_len=4096 -len_control=0 -artifact_prefix=out/fuzz/artifacts/$$t- || exit 1; \
+	done
+
 lint: fmt-check clippy
 
 check: lint host-test vm-test vm-test-scanner
@@ -131,7 +151,8 @@ clippy: kernel
 	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log
 	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
 
-RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs
+RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs \
+	$(wildcard src/fuzz/fuzz_targets/*.rs)
 fmt: deps
 	$(RUSTFMT) --edition 2021 $(RUST_ROOTS) $(wildcard src/tests/*.rs)
 

@@ -2,9 +2,10 @@
 
 //! Host-only helpers (cargo feature `std`, on by default; the kernel never
 //! builds this module): the `GlobalAlloc` adapter shared by the tests, the
-//! benches and the replay tool, and the allocation-trace format with its
-//! replayer.
+//! benches and the replay tool, the allocation-trace format with its
+//! replayer, and the bodies of the cargo-fuzz targets.
 
+pub mod fuzz;
 pub mod global_alloc;
 pub mod replay;
 pub mod trace;

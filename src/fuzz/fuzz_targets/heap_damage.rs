@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! cargo-fuzz target `heap_damage`: see `ikos_kalloc::host::fuzz::heap_damage`.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ikos_kalloc::host::fuzz::heap_damage(data));
