@@ -123,13 +123,14 @@ impl Driver {
         let Some(region) = NonNull::new(unsafe { alloc_zeroed(layout) }) else {
             return;
         };
-        // SAFETY: the region is freshly allocated and freed only in `Drop`,
-        // after the heap and its view are gone.
+        // SAFETY: the region is freshly allocated and freed only in the
+        // driver's `Drop`, after its last use of the heap and the view
+        // (whose own drops do not touch the region).
         let heap = match unsafe { Heap::with_debug(region, len, flags) } {
             Ok(h) => h,
             Err(e) => panic!("heap of {len} bytes: {e:?}"),
         };
-        // SAFETY: the view is dropped with the driver, before the region.
+        // SAFETY: the view is used only while the driver owns the region.
         let view = unsafe { heap.fast_view() };
         let mut d = Driver {
             heap,
