@@ -528,14 +528,27 @@ impl CpuCache {
         drain: impl FnOnce(&mut CpuCache, usize, usize),
     ) -> FastFree {
         match self.free_located(v, l) {
-            FastFree::Full(class) => {
-                drain(self, class, magazine_capacity(class) / 2);
-                match self.free_located(v, l) {
-                    FastFree::Done => FastFree::Done,
-                    _ => FastFree::Slow,
-                }
-            }
+            FastFree::Full(class) => self.drain_and_free(v, l, class, drain),
             r => r,
+        }
+    }
+
+    /// The rest of [`CpuCache::free_located_with`] when the magazine of
+    /// `class` is full, out of line so that the common case saves no
+    /// registers for the drain call.
+    #[cold]
+    #[inline(never)]
+    fn drain_and_free(
+        &mut self,
+        v: &FastView,
+        l: Located,
+        class: usize,
+        drain: impl FnOnce(&mut CpuCache, usize, usize),
+    ) -> FastFree {
+        drain(self, class, magazine_capacity(class) / 2);
+        match self.free_located(v, l) {
+            FastFree::Done => FastFree::Done,
+            _ => FastFree::Slow,
         }
     }
 }
