@@ -11,7 +11,8 @@
 # and releases a slab (the core's empty-slab policy); hold=yes keeps one
 # object of the same size live, which is the steady-state fast path.
 # percpu: through a per-CPU magazine (CpuCache), the kernel's fast path
-# without its uncontended per-CPU lock.
+# without its uncontended per-CPU lock. system: the same loop as global on
+# the system allocator (glibc), for comparison.
 #
 # Usage: scripts/callgrind-fastpath.sh [N1 N2]   (default 10000 110000)
 set -euo pipefail
@@ -36,7 +37,7 @@ ir() {
 
 printf '%-6s %-7s %-5s %14s %14s %12s %10s\n' size mode hold "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
 for size in 64 16384; do
-	for mode in raw global percpu; do
+	for mode in raw global percpu system; do
 	for hold in no yes; do
 		h=()
 		[ "$hold" = yes ] && h=(hold)

@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-fastpath SIZE N [raw|global|percpu] [hold]`: N alloc+free pairs
-//! of SIZE bytes on a 64 MiB heap, through the raw `Heap` API (default),
-//! the `GlobalAlloc` adapter (with its mutex) or a per-CPU magazine
-//! (`CpuCache`, the kernel's fast path without its uncontended lock; sizes
-//! that are not a size class take the raw path). With `hold`, one object of the
-//! same size stays allocated during the loop, so a size-class cache keeps
-//! its slab; without it, every pair on an otherwise empty cache creates and
-//! releases a slab (the core's empty-slab policy). Built to be run under
+//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold]`: N alloc+free
+//! pairs of SIZE bytes on a 64 MiB heap, through the raw `Heap` API
+//! (default), the `GlobalAlloc` adapter (with its mutex) or a per-CPU
+//! magazine (`CpuCache`, the kernel's fast path without its uncontended
+//! lock; sizes that are not a size class take the raw path); `system` runs
+//! the same loop as `global` on the system allocator (glibc), for
+//! comparison. With `hold`, one object of the same size stays allocated
+//! during the loop, so a size-class cache keeps its slab; without it,
+//! every pair on an otherwise empty cache creates and releases a slab (the
+//! core's empty-slab policy). Built to be run under
 //! `valgrind --tool=callgrind` twice with different N by
 //! `scripts/callgrind-fastpath.sh`, so that setup cost cancels out in the
 //! difference of the instruction counts.
 
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::ExitCode;
 
@@ -20,7 +22,7 @@ use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, Heap};
 use ikos_kalloc::host::global_alloc::KallocGlobal;
 
 const HEAP: usize = 64 << 20;
-const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu] [hold]";
+const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold]";
 
 /// How the pairs reach the allocator.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,7 @@ enum Mode {
     Raw,
     Global,
     PerCpu,
+    System,
 }
 
 /// N + 1 pairs through a `CpuCache` on the locked heap `h`.
@@ -65,7 +68,48 @@ fn percpu_pairs(h: &mut Heap, size: usize, n: u64) -> u64 {
     failed
 }
 
+/// N + 1 alloc+free pairs of `layout` (non-zero size) through `a`.
+/// Returns the number of failed allocations.
+fn global_pairs(a: &impl GlobalAlloc, layout: Layout, n: u64) -> u64 {
+    let mut failed = 0u64;
+    for _ in 0..=n {
+        // SAFETY: non-zero size; the pointer is freed with its layout.
+        unsafe {
+            let p = a.alloc(black_box(layout));
+            if p.is_null() {
+                failed += 1;
+            } else {
+                a.dealloc(black_box(p), layout);
+            }
+        }
+    }
+    failed
+}
+
+/// The `system` mode: [`global_pairs`] on the system allocator, with the
+/// held object (if any) from the same allocator.
+fn run_system(layout: Layout, n: u64, hold: bool) -> Result<u64, String> {
+    // SAFETY: non-zero size (checked in `main`); freed below with it.
+    let held = hold.then(|| unsafe { System.alloc(layout) });
+    if held.is_some_and(|p| p.is_null()) {
+        return Err("cannot allocate the held object".into());
+    }
+    let failed = global_pairs(&System, layout, n);
+    if let Some(p) = held {
+        // SAFETY: allocated above with this layout, not freed yet.
+        unsafe { System.dealloc(p, layout) };
+    }
+    Ok(failed)
+}
+
 fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
+    let layout = Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
+    if mode == Mode::System {
+        return match run_system(layout, n, hold)? {
+            0 => Ok(()),
+            failed => Err(format!("{failed} failed operations")),
+        };
+    }
     let global = mode == Mode::Global;
     let g = KallocGlobal::new(HEAP);
     let held = if hold {
@@ -76,23 +120,10 @@ fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
     } else {
         None
     };
-    let layout = Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
     // N + 1 pairs: the first one creates the slab / splits the first
     // block, which is setup common to both runs, not the measured loop.
     let failed = if global {
-        let mut failed = 0u64;
-        for _ in 0..=n {
-            // SAFETY: non-zero size; the pointer is freed with its layout.
-            unsafe {
-                let p = g.alloc(black_box(layout));
-                if p.is_null() {
-                    failed += 1;
-                } else {
-                    g.dealloc(black_box(p), layout);
-                }
-            }
-        }
-        failed
+        global_pairs(&g, layout, n)
     } else if mode == Mode::PerCpu {
         g.with(|h| percpu_pairs(h, size, n))
     } else {
@@ -130,6 +161,7 @@ fn main() -> ExitCode {
         None | Some("raw") => Some(Mode::Raw),
         Some("global") => Some(Mode::Global),
         Some("percpu") => Some(Mode::PerCpu),
+        Some("system") => Some(Mode::System),
         Some(_) => None,
     };
     let size = args.first().and_then(|s| s.parse::<usize>().ok());
