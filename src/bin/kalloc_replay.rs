@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-replay [--heap-size BYTES] TRACE`: replays an allocation trace
+//! `kalloc-replay [--heap-size BYTES] [--runs N] [--extra-classes LIST] TRACE`:
+//! replays an allocation trace
 //! (format: `ikos_kalloc::host::trace`) against the ikos core, on a heap of
 //! `--heap-size` bytes (default 256 MiB, page aligned, from `std::alloc`),
 //! and against the system allocator, and prints ops, ns/op, peak live
@@ -25,6 +26,14 @@
 //!   pages by 1/64, at most 24 times. The size that passes is reported
 //!   as `heap needed`, and its `fragmentation` is `heap needed / peak
 //!   live`.
+//!
+//! `--extra-classes 48,96,192,384` is a what-if: requests that fit one of
+//! these object sizes (multiples of 8 below 4096, not powers of two) and
+//! would round up to a larger built-in class go to a custom cache of that
+//! size (`replay_ikos_with_classes`), to measure what a finer class table
+//! would do to the footprint. The allocator itself has the 10 power-of-two
+//! classes of the design. Its ns/op include the what-if bookkeeping (a hash
+//! map of the objects in what-if classes).
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::process::ExitCode;
@@ -32,11 +41,12 @@ use std::ptr::NonNull;
 
 use ikos_kalloc::allocator::Heap;
 use ikos_kalloc::host::replay::{
-    heap_bytes_for_block_top, replay_ikos, replay_system, Prepared, Report,
+    heap_bytes_for_block_top, replay_ikos_with_classes, replay_system, Prepared, Report,
 };
 use ikos_kalloc::host::trace::parse;
 
-const USAGE: &str = "usage: kalloc-replay [--heap-size BYTES] [--runs N] TRACE";
+const USAGE: &str =
+    "usage: kalloc-replay [--heap-size BYTES] [--runs N] [--extra-classes SIZE,SIZE,...] TRACE";
 const PAGE: usize = 4096;
 
 /// Parses `256M`, `1G`, `65536`, `64K` (binary units).
@@ -72,6 +82,7 @@ fn print(name: &str, r: &Report) {
 fn run(args: &[String]) -> Result<(), String> {
     let mut heap_size = 256usize << 20;
     let mut runs = 3usize;
+    let mut extra = Vec::new();
     let mut trace = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -88,6 +99,14 @@ fn run(args: &[String]) -> Result<(), String> {
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad --runs '{v}'"))?;
             }
+            "--extra-classes" => {
+                let v = it.next().ok_or("--extra-classes needs a value")?;
+                extra = v
+                    .split(',')
+                    .map(|x| x.parse::<usize>().ok())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --extra-classes '{v}'"))?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -101,11 +120,14 @@ fn run(args: &[String]) -> Result<(), String> {
     let ops = parse(&text).map_err(|e| format!("{path}: {e}"))?;
     let prepared = Prepared::new(&ops);
 
-    let (ikos, sys, meta) = replay_on(heap_size, &prepared, runs)?;
+    let (ikos, sys, meta) = replay_on(heap_size, &prepared, runs, &extra)?;
     println!(
         "trace {path}: {} ops, heap {heap_size} bytes, best of {runs} runs",
         ops.len()
     );
+    if !extra.is_empty() {
+        println!("what-if: extra size classes {extra:?} (custom caches)");
+    }
     print("ikos", &ikos);
     print("system", &sys.unwrap_or_default());
     // The footprint counts from the heap start, so it includes the
@@ -127,7 +149,7 @@ fn run(args: &[String]) -> Result<(), String> {
     // reaches `block_top`, checked by replaying on a heap of that size.
     let mut need = heap_bytes_for_block_top(block_top).ok_or("heap size overflow")?;
     for attempt in 0..24 {
-        let (r, _, m) = replay_on(need, &prepared, 0)?;
+        let (r, _, m) = replay_on(need, &prepared, 0, &extra)?;
         if r.failed == ikos.failed {
             let fit = Report {
                 footprint: Some(need),
@@ -153,12 +175,13 @@ fn run(args: &[String]) -> Result<(), String> {
 
 /// Replays on a fresh heap of `heap_size` bytes; `runs` timed runs of both
 /// allocators (best time kept), or with `runs == 0` one ikos replay and no
-/// system replay. Returns the ikos and system reports and the heap's
-/// metadata bytes.
+/// system replay. `extra` are what-if classes (`--extra-classes`).
+/// Returns the ikos and system reports and the heap's metadata bytes.
 fn replay_on(
     heap_size: usize,
     prepared: &Prepared,
     runs: usize,
+    extra: &[usize],
 ) -> Result<(Report, Option<Report>, usize), String> {
     let layout = Layout::from_size_align(heap_size, PAGE)
         .ok()
@@ -172,16 +195,21 @@ fn replay_on(
     let heap = unsafe { Heap::new(region, heap_size) };
     let result = match heap {
         Ok(mut heap) => {
-            let mut ikos = replay_ikos(&mut heap, prepared);
-            let mut sys = (runs > 0).then(|| replay_system(prepared));
-            for _ in 1..runs {
-                let i = replay_ikos(&mut heap, prepared);
-                ikos.elapsed_ns = ikos.elapsed_ns.min(i.elapsed_ns);
-                if let Some(s) = sys.as_mut() {
-                    s.elapsed_ns = s.elapsed_ns.min(replay_system(prepared).elapsed_ns);
+            let what_if = |e| format!("--extra-classes {extra:?}: {e:?}");
+            (|| {
+                let mut ikos =
+                    replay_ikos_with_classes(&mut heap, prepared, extra).map_err(what_if)?;
+                let mut sys = (runs > 0).then(|| replay_system(prepared));
+                for _ in 1..runs {
+                    let i =
+                        replay_ikos_with_classes(&mut heap, prepared, extra).map_err(what_if)?;
+                    ikos.elapsed_ns = ikos.elapsed_ns.min(i.elapsed_ns);
+                    if let Some(s) = sys.as_mut() {
+                        s.elapsed_ns = s.elapsed_ns.min(replay_system(prepared).elapsed_ns);
+                    }
                 }
-            }
-            Ok((ikos, sys, heap.metadata_bytes()))
+                Ok((ikos, sys, heap.metadata_bytes()))
+            })()
         }
         Err(e) => Err(format!("heap of {heap_size} bytes: {e:?}")),
     };

@@ -14,8 +14,8 @@ use std::time::Instant;
 use std::vec::Vec;
 
 use super::trace::Op;
-use crate::allocator::config::{MIN_HEAP_SIZE, PAGE_SIZE};
-use crate::allocator::Heap;
+use crate::allocator::config::{MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, PAGE_SIZE};
+use crate::allocator::{CacheError, CacheId, Heap};
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -204,26 +204,78 @@ fn run<B: Backend>(b: &mut B, p: &Prepared, track: bool) -> Report {
     }
 }
 
+/// A what-if size class of [`replay_ikos_with_classes`]: a custom cache
+/// of `size`-byte objects.
+struct Extra {
+    size: usize,
+    id: CacheId,
+}
+
 struct Ikos<'a> {
     heap: &'a mut Heap,
     top: usize,
+    /// What-if classes, ascending by size.
+    extra: Vec<Extra>,
+    /// Live objects of the what-if classes: address to index in `extra`.
+    owner: HashMap<usize, usize>,
+}
+
+impl Ikos<'_> {
+    /// The smallest what-if class that holds `size` bytes and is smaller
+    /// than the built-in power-of-two class the request would get.
+    fn extra_for(&self, size: usize, align: usize) -> Option<usize> {
+        if align > MIN_SIZE || size > MAX_SIZE {
+            return None;
+        }
+        let builtin = size.max(MIN_SIZE).next_power_of_two();
+        self.extra
+            .iter()
+            .position(|e| size <= e.size && e.size < builtin)
+    }
 }
 
 impl Backend for Ikos<'_> {
     fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        self.heap.alloc_aligned(size, align)
+        match self.extra_for(size, align) {
+            Some(i) => {
+                let p = self.heap.cache_alloc(self.extra[i].id).ok()?;
+                self.owner.insert(p.as_ptr() as usize, i);
+                Some(p)
+            }
+            None => self.heap.alloc_aligned(size, align),
+        }
     }
     unsafe fn free(&mut self, p: NonNull<u8>, _size: usize, _align: usize) {
-        let _ = self.heap.free(p.as_ptr());
+        let _ = match self.owner.remove(&(p.as_ptr() as usize)) {
+            Some(i) => self.heap.cache_free(self.extra[i].id, p.as_ptr()),
+            None => self.heap.free(p.as_ptr()),
+        };
     }
     unsafe fn realloc(
         &mut self,
         p: NonNull<u8>,
-        _size: usize,
-        _align: usize,
+        size: usize,
+        align: usize,
         new: usize,
     ) -> Option<NonNull<u8>> {
-        self.heap.realloc(p.as_ptr(), new).ok()
+        let old = self.owner.get(&(p.as_ptr() as usize)).copied();
+        let to = self.extra_for(new, align);
+        match (old, to) {
+            (None, None) => self.heap.realloc(p.as_ptr(), new).ok(),
+            // Same what-if class: the object already holds `new` bytes.
+            (Some(a), Some(b)) if a == b => Some(p),
+            _ => {
+                // Into or out of a what-if class: move, as the heap's
+                // realloc moves between classes.
+                let n = self.alloc(new, align)?;
+                // SAFETY: both blocks hold at least `min(size, new)` bytes
+                // and are distinct live allocations.
+                unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), n.as_ptr(), size.min(new)) };
+                // SAFETY: forwarded contract: `p` is live in this backend.
+                unsafe { self.free(p, size, align) };
+                Some(n)
+            }
+        }
     }
     fn observe(&mut self, p: NonNull<u8>) {
         let off = self.heap.region_offset(p.as_ptr()).unwrap_or(0);
@@ -237,10 +289,65 @@ impl Backend for Ikos<'_> {
 /// passes see the same allocator decisions, since the heap is deterministic
 /// and returns to its initial free state in between.
 pub fn replay_ikos(heap: &mut Heap, p: &Prepared) -> Report {
-    let mut b = Ikos { heap, top: 0 };
-    let mut r = run(&mut b, p, false);
+    let mut b = Ikos {
+        heap,
+        top: 0,
+        extra: Vec::new(),
+        owner: HashMap::new(),
+    };
+    replay_passes(&mut b, p)
+}
+
+/// [`replay_ikos`] with what-if size classes: a request that fits one of
+/// `sizes` (multiples of 8 below 4096, not powers of two) and would round
+/// up to a larger built-in class goes to a custom cache of that object
+/// size instead (alignment at most 8). For measuring what a finer class
+/// table would do to the footprint; the caches are destroyed afterwards.
+pub fn replay_ikos_with_classes(
+    heap: &mut Heap,
+    p: &Prepared,
+    sizes: &[usize],
+) -> Result<Report, CacheError> {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut extra = Vec::new();
+    let mut created = Ok(());
+    for size in sorted {
+        if size > MAX_SIZE || size.is_power_of_two() || !size.is_multiple_of(MIN_SIZE) {
+            created = Err(CacheError::InvalidSize);
+            break;
+        }
+        match heap.cache_create(&std::format!("whatif-{size}"), size, MIN_SIZE) {
+            Ok(id) => extra.push(Extra { size, id }),
+            Err(e) => {
+                created = Err(e);
+                break;
+            }
+        }
+    }
+    let ids: Vec<CacheId> = extra.iter().map(|e| e.id).collect();
+    let r = created.map(|()| {
+        let mut b = Ikos {
+            heap: &mut *heap,
+            top: 0,
+            extra,
+            owner: HashMap::new(),
+        };
+        replay_passes(&mut b, p)
+    });
+    for id in ids {
+        // Every object went back in `run`, so only damage can refuse.
+        heap.cache_destroy(id)?;
+    }
+    r
+}
+
+/// The two passes of [`replay_ikos`].
+fn replay_passes(b: &mut Ikos<'_>, p: &Prepared) -> Report {
+    let mut r = run(b, p, false);
     let _ = b.heap.shrink();
-    run(&mut b, p, true);
+    run(b, p, true);
     r.footprint = Some(b.top);
     r
 }

@@ -3,7 +3,8 @@
 //! The `kalloc-replay` trace format: good lines parse, bad lines give an
 //! error naming their line, and no input makes the parser panic.
 
-use ikos_kalloc::host::replay::{replay_ikos, replay_system, Prepared};
+use ikos_kalloc::allocator::CacheError;
+use ikos_kalloc::host::replay::{replay_ikos, replay_ikos_with_classes, replay_system, Prepared};
 use ikos_kalloc::host::trace::{parse, parse_line, Op};
 use proptest::prelude::*;
 
@@ -137,4 +138,56 @@ fn heap_bytes_for_block_top_is_the_smallest_fitting_heap() {
         // SAFETY: allocated above with this layout; the heap is gone.
         unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
     }
+}
+
+#[test]
+fn what_if_classes_serve_their_sizes_and_leave_nothing_behind() {
+    // 200 objects of 80 bytes: the built-in 128-byte class, or a what-if
+    // 96-byte class.
+    let trace = |extra: &str| {
+        let mut text = String::new();
+        for i in 1..=200 {
+            text.push_str(&format!("a {i} 80\n"));
+        }
+        text.push_str(extra);
+        for i in 1..=200 {
+            text.push_str(&format!("f {i}\n"));
+        }
+        Prepared::new(&parse(&text).unwrap())
+    };
+    let p = trace("");
+    let mut h = common::TestHeap::new(1 << 20);
+    let base = replay_ikos(&mut h, &p);
+    let what = replay_ikos_with_classes(&mut h, &p, &[96, 192]).unwrap();
+    assert_eq!((base.failed, base.peak_live), (0, 16_000));
+    assert_eq!((what.failed, what.peak_live), (0, 16_000));
+    // 32 bytes less per object (6,400), give or take how the slab spans
+    // of the two object sizes end (6,472 here).
+    let saved = base.footprint.unwrap() - what.footprint.unwrap();
+    assert!((6_000..=7_000).contains(&saved), "{base:?} {what:?}");
+    h.validate().unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+
+    // A realloc within the what-if class stays in place (the footprint
+    // does not move); one out of it moves to the built-in class.
+    let within = replay_ikos_with_classes(&mut h, &trace("r 1 96\n"), &[96]).unwrap();
+    assert_eq!((within.failed, within.footprint), (0, what.footprint));
+    let out = replay_ikos_with_classes(&mut h, &trace("r 2 100\n"), &[96]).unwrap();
+    assert_eq!((out.failed, out.peak_live), (0, 16_020));
+    assert!(out.footprint > what.footprint, "{out:?}");
+    h.validate().unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+
+    // Sizes that are not a finer class are refused, and a refusal after
+    // a created cache leaves none behind (the names are free again).
+    for bad in [&[64][..], &[100], &[4104], &[96, 100]] {
+        assert_eq!(
+            replay_ikos_with_classes(&mut h, &p, bad).unwrap_err(),
+            CacheError::InvalidSize,
+            "{bad:?}"
+        );
+    }
+    let again = replay_ikos_with_classes(&mut h, &p, &[96]).unwrap();
+    assert_eq!(again.footprint, what.footprint);
+    h.validate().unwrap();
 }
