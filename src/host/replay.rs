@@ -14,8 +14,8 @@ use std::time::Instant;
 use std::vec::Vec;
 
 use super::trace::Op;
-use crate::allocator::config::{MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, PAGE_SIZE};
-use crate::allocator::{CacheError, CacheId, Heap};
+use crate::allocator::config::{class_size, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, PAGE_SIZE};
+use crate::allocator::{size_class_for, CacheError, CacheId, Heap};
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -224,10 +224,11 @@ impl Ikos<'_> {
     /// The smallest what-if class that holds `size` bytes and is smaller
     /// than the built-in power-of-two class the request would get.
     fn extra_for(&self, size: usize, align: usize) -> Option<usize> {
-        if align > MIN_SIZE || size > MAX_SIZE {
+        // The what-if caches are 8-byte aligned.
+        if align > MIN_SIZE {
             return None;
         }
-        let builtin = size.max(MIN_SIZE).next_power_of_two();
+        let builtin = class_size(size_class_for(size, align)?);
         self.extra
             .iter()
             .position(|e| size <= e.size && e.size < builtin)
