@@ -565,6 +565,13 @@ pub struct Located {
     bit: usize,
 }
 
+impl Located {
+    /// The built-in size class of the object.
+    pub fn class(&self) -> usize {
+        self.class
+    }
+}
+
 /// What the fast path needs of a heap: the region and the page map, read
 /// and changed only with atomic word operations, so it is used without the
 /// heap lock. Obtained from [`Heap::fast_view`].

@@ -2,7 +2,8 @@
 
 //! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold]`: N alloc+free
 //! pairs of SIZE bytes on a 64 MiB heap, through the raw `Heap` API
-//! (default), the `GlobalAlloc` adapter (with its mutex) or a per-CPU
+//! (default), the `GlobalAlloc` adapter (its per-thread cache in front of
+//! a shared magazine and the heap, each behind a mutex) or a per-CPU
 //! magazine (`CpuCache`, the kernel's fast path without its uncontended
 //! lock; sizes that are not a size class take the raw path); `system` runs
 //! the same loop as `global` on the system allocator (glibc), for
