@@ -36,6 +36,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, FastView, Heap};
 use ikos_kalloc::host::global_alloc::KallocGlobal;
+use ikos_kalloc::host::holes::{make_holes, HOLE_PROBE};
 use mimalloc::MiMalloc;
 use std::sync::Mutex;
 
@@ -364,36 +365,21 @@ fn workloads(c: &mut Criterion) {
     }
 }
 
-/// Alloc + free of a fixed size with `n` free blocks in the TLSF index.
-///
-/// The heap (1 GiB) is fragmented by allocating `n` pairs of blocks: one of
-/// a random size in 4,112..=5,136 B, then a 4,097 B separator; every first
-/// block of a pair is freed, so the separators keep the `n` holes from
-/// coalescing. The measured request, 4,200 B, fits many of the holes.
+/// Alloc + free of a fixed size with `n` free blocks in the TLSF index
+/// (`host::holes::make_holes` on a 1 GiB heap).
 fn large_index(c: &mut Criterion) {
     let mut g = c.benchmark_group("large_index");
     g.throughput(Throughput::Elements(2));
     for n in [10usize, 1_000, 100_000] {
         let mut raw = Raw::new(1 << 30);
-        let mut rng = Rng::new(0x0b1_0c4);
-        let mut holes = Vec::with_capacity(n);
-        let mut seps = Vec::with_capacity(n);
-        for _ in 0..n {
-            let size = rng.range(4112, 5136);
-            holes.push(raw.alloc(size, 8));
-            seps.push(raw.alloc(4097, 8));
-        }
-        assert!(holes.iter().chain(&seps).all(|p| !p.is_null()));
-        for &p in &holes {
-            raw.free(p, 0, 8);
-        }
+        let seps = make_holes(raw.heap(), n).expect("holes");
         let free_blocks = raw.heap().stats().blocks_free;
         assert!(free_blocks > n, "{free_blocks} free blocks for n = {n}");
         g.bench_with_input(BenchmarkId::new("ikos_raw", n), &n, |b, _| {
-            b.iter(|| pair(&mut raw, 4200))
+            b.iter(|| pair(&mut raw, HOLE_PROBE))
         });
-        for &p in &seps {
-            raw.free(p, 0, 8);
+        for p in seps {
+            raw.free(p.as_ptr(), 0, 8);
         }
     }
     g.finish();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold]`: N alloc+free
+//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K]`: N alloc+free
 //! pairs of SIZE bytes on a 64 MiB heap, through the raw `Heap` API
 //! (default), the `GlobalAlloc` adapter (its per-thread cache in front of
 //! a shared magazine and the heap, each behind a mutex) or a per-CPU
@@ -10,7 +10,10 @@
 //! comparison. With `hold`, one object of the same size stays allocated
 //! during the loop, so a size-class cache keeps its slab; without it,
 //! every pair on an otherwise empty cache creates and releases a slab (the
-//! core's empty-slab policy). Built to be run under
+//! core's empty-slab policy). With `holes=K` (raw mode) the heap is 1 GiB
+//! and fragmented first with K free blocks in the TLSF index
+//! (`host::holes::make_holes`, as the `large_index` bench): the
+//! instructions per pair must not grow with K. Built to be run under
 //! `valgrind --tool=callgrind` twice with different N by
 //! `scripts/callgrind-fastpath.sh`, so that setup cost cancels out in the
 //! difference of the instruction counts.
@@ -21,9 +24,10 @@ use std::process::ExitCode;
 
 use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, Heap};
 use ikos_kalloc::host::global_alloc::KallocGlobal;
+use ikos_kalloc::host::holes::make_holes;
 
 const HEAP: usize = 64 << 20;
-const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold]";
+const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K]";
 
 /// How the pairs reach the allocator.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -103,7 +107,7 @@ fn run_system(layout: Layout, n: u64, hold: bool) -> Result<u64, String> {
     Ok(failed)
 }
 
-fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
+fn run(size: usize, n: u64, mode: Mode, hold: bool, holes: Option<usize>) -> Result<(), String> {
     let layout = Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
     if mode == Mode::System {
         return match run_system(layout, n, hold)? {
@@ -112,7 +116,14 @@ fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
         };
     }
     let global = mode == Mode::Global;
-    let g = KallocGlobal::new(HEAP);
+    let g = KallocGlobal::new(if holes.is_some() { 1 << 30 } else { HEAP });
+    if let Some(k) = holes {
+        if mode != Mode::Raw {
+            return Err("holes=K needs the raw mode".into());
+        }
+        g.with(|h| make_holes(h, k))
+            .ok_or("the heap is too small for the holes")?;
+    }
     let held = if hold {
         let p = g
             .with(|h| h.alloc(size))
@@ -155,7 +166,16 @@ fn run(size: usize, n: u64, mode: Mode, hold: bool) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut holes = None;
+    if let Some(k) = args.last().and_then(|a| a.strip_prefix("holes=")) {
+        let Ok(k) = k.parse::<usize>() else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        holes = Some(k);
+        args.pop();
+    }
     let hold = args.last().is_some_and(|a| a == "hold");
     let args = &args[..args.len() - usize::from(hold)];
     let mode = match args.get(2).map(String::as_str) {
@@ -175,7 +195,7 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    match run(size, n, mode, hold) {
+    match run(size, n, mode, hold, holes) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kalloc-fastpath: {e}");
