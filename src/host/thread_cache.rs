@@ -414,11 +414,3 @@ pub fn thread_slot() -> Option<usize> {
         claim()
     }
 }
-
-/// Slot indices claimed right now (for tests).
-pub fn slots_claimed() -> usize {
-    SLOT_BITS
-        .iter()
-        .map(|b| b.load(Ordering::Relaxed).count_ones() as usize)
-        .sum()
-}
