@@ -54,10 +54,11 @@ use super::region::Region;
 use super::slab::{slab_geometry, BITMAP_OFF};
 
 /// Slots of a magazine (the most any class uses).
-pub const MAGAZINE_SLOTS: usize = 32;
+pub const MAGAZINE_SLOTS: usize = 128;
 
-/// Objects the magazine of class `class` holds: 32, but at most 16 KiB of
-/// objects (16 for 1024 bytes, 8 for 2048, 4 for 4096).
+/// Objects the magazine of class `class` holds: 128, but at most 16 KiB of
+/// objects (64 for 256 bytes, 32 for 512, 16 for 1024, 8 for 2048, 4 for
+/// 4096).
 /// 0 for a class that does not exist.
 pub const fn magazine_capacity(class: usize) -> usize {
     if class >= NUM_CACHES {

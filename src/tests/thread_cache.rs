@@ -50,19 +50,22 @@ fn classes_follow_the_layout() {
     for class in FIRST_CLASS..10 {
         assert_eq!(thread_class(class_size(class), 8), Some(class));
     }
+    // The magazine capacity: 128 objects, at most 16 KiB of them.
     assert_eq!(thread_capacity(0), 0);
-    assert_eq!(thread_capacity(CLASS64), 32);
+    assert_eq!(thread_capacity(CLASS64), 128);
+    assert_eq!(thread_capacity(6), 32);
     assert_eq!(thread_capacity(9), 4);
 }
 
 #[test]
 fn lists_are_lifo_bounded_and_keyed() {
-    let (_h, mut tc, objs) = bound(40);
+    let cap = thread_capacity(CLASS64);
+    let (_h, mut tc, objs) = bound(cap + 8);
     let k = *tc.key();
     for (i, &p) in objs.iter().enumerate() {
         // SAFETY: live 64-byte objects of the heap the cache is bound to.
         let r = unsafe { tc.push(CLASS64, p) };
-        if i < 32 {
+        if i < cap {
             assert_eq!(r, Put::Done, "object {i}");
             // SAFETY: as above.
             assert!(unsafe { k.is_marked(p) });
@@ -70,12 +73,12 @@ fn lists_are_lifo_bounded_and_keyed() {
             assert_eq!(r, Put::Full, "object {i}");
         }
     }
-    assert_eq!(tc.held(CLASS64), 32);
-    assert_eq!(tc.held_total(), 32);
+    assert_eq!(tc.held(CLASS64), cap);
+    assert_eq!(tc.held_total(), cap);
     // A second free of a listed object is found by its key.
     // SAFETY: as above (the object is listed: nothing changes).
     assert_eq!(unsafe { tc.push(CLASS64, objs[5]) }, Put::Listed);
-    for i in (0..32).rev() {
+    for i in (0..cap).rev() {
         assert_eq!(tc.pop(CLASS64), Take::Object(objs[i]));
         // SAFETY: the popped object is ours again.
         assert!(!unsafe { k.is_marked(objs[i]) });
@@ -162,16 +165,17 @@ fn pairs_reuse_the_thread_cache_without_the_heap() {
         assert_eq!(p, first, "the list's top object comes back");
         free(&g, p, l);
     }
-    assert_eq!(g.thread_cached(), 16, "one refill of half a list");
+    let half = thread_capacity(CLASS64) / 2;
+    assert_eq!(g.thread_cached(), half, "one refill of half a list");
     let after = g.with(|h| {
         h.validate().expect("valid");
         h.stats()
     });
     assert_eq!(g.thread_cached(), 0, "with() returns the thread's objects");
-    // 10,000 pairs never reached the heap: one refill of 16 objects, 16
-    // returned by with().
-    assert_eq!(after.total_allocs - before.total_allocs, 16);
-    assert_eq!(after.total_frees - before.total_frees, 16);
+    // 10,000 pairs never reached the heap: one refill of half a list, the
+    // same objects returned by with().
+    assert_eq!(after.total_allocs - before.total_allocs, half as u64);
+    assert_eq!(after.total_frees - before.total_frees, half as u64);
     assert_eq!(after.active_allocs, 0);
     assert!(g.trim() > 0);
     let s = g.with(|h| h.stats());
@@ -308,7 +312,8 @@ fn threads_hand_objects_to_each_other() {
         h.validate().expect("valid");
         h.stats()
     });
-    assert!(s.active_allocs <= (workers * 32) as u64, "{s:?}");
+    let cap = thread_capacity(thread_class(48, 8).unwrap());
+    assert!(s.active_allocs <= (workers * cap) as u64, "{s:?}");
 }
 
 #[test]
