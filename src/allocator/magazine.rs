@@ -56,16 +56,16 @@ use super::slab::{slab_geometry, BITMAP_OFF};
 /// Slots of a magazine (the most any class uses).
 pub const MAGAZINE_SLOTS: usize = 128;
 
-/// Objects the magazine of class `class` holds: 128, but at most 16 KiB of
-/// objects (64 for 256 bytes, 32 for 512, 16 for 1024, 8 for 2048, 4 for
-/// 4096).
-/// 0 for a class that does not exist.
+/// Objects the magazine of class `class` holds: 128, but at most 64 KiB of
+/// objects (64 for 1024 bytes, 32 for 2048, 16 for 4096), so a CPU holds at
+/// most 319 KiB in magazines (`shrink` and an allocation that would fail
+/// take them back). 0 for a class that does not exist.
 pub const fn magazine_capacity(class: usize) -> usize {
     if class >= NUM_CACHES {
         return 0;
     }
-    // 16 KiB / class_size(class), without a division that could trap.
-    let n = (16 * 1024 / MIN_SIZE) >> class;
+    // 64 KiB / class_size(class), without a division that could trap.
+    let n = (64 * 1024 / MIN_SIZE) >> class;
     if n > MAGAZINE_SLOTS {
         MAGAZINE_SLOTS
     } else {

@@ -51,7 +51,7 @@ pub const THREAD_SLOTS: usize = 256;
 pub const FIRST_CLASS: usize = 1;
 
 /// Objects a list of class `class` holds at most: the class's magazine
-/// capacity (32, at most 16 KiB of objects); 0 below [`FIRST_CLASS`].
+/// capacity (128, at most 64 KiB of objects); 0 below [`FIRST_CLASS`].
 pub const fn thread_capacity(class: usize) -> usize {
     if class < FIRST_CLASS {
         0

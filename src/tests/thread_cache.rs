@@ -50,11 +50,12 @@ fn classes_follow_the_layout() {
     for class in FIRST_CLASS..10 {
         assert_eq!(thread_class(class_size(class), 8), Some(class));
     }
-    // The magazine capacity: 128 objects, at most 16 KiB of them.
+    // The magazine capacity: 128 objects, at most 64 KiB of them.
     assert_eq!(thread_capacity(0), 0);
     assert_eq!(thread_capacity(CLASS64), 128);
-    assert_eq!(thread_capacity(6), 32);
-    assert_eq!(thread_capacity(9), 4);
+    assert_eq!(thread_capacity(6), 128);
+    assert_eq!(thread_capacity(7), 64);
+    assert_eq!(thread_capacity(9), 16);
 }
 
 #[test]
