@@ -256,15 +256,16 @@ impl Heap {
         Ok(idx)
     }
 
-    /// Checks that `obj` is a valid free-list entry of `span`.
+    /// Checks that `obj` is a valid free-list entry of `span`; returns its
+    /// index.
     pub(super) fn check_free_obj(
         &self,
         span: usize,
         d: &SlabDesc,
         obj: usize,
-    ) -> Result<(), Corruption> {
+    ) -> Result<usize, Corruption> {
         match Self::slab_obj_index(d, obj) {
-            Ok(idx) if !self.slab_bit(span, idx) => Ok(()),
+            Ok(idx) if !self.slab_bit(span, idx) => Ok(idx),
             _ => Err(Corruption::new(
                 CorruptionKind::SlabFreeList,
                 obj,
@@ -514,17 +515,18 @@ impl Heap {
                 let next = self.mem.rd32(obj.wrapping_add(link)) as usize;
                 let checked = self
                     .check_free_obj(span, &d, obj)
-                    .and_then(|()| match next {
-                        0 => Ok(()),
-                        _ => self.check_free_obj(span, &d, next),
+                    .and_then(|idx| match next {
+                        0 => Ok(idx),
+                        _ => self.check_free_obj(span, &d, next).map(|_| idx),
                     });
-                if let Err(c) = checked {
-                    damage = Some(c);
-                    break;
-                }
+                let idx = match checked {
+                    Ok(idx) => idx,
+                    Err(c) => {
+                        damage = Some(c);
+                        break;
+                    }
+                };
                 d.free_head = next as u32;
-                // `check_free_obj` proved `obj` is an object start.
-                let idx = obj.wrapping_sub(d.obj_start as usize) / (d.stride.max(1) as usize);
                 (obj, true, idx)
             } else if d.bump < d.capacity {
                 let idx = d.bump as usize;
@@ -709,7 +711,7 @@ impl Heap {
         }
         match d.free_head {
             0 => Ok(()),
-            head => self.check_free_obj(span, d, head as usize),
+            head => self.check_free_obj(span, d, head as usize).map(|_| ()),
         }
     }
 
