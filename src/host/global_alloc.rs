@@ -253,31 +253,22 @@ impl KallocGlobal {
     ) -> *mut u8 {
         let f = self.fast();
         let csize = class_size(class);
-        let p = {
-            let mut cache = self.lock_cache();
-            let r = cache.alloc_with(&f.view, class, csize, false, |c| {
+        // The cache lock is dropped at the end of this statement.
+        let p = self
+            .lock_cache()
+            .alloc_with(&f.view, class, csize, false, |c| {
                 self.with_heap(|h| h.magazine_refill(c, class))
-            });
-            match r {
-                Ok(p) => Some(p),
-                // Out of memory in the slabs: give the magazines back and
-                // retry on the heap.
-                Err(_) => self.with_heap(|h| {
-                    let _ = h.magazine_flush(&mut cache);
-                    h.alloc_flags(csize, 8, Flags::NONE).ok()
-                }),
-            }
-        };
-        let p = p.or_else(|| {
-            if let Some(tc) = tc {
-                self.flush_thread(tc);
-            }
-            let mut cache = self.lock_cache();
-            self.with_heap(|h| {
-                let _ = h.magazine_flush(&mut cache);
-                h.alloc_flags(csize, 8, Flags::NONE).ok()
             })
-        });
+            .ok();
+        // Out of memory in the slabs: the shared magazines go back, then
+        // the calling thread's objects.
+        let p = p
+            .or_else(|| self.alloc_after_flush(csize, 8, Flags::NONE))
+            .or_else(|| {
+                let tc = tc.filter(|tc| tc.held_total() > 0)?;
+                self.flush_thread(tc);
+                self.alloc_after_flush(csize, 8, Flags::NONE)
+            });
         let Some(p) = p else {
             return std::ptr::null_mut();
         };
@@ -304,14 +295,19 @@ impl KallocGlobal {
                 return p.as_ptr();
             }
         }
-        if let Ok(p) = self.with_heap(|h| h.alloc_flags(size, align, flags)) {
-            return p.as_ptr();
-        }
+        self.with_heap(|h| h.alloc_flags(size, align, flags))
+            .ok()
+            .or_else(|| self.alloc_after_flush(size, align, flags))
+            .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    /// The last resort before out of memory: empties the shared magazines
+    /// (objects and parked blocks) into the heap and allocates there.
+    fn alloc_after_flush(&self, size: usize, align: usize, flags: Flags) -> Option<NonNull<u8>> {
         let mut cache = self.lock_cache();
         self.with_heap(|h| {
             let _ = h.magazine_flush(&mut cache);
-            h.alloc_flags(size, align, flags)
-                .map_or(std::ptr::null_mut(), NonNull::as_ptr)
+            h.alloc_flags(size, align, flags).ok()
         })
     }
 
