@@ -96,6 +96,7 @@ pub struct Heap {
 unsafe impl Send for Heap {}
 
 /// Smallest size class index holding `n` bytes.
+#[inline]
 fn class_index(n: usize) -> usize {
     if n <= MIN_SIZE {
         return 0;
@@ -647,6 +648,7 @@ impl Heap {
 }
 
 /// Size-class index used for a kmalloc-style request (exposed for tests).
+#[inline]
 pub fn size_class_for(size: usize, align: usize) -> Option<usize> {
     let align = align.max(MIN_SIZE);
     (size > 0 && size <= MAX_SIZE && align.is_power_of_two() && align <= CLASS_MAX_ALIGN)

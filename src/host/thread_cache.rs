@@ -38,8 +38,8 @@ use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::allocator::config::{CLASS_MAX_ALIGN, MAX_SIZE, NUM_CACHES};
-use crate::allocator::magazine_capacity;
+use crate::allocator::config::NUM_CACHES;
+use crate::allocator::{magazine_capacity, size_class_for};
 
 /// Thread slot indices (threads beyond this many at once use the shared
 /// path).
@@ -65,11 +65,7 @@ pub const fn thread_capacity(class: usize) -> usize {
 /// size-class request (larger than 4096 bytes or aligned to more than 64).
 #[inline(always)]
 pub fn thread_class(size: usize, align: usize) -> Option<usize> {
-    if size > MAX_SIZE || align > CLASS_MAX_ALIGN {
-        return None;
-    }
-    let n = size.max(align).max(16);
-    Some((usize::BITS - (n - 1).leading_zeros()) as usize - 3)
+    size_class_for(size.max(16), align)
 }
 
 /// The heap a thread cache belongs to: its region (for the provenance and
@@ -340,15 +336,6 @@ impl ThreadCache {
             }
         }
         Ok(n)
-    }
-
-    /// Forgets the list of `class` after damage: its objects stay live for
-    /// the heap and are never handed out again.
-    pub fn forget(&mut self, class: usize) {
-        if let (Some(h), Some(c)) = (self.heads.get_mut(class), self.counts.get_mut(class)) {
-            *h = 0;
-            *c = 0;
-        }
     }
 }
 
