@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K]`: N alloc+free
+//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K] [batch=K]`: N alloc+free
 //! pairs of SIZE bytes on a 64 MiB heap, through the raw `Heap` API
 //! (default), the `GlobalAlloc` adapter (its per-thread cache in front of
 //! a shared magazine and the heap, each behind a mutex) or a per-CPU
@@ -13,7 +13,10 @@
 //! core's empty-slab policy). With `holes=K` (raw mode) the heap is 1 GiB
 //! and fragmented first with K free blocks in the TLSF index
 //! (`host::holes::make_holes`, as the `large_index` bench): the
-//! instructions per pair must not grow with K. Built to be run under
+//! instructions per pair must not grow with K. With `batch=K` (percpu
+//! mode) the pairs run in rounds of K allocations and then their K frees,
+//! so objects go through magazine refills and drains (the kernel
+//! benchmark's `batch64` at K = 1,000). Built to be run under
 //! `valgrind --tool=callgrind` twice with different N by
 //! `scripts/callgrind-fastpath.sh`, so that setup cost cancels out in the
 //! difference of the instruction counts.
@@ -27,7 +30,8 @@ use ikos_kalloc::host::global_alloc::KallocGlobal;
 use ikos_kalloc::host::holes::make_holes;
 
 const HEAP: usize = 64 << 20;
-const USAGE: &str = "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K]";
+const USAGE: &str =
+    "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K] [batch=K]";
 
 /// How the pairs reach the allocator.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,34 +42,43 @@ enum Mode {
     System,
 }
 
-/// N + 1 pairs through a `CpuCache` on the locked heap `h`.
-fn percpu_pairs(h: &mut Heap, size: usize, n: u64) -> u64 {
+/// N + 1 pairs through a `CpuCache` on the locked heap `h`; with
+/// `batch` = K > 1 in rounds of K allocations, then their K frees (the
+/// `batch64` workload of the kernel benchmark at K = 1,000).
+fn percpu_pairs(h: &mut Heap, size: usize, n: u64, batch: usize) -> u64 {
     // SAFETY: the view is dropped at the end of this function, while the
     // heap (owned by the caller's adapter) lives on.
     let v = unsafe { h.fast_view() };
     let mut cpu = CpuCache::new();
     let mut failed = 0u64;
     let class = size_class_for(size, 8);
-    for _ in 0..=n {
-        let p = match class {
-            Some(c) => cpu
-                .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
-                .ok(),
-            None => cpu
-                .alloc_large(&v, black_box(size), 16, false)
-                .or_else(|| h.alloc(size)),
-        };
-        let Some(p) = p else {
-            failed += 1;
-            continue;
-        };
-        let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
-            let _ = h.magazine_drain(cc, c, keep);
-        });
-        let parked = r == FastFree::Done || cpu.free_large(&v, p.as_ptr()) == FastFree::Done;
-        if !parked && h.free(p.as_ptr()).is_err() {
-            failed += 1;
+    let mut held = Vec::with_capacity(batch);
+    let mut done = 0u64;
+    while done <= n {
+        for _ in 0..batch {
+            let p = match class {
+                Some(c) => cpu
+                    .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
+                    .ok(),
+                None => cpu
+                    .alloc_large(&v, black_box(size), 16, false)
+                    .or_else(|| h.alloc(size)),
+            };
+            match p {
+                Some(p) => held.push(p),
+                None => failed += 1,
+            }
         }
+        for p in held.drain(..) {
+            let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
+                let _ = h.magazine_drain(cc, c, keep);
+            });
+            let parked = r == FastFree::Done || cpu.free_large(&v, p.as_ptr()) == FastFree::Done;
+            if !parked && h.free(p.as_ptr()).is_err() {
+                failed += 1;
+            }
+        }
+        done += batch as u64;
     }
     if h.magazine_flush(&mut cpu).is_err() {
         failed += 1;
@@ -107,7 +120,14 @@ fn run_system(layout: Layout, n: u64, hold: bool) -> Result<u64, String> {
     Ok(failed)
 }
 
-fn run(size: usize, n: u64, mode: Mode, hold: bool, holes: Option<usize>) -> Result<(), String> {
+fn run(
+    size: usize,
+    n: u64,
+    mode: Mode,
+    hold: bool,
+    holes: Option<usize>,
+    batch: usize,
+) -> Result<(), String> {
     let layout = Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
     if mode == Mode::System {
         return match run_system(layout, n, hold)? {
@@ -137,7 +157,7 @@ fn run(size: usize, n: u64, mode: Mode, hold: bool, holes: Option<usize>) -> Res
     let failed = if global {
         global_pairs(&g, layout, n)
     } else if mode == Mode::PerCpu {
-        g.with(|h| percpu_pairs(h, size, n))
+        g.with(|h| percpu_pairs(h, size, n, batch))
     } else {
         // One lock for the whole loop: the pairs themselves are lock-free.
         g.with(|h| {
@@ -168,12 +188,17 @@ fn run(size: usize, n: u64, mode: Mode, hold: bool, holes: Option<usize>) -> Res
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut holes = None;
-    if let Some(k) = args.last().and_then(|a| a.strip_prefix("holes=")) {
-        let Ok(k) = k.parse::<usize>() else {
+    let mut batch = 1usize;
+    while let Some((key, k)) = args.last().and_then(|a| a.split_once('=')) {
+        let (Ok(k), "holes" | "batch") = (k.parse::<usize>(), key) else {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         };
-        holes = Some(k);
+        if key == "holes" {
+            holes = Some(k);
+        } else {
+            batch = k;
+        }
         args.pop();
     }
     let hold = args.last().is_some_and(|a| a == "hold");
@@ -191,11 +216,11 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    if size == 0 {
+    if size == 0 || batch == 0 || (batch > 1 && mode != Mode::PerCpu) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    match run(size, n, mode, hold, holes) {
+    match run(size, n, mode, hold, holes, batch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kalloc-fastpath: {e}");
