@@ -243,11 +243,17 @@ impl Heap {
         let Some(rel) = obj.checked_sub(start) else {
             return Err(FreeError::NotAllocated);
         };
-        let idx = rel / stride;
+        // The built-in classes have power-of-two strides: a shift and a
+        // mask instead of a division (a helper call under TCG).
+        let (idx, interior) = if stride.is_power_of_two() {
+            (rel >> stride.trailing_zeros(), rel & (stride - 1))
+        } else {
+            (rel / stride, rel % stride)
+        };
         if idx >= d.capacity as usize {
             return Err(FreeError::NotAllocated);
         }
-        if rel % stride != 0 {
+        if interior != 0 {
             return Err(FreeError::Interior);
         }
         if idx >= d.bump as usize {
@@ -509,18 +515,28 @@ impl Heap {
         }
         let mut took = 0usize;
         let mut damage = None;
+        // The index of the free-list head, checked once: every later head
+        // is checked as its predecessor's link before it is followed.
+        let mut head_idx = match d.free_head {
+            0 => Ok(0),
+            h => self.check_free_obj(span, &d, h as usize),
+        };
         while took < n && d.inuse < d.capacity {
             let (obj, reused, idx) = if d.free_head != 0 {
                 let obj = d.free_head as usize;
                 let next = self.mem.rd32(obj.wrapping_add(link)) as usize;
-                let checked = self
-                    .check_free_obj(span, &d, obj)
-                    .and_then(|idx| match next {
-                        0 => Ok(idx),
-                        _ => self.check_free_obj(span, &d, next).map(|_| idx),
-                    });
+                let checked = head_idx.and_then(|idx| {
+                    let next_idx = match next {
+                        0 => Ok(0),
+                        _ => self.check_free_obj(span, &d, next),
+                    };
+                    next_idx.map(|n| (idx, n))
+                });
                 let idx = match checked {
-                    Ok(idx) => idx,
+                    Ok((idx, next_idx)) => {
+                        head_idx = Ok(next_idx);
+                        idx
+                    }
                     Err(c) => {
                         damage = Some(c);
                         break;
