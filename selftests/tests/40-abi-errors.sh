@@ -29,7 +29,7 @@ expect_eq "errors: load" OK "$(load)"
 check "errors: stats lines are all 'key: integer'" \
 	sh -c "! grep -vE '^[a-z_]+: [0-9]+$' $KALLOC_DIR/stats"
 expect_eq "errors: stats keys in documented order" \
-	"heap_size used_bytes free_bytes requested_bytes usable_bytes overhead_bytes largest_free_block fragmentation_pct total_allocs total_frees active_allocs failed_allocs double_frees invalid_frees corruptions slabs_total slabs_empty slabs_partial slabs_full metadata_bytes wrong_cache_frees dma_refusals requested_total usable_total object_reuses reuse_pct large_allocs slab_bytes magazine_objects magazine_bytes fast_allocs fast_frees magazine_refills magazine_drains redzone_errors poison_errors sanity_errors" \
+	"heap_size used_bytes free_bytes requested_bytes usable_bytes overhead_bytes largest_free_block fragmentation_pct total_allocs total_frees active_allocs failed_allocs double_frees invalid_frees corruptions slabs_total slabs_empty slabs_partial slabs_full metadata_bytes wrong_cache_frees dma_refusals requested_total usable_total object_reuses reuse_pct large_allocs slab_bytes magazine_objects magazine_bytes depot_objects fast_allocs fast_frees magazine_refills magazine_drains redzone_errors poison_errors sanity_errors" \
 	"$(sed 's/:.*//' "$KALLOC_DIR/stats" | tr '\n' ' ' | sed 's/ $//')"
 
 # Fixtures: live handle 1 filled with 0xaa, a custom cache `busy` with a live object.

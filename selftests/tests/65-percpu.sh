@@ -35,9 +35,11 @@ expect_eq "percpu: 300 frees" 0 "$e65_bad"
 expect_eq "percpu: all 300 frees on the fast path, none live" "300 300 0" \
 	"$(stat fast_frees) $(stat total_frees) $(stat active_allocs)"
 e65_m=$(stat magazine_objects)
-# One magazine per CPU of at most 128 64-byte objects holds what is left.
-check "percpu: magazines hold 1..256 objects after the frees ($e65_m)" \
-	test "$e65_m" -ge 1 -a "$e65_m" -le 256
+e65_d=$(stat depot_objects)
+# One magazine per CPU of at most 128 64-byte objects holds what is left,
+# beside the depot (counted in magazine_objects too).
+check "percpu: magazines hold 1..256 objects after the frees ($e65_m - $e65_d)" \
+	test $((e65_m - e65_d)) -ge 1 -a $((e65_m - e65_d)) -le 256
 expect_eq "percpu: magazine_bytes is 64 per object" $((e65_m * 64)) "$(stat magazine_bytes)"
 expect_eq "percpu: the size-64 row shows the same magazine objects, 0 live" "$e65_m 0" \
 	"$(e65_col size-64 magazine_objs) $(e65_col size-64 active_objs)"
@@ -48,8 +50,25 @@ check "percpu: validate ok with objects in magazines" validate_ok
 expect_eq "percpu: validate checked every magazine object" "$e65_m" \
 	"$(sed -n 's/^magazine_objects_checked: //p' "$KALLOC_DIR/validate")"
 # The refills took at least 5 x 64 objects, more than the two magazines
-# hold: some were drained.
+# hold: some were drained, each time the 64 oldest of a full magazine, all
+# into the depot (room for 1,024 of 64 bytes).
 check "percpu: drains happened (magazine full at 128)" test "$(stat magazine_drains)" -ge 1
+expect_eq "percpu: every drain parked 64 objects in the depot" \
+	$((64 * $(stat magazine_drains))) "$e65_d"
+# Allocations take the depot's objects back before any slab's: as many
+# allocations as the depot holds need no new slab object, whatever this
+# CPU's magazine holds.
+e65_r=$(stat magazine_refills)
+e65_loop 1 "$e65_d" 64
+expect_eq "percpu: $e65_d allocs after the frees" 0 "$e65_bad"
+e65_d2=$(stat depot_objects)
+check "percpu: refills took objects from the depot ($e65_d -> $e65_d2)" \
+	test "$e65_d2" -lt "$e65_d" -o "$(stat magazine_refills)" -eq "$e65_r"
+expect_eq "percpu: the size-64 objects taken from slabs did not change" $((e65_m)) \
+	$(($(e65_col size-64 magazine_objs) + $(e65_col size-64 active_objs)))
+e65_loop 1 "$e65_d" free
+expect_eq "percpu: $e65_d frees" 0 "$e65_bad"
+e65_m=$(stat magazine_objects)
 
 # ZERO on the fast path: a dirty object comes back cleared.
 expect_write "percpu: alloc 301 64" OK "$KALLOC_DIR/alloc" "301 64"

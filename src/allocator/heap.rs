@@ -19,6 +19,7 @@ use super::config::{
     PAGE_SIZE, TOTAL_CACHES,
 };
 use super::debug::{count_kind, DebugState};
+use super::depot::depot_bytes;
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, Placement, TLSF_INDEX_BYTES};
@@ -81,6 +82,8 @@ pub struct Heap {
     pub(super) blocks_start: usize,
     pub(super) caches_off: usize,
     pub(super) pagemap_off: usize,
+    /// Offset of the magazine depot's entries (`depot.rs`).
+    pub(super) depot_off: usize,
     pub(super) npages: usize,
     pub(super) initial_largest: usize,
     pub(super) tlsf: TlsfCounters,
@@ -144,12 +147,14 @@ impl Heap {
         let mem = unsafe { Region::new(region, len) };
         let (caches_off, pagemap_off) = Self::metadata_layout();
         let npages = len / PAGE_SIZE;
+        let depot_off = Self::depot_offset_for(len).ok_or(InitError::TooLarge)?;
         let blocks_start = Self::metadata_bytes_for(len).ok_or(InitError::TooLarge)?;
         let mut heap = Heap {
             mem,
             blocks_start,
             caches_off,
             pagemap_off,
+            depot_off,
             npages,
             initial_largest: 0,
             tlsf: TlsfCounters::default(),
@@ -185,14 +190,22 @@ impl Heap {
         (caches_off, pagemap_off)
     }
 
-    /// Bytes of the metadata area of a heap of `len` bytes (what
-    /// [`Heap::metadata_bytes`] returns for it): the TLSF index and cache
-    /// descriptors, fixed, plus one page-map entry per page of the region,
-    /// rounded to 16. `None` on overflow.
-    pub fn metadata_bytes_for(len: usize) -> Option<usize> {
+    /// Offset of the depot area of a heap of `len` bytes: after the page
+    /// map, one entry per page of the region. `None` on overflow.
+    fn depot_offset_for(len: usize) -> Option<usize> {
         let (_, pagemap_off) = Self::metadata_layout();
         let entries = (len / PAGE_SIZE).checked_mul(ENTRY_BYTES)?;
-        round16(pagemap_off.checked_add(entries)?)
+        pagemap_off.checked_add(entries)
+    }
+
+    /// Bytes of the metadata area of a heap of `len` bytes (what
+    /// [`Heap::metadata_bytes`] returns for it): the TLSF index and cache
+    /// descriptors, fixed, one page-map entry per page of the region and
+    /// the magazine depot (`depot.rs`: at most 40,832 bytes, 0.49% of
+    /// the region), rounded to 16. `None` on overflow.
+    pub fn metadata_bytes_for(len: usize) -> Option<usize> {
+        let end = Self::depot_offset_for(len)?.checked_add(depot_bytes(len))?;
+        round16(end)
     }
 
     /// Base address of the region.
@@ -219,6 +232,12 @@ impl Heap {
     /// Bytes of the metadata area at the start of the region.
     pub fn metadata_bytes(&self) -> usize {
         self.blocks_start
+    }
+
+    /// Offset and bytes of the magazine depot's entries (`depot.rs`), the
+    /// last part of the metadata area.
+    pub fn depot_area(&self) -> (usize, usize) {
+        (self.depot_off, depot_bytes(self.mem.len()))
     }
 
     /// Records detected corruption and passes it through.

@@ -188,9 +188,19 @@ const MASK27: u64 = (1 << 27) - 1;
 /// was used before, packed in 64 bits (offsets are 8-aligned and below
 /// 1 GiB, so 27 bits each).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-struct Entry(u64);
+pub(super) struct Entry(u64);
 
 impl Entry {
+    /// The packed form, as the depot stores it.
+    pub(super) fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// An entry from its packed form.
+    pub(super) fn from_bits(bits: u64) -> Entry {
+        Entry(bits)
+    }
+
     fn new(obj: usize, word: usize, bit: usize, reused: bool) -> Entry {
         Entry(
             ((obj as u64 >> 3) & MASK27)
@@ -200,7 +210,7 @@ impl Entry {
         )
     }
 
-    fn obj(self) -> usize {
+    pub(super) fn obj(self) -> usize {
         ((self.0 & MASK27) << 3) as usize
     }
 
@@ -608,35 +618,7 @@ impl FastView {
         // inside the region, which outlives the view (`Heap::fast_view`).
         // Both words of the entry in one load: `first` low, `start` high.
         let e = unsafe { (*self.pagemap.add(page)).load(Ordering::Relaxed) };
-        let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
-        // A span starting inside the page owns everything from its start.
-        let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
-            start
-        } else {
-            first
-        };
-        if cand & GHOST != 0 {
-            return None;
-        }
-        let tag = cand & TAG_MASK;
-        let g = TAG_GEOM[tag];
-        let span = cand & !TAG_MASK;
-        // The region base is page aligned, so offsets align like addresses.
-        let obj_start = (span + g.first_pad()) & g.align_mask();
-        let rel = off.checked_sub(obj_start)?;
-        let idx = rel >> g.shift();
-        // Tags of no class have `cap` 0.
-        if idx >= g.cap() || rel & ((1 << g.shift()) - 1) != 0 {
-            return None;
-        }
-        let (word, _) = Heap::bit_pos(span, idx);
-        Some(Located {
-            class: tag - 1,
-            cap: g.mag_cap(),
-            obj: off,
-            word,
-            bit: idx % 64,
-        })
+        locate_in_page(e, off)
     }
 
     /// Where `ptr` is, if it is an object start in a standard built-in slab
@@ -662,6 +644,57 @@ impl FastView {
     }
 }
 
+/// [`FastView::locate`] for the object at `off`, given the page-map entry
+/// `e` of its page (both words: `first` low, `start` high).
+#[inline(always)]
+fn locate_in_page(e: u64, off: usize) -> Option<Located> {
+    let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
+    // A span starting inside the page owns everything from its start.
+    let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
+        start
+    } else {
+        first
+    };
+    if cand & GHOST != 0 {
+        return None;
+    }
+    let tag = cand & TAG_MASK;
+    let g = TAG_GEOM[tag];
+    let span = cand & !TAG_MASK;
+    // The region base is page aligned, so offsets align like addresses.
+    let obj_start = (span + g.first_pad()) & g.align_mask();
+    let rel = off.checked_sub(obj_start)?;
+    let idx = rel >> g.shift();
+    // Tags of no class have `cap` 0.
+    if idx >= g.cap() || rel & ((1 << g.shift()) - 1) != 0 {
+        return None;
+    }
+    let (word, _) = Heap::bit_pos(span, idx);
+    Some(Located {
+        class: tag - 1,
+        cap: g.mag_cap(),
+        obj: off,
+        word,
+        bit: idx % 64,
+    })
+}
+
+impl Heap {
+    /// Whether `e` is what the fast path would make of its object: the
+    /// start of an object of class `class` in a standard slab, with that
+    /// object's bitmap word and bit (one page-map read, no division). The
+    /// depot checks the entries it hands out with it.
+    pub(super) fn entry_matches(&self, class: usize, e: Entry) -> bool {
+        let obj = e.obj();
+        let at = self
+            .pagemap_off
+            .wrapping_add((obj / PAGE_SIZE).wrapping_mul(ENTRY_BYTES));
+        obj / PAGE_SIZE < self.npages
+            && locate_in_page(self.mem.load64(at), obj)
+                .is_some_and(|l| l.class == class && l.word == e.word() && 1 << l.bit == e.mask())
+    }
+}
+
 /// Counters of the per-CPU layer kept by the heap.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct MagazineCounters {
@@ -676,6 +709,8 @@ pub(super) struct MagazineCounters {
     /// included); exact once every `CpuCache` is absorbed.
     pub(super) large_cached: u64,
     pub(super) large_cached_bytes: u64,
+    /// Objects in the depot, per class (also counted in `cached`).
+    pub(super) depot: [u32; NUM_CACHES],
 }
 
 impl Heap {
@@ -736,6 +771,28 @@ impl Heap {
         if want == 0 {
             return Ok(0);
         }
+        // Objects parked in the depot first: a copy of entries, and they
+        // are already counted as cached.
+        let from_depot = match m.slots.get_mut(m.count..m.count + want) {
+            Some(out) => self.depot_take(class, out),
+            None => 0,
+        };
+        if from_depot > 0 {
+            let fresh = m
+                .slots
+                .iter()
+                .skip(m.count)
+                .take(from_depot)
+                .filter(|e| !e.reused())
+                .count();
+            m.count += from_depot;
+            if let Some(ev) = cpu.events.get_mut(class) {
+                ev.expect = ev.expect.wrapping_add(from_depot as u64);
+                ev.expect_fresh = ev.expect_fresh.wrapping_add(fresh as u64);
+            }
+            cpu.refills = cpu.refills.wrapping_add(1);
+            return Ok(from_depot);
+        }
         let mut fresh = 0u64;
         let got = self.slab_take(class, want, |t| {
             let (word, _) = Heap::bit_pos(t.span, t.idx);
@@ -759,17 +816,30 @@ impl Heap {
         Ok(got)
     }
 
-    /// Returns the oldest objects of the `class` magazine of `cpu` to their
-    /// slabs until at most `keep` remain, in one batch (see
-    /// `Heap::slab_put_many`). Returns how many went back. At an entry
-    /// whose slab does not take it back (damage) the batch stops: that entry
-    /// and the rest of the batch are dropped (never handed out again) and
-    /// the damage is counted in `corruptions` and returned.
+    /// Moves the oldest objects of the `class` magazine of `cpu` to the
+    /// depot (`depot.rs`), and what it has no room for back to their slabs
+    /// in one batch (see `Heap::slab_put_many`), until at most `keep`
+    /// remain. Returns how many left the magazine. At an entry whose slab
+    /// does not take it back (damage) the batch stops: that entry and the
+    /// rest of the batch are dropped (never handed out again) and the
+    /// damage is counted in `corruptions` and returned.
     pub fn magazine_drain(
         &mut self,
         cpu: &mut CpuCache,
         class: usize,
         keep: usize,
+    ) -> Result<usize, Corruption> {
+        self.magazine_release(cpu, class, keep, true)
+    }
+
+    /// [`Heap::magazine_drain`]; without `to_depot` every object goes back
+    /// to its slab (a flush).
+    fn magazine_release(
+        &mut self,
+        cpu: &mut CpuCache,
+        class: usize,
+        keep: usize,
+        to_depot: bool,
     ) -> Result<usize, Corruption> {
         let Some(m) = cpu.mags.get_mut(class) else {
             return Ok(0);
@@ -778,18 +848,24 @@ impl Heap {
         if let Some(ev) = cpu.events.get_mut(class) {
             ev.note_removed(m, 0, n);
         }
-        let (done, damage) = self.slab_put_many(m.slots.iter().take(n).map(|e| e.obj()));
+        let parked = match (to_depot, m.slots.get(..n)) {
+            (true, Some(old)) => self.depot_put(class, old),
+            _ => 0,
+        };
+        let objs = m.slots.iter().take(n).skip(parked).map(|e| e.obj());
+        let (done, damage) = self.slab_put_many(objs);
         // On damage the entries after the bad one cannot be trusted either:
         // they are dropped with it (leaked, never handed out again).
         m.slots.copy_within(n..m.count, 0);
         m.count -= n;
+        // Parked objects stay cached.
         if let Some(c) = self.mags.cached.get_mut(class) {
-            *c = c.wrapping_sub(n as u32);
+            *c = c.wrapping_sub((n - parked) as u32);
         }
         cpu.drains = cpu.drains.wrapping_add(1);
         match damage {
             Some(c) => Err(self.note_corruption(c)),
-            None => Ok(done),
+            None => Ok(parked + done),
         }
     }
 
@@ -862,9 +938,10 @@ impl Heap {
         mg.fast_frees = mg.fast_frees.wrapping_add(frees);
     }
 
-    /// Absorbs `cpu` and returns all its objects to the slabs (empty slabs
-    /// then go back to the large pool as usual) and its parked large blocks
-    /// to the TLSF lists. Returns how many objects and blocks went back.
+    /// Absorbs `cpu` and returns all its objects, and those of the depot,
+    /// to the slabs (empty slabs then go back to the large pool as usual)
+    /// and its parked large blocks to the TLSF lists. Returns how many
+    /// objects and blocks went back.
     pub fn magazine_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
         self.magazine_absorb(cpu);
         let (mut n, mut first_err) = match self.large_cache_flush(cpu) {
@@ -872,11 +949,17 @@ impl Heap {
             Err(c) => (0, Some(c)),
         };
         for class in 0..NUM_CACHES {
-            match self.magazine_drain(cpu, class, 0) {
+            match self.magazine_release(cpu, class, 0, false) {
                 Ok(k) => n += k,
                 Err(c) => {
                     first_err.get_or_insert(c);
                 }
+            }
+        }
+        match self.depot_flush() {
+            Ok(k) => n += k,
+            Err(c) => {
+                first_err.get_or_insert(c);
             }
         }
         match first_err {
@@ -896,23 +979,31 @@ impl Heap {
     fn magazine_check_inner(&self, cpu: &CpuCache) -> Result<usize, Corruption> {
         let mut n = 0usize;
         for (class, m) in cpu.mags.iter().enumerate() {
-            for e in m.slots.iter().take(m.count) {
-                let obj = e.obj();
-                let bad = |d: u64| Corruption::new(CorruptionKind::MagazineEntry, obj, d);
-                let span = self.pagemap_lookup(obj)?.ok_or(bad(0))?.off;
-                let d = self.slab_desc(span)?;
-                if d.cache as usize != class {
-                    return Err(bad(u64::from(d.cache)));
-                }
-                let idx = Self::slab_obj_index(&d, obj).map_err(|_| bad(span as u64))?;
-                let (word, mask) = Heap::bit_pos(span, idx);
-                if word != e.word() || mask != e.mask() || self.slab_bit(span, idx) {
-                    return Err(bad(span as u64));
-                }
+            for &e in m.slots.iter().take(m.count) {
+                self.check_cached_entry(class, e)?;
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    /// Checks a magazine or depot entry of class `class`: the start of an
+    /// object of that class in a live slab, with its bitmap word and bit,
+    /// not marked live.
+    pub(super) fn check_cached_entry(&self, class: usize, e: Entry) -> Result<(), Corruption> {
+        let obj = e.obj();
+        let bad = |d: u64| Corruption::new(CorruptionKind::MagazineEntry, obj, d);
+        let span = self.pagemap_lookup(obj)?.ok_or(bad(0))?.off;
+        let d = self.slab_desc(span)?;
+        if d.cache as usize != class {
+            return Err(bad(u64::from(d.cache)));
+        }
+        let idx = Self::slab_obj_index(&d, obj).map_err(|_| bad(span as u64))?;
+        let (word, mask) = Heap::bit_pos(span, idx);
+        if word != e.word() || mask != e.mask() || self.slab_bit(span, idx) {
+            return Err(bad(span as u64));
+        }
+        Ok(())
     }
 
     /// Objects the heap has handed to magazines, per class (exact once

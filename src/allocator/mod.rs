@@ -78,6 +78,7 @@ pub mod config;
 mod debug;
 mod debug_check;
 mod debug_track;
+mod depot;
 mod error;
 mod flags;
 mod heap;
@@ -97,6 +98,7 @@ pub use debug::{
     DebugFlags, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE, TRACK_BYTES,
 };
 pub use debug_track::{LiveAlloc, Owner};
+pub use depot::{depot_capacity, DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES};
 pub use error::{
     AllocError, CacheError, Corruption, CorruptionKind, FreeError, InitError, ReallocError,
 };

@@ -102,13 +102,18 @@ pub struct Stats {
     /// Bytes of those objects and payload bytes of those blocks (counted
     /// in `free_bytes`).
     pub magazine_bytes: u64,
+    /// Of `magazine_objects`, those parked in the magazine depot between
+    /// the CPUs' magazines (`depot.rs`).
+    pub depot_objects: u64,
     /// Allocations served by the per-CPU fast path.
     pub fast_allocs: u64,
     /// Frees taken by the per-CPU fast path.
     pub fast_frees: u64,
-    /// Magazine refills from the slabs (each under the heap lock).
+    /// Magazine refills from the depot or the slabs (each under the heap
+    /// lock).
     pub magazine_refills: u64,
-    /// Magazine drains back to the slabs (each under the heap lock).
+    /// Magazine drains to the depot or back to the slabs (each under the
+    /// heap lock).
     pub magazine_drains: u64,
     /// Red zones found overwritten (debug `Z`; also in `corruptions`).
     pub redzone_errors: u64,
@@ -200,6 +205,7 @@ impl Heap {
             large_allocs: large_count,
             magazine_objects: mag_objs.saturating_add(parked as u64),
             magazine_bytes: (mag_bytes as u64).saturating_add(parked_payload as u64),
+            depot_objects: self.depot_total(),
             fast_allocs: self.mags.fast_allocs,
             fast_frees: self.mags.fast_frees,
             magazine_refills: self.mags.refills,

@@ -37,6 +37,8 @@ pub struct ValidationReport {
     pub pages_checked: usize,
     /// Bytes covered by the block walk plus the metadata area (== heap size).
     pub bytes_accounted: usize,
+    /// Magazine depot entries checked (`depot.rs`).
+    pub depot_objects_checked: usize,
 }
 
 /// Per-cache tallies gathered during the block walk.
@@ -101,6 +103,7 @@ impl Heap {
         self.walk_blocks(&mut rep, &mut w, &mut tally)?;
         self.check_free_lists(&mut rep, &w)?;
         self.check_caches(&w, &tally)?;
+        rep.depot_objects_checked = self.depot_check()?;
         self.check_pagemap(&mut rep)?;
         self.check_stats(&w, &tally)?;
         Ok(rep)

@@ -132,7 +132,7 @@ fn parsed<'a, T>(
 
 fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = k.quiesced(false, |h, _| h.stats());
-    let rows: [(&str, u64); 37] = [
+    let rows: [(&str, u64); 38] = [
         ("heap_size", s.heap_size as u64),
         ("used_bytes", s.used_bytes as u64),
         ("free_bytes", s.free_bytes as u64),
@@ -163,6 +163,7 @@ fn show_stats(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("slab_bytes", s.slab_bytes as u64),
         ("magazine_objects", s.magazine_objects),
         ("magazine_bytes", s.magazine_bytes),
+        ("depot_objects", s.depot_objects),
         ("fast_allocs", s.fast_allocs),
         ("fast_frees", s.fast_frees),
         ("magazine_refills", s.magazine_refills),
@@ -454,6 +455,8 @@ fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             writeln!(f, "slab_free_links: {}", r.slab_free_links)?;
             writeln!(f, "pages_checked: {}", r.pages_checked)?;
             writeln!(f, "bytes_accounted: {}", r.bytes_accounted)?;
+            // The depot's objects count as magazine objects (`stats`).
+            let mags = mags + r.depot_objects_checked;
             writeln!(f, "magazine_objects_checked: {mags}")
         }
         Err(c) => {

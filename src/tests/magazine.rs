@@ -10,29 +10,11 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::{mpsc, Arc, Mutex};
 
-use common::{check, fill, release_model, view, Rng, TestHeap};
+use common::{check, fast_alloc, fast_free, fill, release_model, view, Rng, TestHeap};
 use ikos_kalloc::allocator::{
-    magazine_capacity, size_class_for, AllocError, CpuCache, DebugFlags, FastFree, FastView,
-    FreeError, Heap,
+    magazine_capacity, size_class_for, AllocError, CpuCache, DebugFlags, FastFree, FreeError, Heap,
 };
 use proptest::prelude::*;
-
-/// Fast-path allocation with refill, as the kernel glue does it.
-fn fast_alloc(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, size: usize) -> NonNull<u8> {
-    let class = size_class_for(size, 8).expect("class size");
-    cpu.alloc_with(v, class, size, false, |cpu| h.magazine_refill(cpu, class))
-        .expect("fast alloc")
-}
-
-/// Fast-path free with drain; falls back to the locked free like the glue.
-fn fast_free(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, p: *mut u8) -> Result<(), FreeError> {
-    match cpu.free_with(v, p, |cpu, class, keep| {
-        h.magazine_drain(cpu, class, keep).expect("drain");
-    }) {
-        FastFree::Done => Ok(()),
-        _ => h.free(p),
-    }
-}
 
 #[test]
 fn pair_reuses_one_object_and_stats_stay_exact() {
@@ -181,8 +163,15 @@ fn slow_and_fast_paths_mix_and_objects_cross_cpus() {
         (3000, 3000, 0)
     );
     assert_eq!(s.requested_bytes, 0);
-    assert_eq!(s.magazine_objects as usize, a.held_total() + b.held_total());
-    h.validate().unwrap();
+    // Drains of full magazines went to the depot, whose objects are
+    // magazine objects too.
+    assert!(s.depot_objects > 0, "the drains filled the depot");
+    assert_eq!(
+        s.magazine_objects as usize,
+        a.held_total() + b.held_total() + s.depot_objects as usize
+    );
+    let r = h.validate().unwrap();
+    assert_eq!(r.depot_objects_checked as u64, s.depot_objects);
     h.magazine_flush(&mut a).unwrap();
     h.magazine_flush(&mut b).unwrap();
     let s = h.stats();
@@ -225,8 +214,10 @@ fn frees_reuses_and_dropped_entries_are_counted_exactly() {
     h.magazine_absorb(&mut scratch);
     assert_eq!(counts(&h), (5, 2, 2, 0));
     assert_eq!(cpu.held(class), half - 3);
-    // Draining the never-used rest changes no counter but the magazine's.
+    // Draining the never-used rest (into the depot) changes no counter
+    // but the magazine's.
     assert_eq!(h.magazine_drain(&mut cpu, class, 0), Ok(half - 3));
+    assert_eq!(h.stats().depot_objects as usize, half - 3);
     fast_free(&mut h, &v, &mut cpu, b[0].as_ptr()).unwrap();
     fast_free(&mut h, &v, &mut cpu, b[1].as_ptr()).unwrap();
     let c = fast_alloc(&mut h, &v, &mut cpu, 64);
@@ -234,7 +225,7 @@ fn frees_reuses_and_dropped_entries_are_counted_exactly() {
     fast_free(&mut h, &v, &mut cpu, c.as_ptr()).unwrap();
     h.magazine_absorb(&mut cpu);
     assert_eq!(counts(&h), (6, 5, 3, 0));
-    assert_eq!(h.stats().magazine_objects, 2);
+    assert_eq!(h.stats().magazine_objects as usize, 2 + half - 3);
     // A copy of the magazine hands out its top object (b[1]); the original
     // then finds that object marked live, drops the entry (a corruption,
     // not an allocation) and hands out the next one.
@@ -249,7 +240,11 @@ fn frees_reuses_and_dropped_entries_are_counted_exactly() {
     h.magazine_absorb(&mut cpu);
     assert_eq!(counts(&h), (8, 5, 5, 1));
     let s = h.stats();
-    assert_eq!((s.active_allocs, s.magazine_objects), (3, 0));
+    // Only the depot's objects are left cached.
+    assert_eq!(
+        (s.active_allocs, s.magazine_objects),
+        (3, (half - 3) as u64)
+    );
     for p in [a[2], stolen, d] {
         h.free(p.as_ptr()).unwrap();
     }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use ikos_kalloc::allocator::{CpuCache, DebugFlags, FastView, Heap, Stats};
+use ikos_kalloc::allocator::{
+    size_class_for, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap, Stats,
+};
 use proptest::test_runner::TestCaseError;
 
 /// Page size used for test regions.
@@ -137,6 +139,33 @@ pub(crate) fn check(p: NonNull<u8>, len: usize, seed: u8) -> bool {
 pub(crate) fn view(h: &Heap) -> FastView {
     // SAFETY: every test drops the view before the heap.
     unsafe { h.fast_view() }
+}
+
+/// Fast-path allocation with refill, as the kernel glue does it.
+pub(crate) fn fast_alloc(
+    h: &mut Heap,
+    v: &FastView,
+    cpu: &mut CpuCache,
+    size: usize,
+) -> NonNull<u8> {
+    let class = size_class_for(size, 8).expect("class size");
+    cpu.alloc_with(v, class, size, false, |cpu| h.magazine_refill(cpu, class))
+        .expect("fast alloc")
+}
+
+/// Fast-path free with drain; falls back to the locked free like the glue.
+pub(crate) fn fast_free(
+    h: &mut Heap,
+    v: &FastView,
+    cpu: &mut CpuCache,
+    p: *mut u8,
+) -> Result<(), FreeError> {
+    match cpu.free_with(v, p, |cpu, class, keep| {
+        h.magazine_drain(cpu, class, keep).expect("drain");
+    }) {
+        FastFree::Done => Ok(()),
+        _ => h.free(p),
+    }
 }
 
 /// End of a per-CPU model test: checks and frees every live allocation

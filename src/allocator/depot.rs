@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The magazine depot: free objects of the built-in size classes parked
+//! under the heap lock between the per-CPU magazines (Bonwick's depot,
+//! SLUB's barn of full sheaves).
+//!
+//! A drain of a full magazine moves its oldest half here instead of giving
+//! each object back to its slab, and a refill of an empty magazine takes
+//! objects from here before it takes any from the slabs. Both are copies of
+//! magazine entries (object, bitmap word and bit, reused): no free-list or
+//! bitmap checks and no descriptor, list or counter updates per object.
+//! That is what a workload pays that allocates more objects than a
+//! magazine holds and then frees them (the benchmark's `batch64`).
+//!
+//! Depot objects are *cached* like magazine objects: taken from their
+//! slabs, bitmap bit clear, counted in `magazine_objects`; `validate`
+//! checks every entry ([`Heap::depot_check`]) and that per class the taken
+//! objects without a live bit are exactly the magazine and depot objects.
+//! Every flush ([`Heap::magazine_flush`]: `shrink`, module exit, an
+//! allocation that would fail) returns them to their slabs.
+//!
+//! The entries live in the metadata area, after the page map: per class
+//! at most [`DEPOT_MAX_ENTRIES`] entries and [`DEPOT_MAX_BYTES`] of
+//! objects (1,024 of 64 bytes, 16 of 4 KiB), 5,104 entries in all, so
+//! 40,832 bytes (0.49%) on the default 8 MiB heap; regions below 8 MiB get
+//! a proportional share (39 entries on a 64 KiB one).
+
+use super::config::{class_size, NUM_CACHES};
+use super::error::{Corruption, CorruptionKind};
+use super::heap::Heap;
+use super::magazine::Entry;
+
+/// Most entries the depot keeps per class.
+pub const DEPOT_MAX_ENTRIES: usize = 1024;
+
+/// Most bytes of objects the depot keeps per class.
+pub const DEPOT_MAX_BYTES: usize = 64 * 1024;
+
+/// Regions of at least this size get the whole depot; smaller ones a
+/// proportional share, so that its entries never take more than 0.5% of
+/// the region.
+const DEPOT_FULL_REGION: usize = 8 << 20;
+
+/// Bytes of one depot entry.
+const ENTRY_BYTES: usize = 8;
+
+/// Entries the depot of a heap of `len` bytes keeps for class `class`:
+/// `min(1024, 64 KiB / class size)`, scaled by `len / 8 MiB` below 8 MiB.
+pub const fn depot_capacity(class: usize, len: usize) -> usize {
+    if class >= NUM_CACHES {
+        return 0;
+    }
+    let by_bytes = DEPOT_MAX_BYTES / class_size(class);
+    let full = if by_bytes < DEPOT_MAX_ENTRIES {
+        by_bytes
+    } else {
+        DEPOT_MAX_ENTRIES
+    };
+    if len >= DEPOT_FULL_REGION {
+        full
+    } else {
+        // Both factors are small (1,024 and 128 at most): no overflow.
+        full * (len >> 16) / (DEPOT_FULL_REGION >> 16)
+    }
+}
+
+/// Index of the first entry of class `class` in the depot area (for
+/// `class == NUM_CACHES`: the number of entries of all classes).
+const fn depot_first(class: usize, len: usize) -> usize {
+    let mut i = 0;
+    let mut n = 0;
+    while i < class && i < NUM_CACHES {
+        n += depot_capacity(i, len);
+        i += 1;
+    }
+    n
+}
+
+/// Bytes of the depot area of a heap of `len` bytes.
+pub(super) const fn depot_bytes(len: usize) -> usize {
+    depot_first(NUM_CACHES, len) * ENTRY_BYTES
+}
+
+impl Heap {
+    /// Offset of the first entry of class `class` in the depot area.
+    fn depot_base(&self, class: usize) -> usize {
+        let first = depot_first(class, self.mem.len());
+        self.depot_off.wrapping_add(first.wrapping_mul(ENTRY_BYTES))
+    }
+
+    /// Entry `i` of class `class` (whose entries start at `base`).
+    fn depot_entry(&self, base: usize, i: usize) -> Entry {
+        let at = base.wrapping_add(i.wrapping_mul(ENTRY_BYTES));
+        Entry::from_bits(self.mem.read(at).unwrap_or(0))
+    }
+
+    /// Objects of class `class` in the depot.
+    pub(super) fn depot_count(&self, class: usize) -> usize {
+        self.mags.depot.get(class).map_or(0, |&n| n as usize)
+    }
+
+    /// Objects in the depot, all classes.
+    pub(super) fn depot_total(&self) -> u64 {
+        self.mags.depot.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// Parks as many of `entries` (objects of class `class` taken from a
+    /// magazine) as the depot has room for, from the first; returns how
+    /// many.
+    pub(super) fn depot_put(&mut self, class: usize, entries: &[Entry]) -> usize {
+        let have = self.depot_count(class);
+        let room = depot_capacity(class, self.mem.len()).saturating_sub(have);
+        let n = entries.len().min(room);
+        let base = self.depot_base(class);
+        for (i, e) in entries.iter().take(n).enumerate() {
+            let at = base.wrapping_add((have + i).wrapping_mul(ENTRY_BYTES));
+            self.mem.write(at, e.bits());
+        }
+        if let Some(c) = self.mags.depot.get_mut(class) {
+            *c += n as u32;
+        }
+        n
+    }
+
+    /// Takes up to `out.len()` objects of class `class` from the depot
+    /// (the most recently parked first) into `out`; returns how many. An
+    /// entry that does not describe an object of the class with its bitmap
+    /// bit (damage to the metadata area) is dropped, never handed out, and
+    /// counted in `corruptions`.
+    pub(super) fn depot_take(&mut self, class: usize, out: &mut [Entry]) -> usize {
+        let mut have = self.depot_count(class);
+        let base = self.depot_base(class);
+        let mut n = 0usize;
+        let mut bad = 0u64;
+        while n < out.len() && have > 0 {
+            have -= 1;
+            let e = self.depot_entry(base, have);
+            if !self.entry_matches(class, e) {
+                bad += 1;
+                continue;
+            }
+            if let Some(slot) = out.get_mut(n) {
+                *slot = e;
+                n += 1;
+            }
+        }
+        if let Some(c) = self.mags.depot.get_mut(class) {
+            *c = have as u32;
+        }
+        if bad > 0 {
+            let c = Corruption::new(CorruptionKind::MagazineEntry, class, bad);
+            self.ctr.corruptions = self.ctr.corruptions.wrapping_add(bad - 1);
+            self.note_corruption(c);
+        }
+        n
+    }
+
+    /// Returns every depot object to its slab (see
+    /// `Heap::slab_put_many`); returns how many went back. At damage the
+    /// class's remaining entries are dropped (never handed out again) and
+    /// the first damage is counted and returned.
+    pub(super) fn depot_flush(&mut self) -> Result<usize, Corruption> {
+        let mut done = 0usize;
+        let mut first_err = None;
+        for class in 0..NUM_CACHES {
+            let n = self.depot_count(class);
+            let base = self.depot_base(class);
+            // Read in chunks: `slab_put_many` needs the heap mutably.
+            let mut chunk = [0usize; 64];
+            let mut at = 0usize;
+            while at < n {
+                let k = (n - at).min(chunk.len());
+                for (i, obj) in chunk.iter_mut().take(k).enumerate() {
+                    *obj = self.depot_entry(base, at + i).obj();
+                }
+                let (back, damage) = self.slab_put_many(chunk.iter().take(k).copied());
+                done += back;
+                at += k;
+                if let Some(c) = damage {
+                    first_err.get_or_insert(self.note_corruption(c));
+                    break;
+                }
+            }
+            if let Some(c) = self.mags.cached.get_mut(class) {
+                *c = c.wrapping_sub(n as u32);
+            }
+            if let Some(c) = self.mags.depot.get_mut(class) {
+                *c = 0;
+            }
+        }
+        match first_err {
+            Some(c) => Err(c),
+            None => Ok(done),
+        }
+    }
+
+    /// Checks every depot entry like a magazine entry (see
+    /// `Heap::check_cached_entry`); returns how many were checked.
+    pub fn depot_check(&self) -> Result<usize, Corruption> {
+        let mut n = 0usize;
+        for class in 0..NUM_CACHES {
+            let have = self.depot_count(class);
+            if have > depot_capacity(class, self.mem.len()) {
+                return Err(Corruption::new(
+                    CorruptionKind::MagazineEntry,
+                    class,
+                    have as u64,
+                ));
+            }
+            let base = self.depot_base(class);
+            for i in 0..have {
+                self.check_cached_entry(class, self.depot_entry(base, i))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

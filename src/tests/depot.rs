@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The magazine depot: drains park objects there and refills take them
+//! back without touching the slabs; its size; flushes; damage.
+
+mod common;
+
+use common::{fast_alloc, fast_free, view, TestHeap};
+use ikos_kalloc::allocator::{
+    depot_capacity, magazine_capacity, size_class_for, CpuCache, Heap, DEPOT_MAX_BYTES,
+    DEPOT_MAX_ENTRIES,
+};
+
+const MIB: usize = 1 << 20;
+
+/// Objects of the size-64 cache taken from their slabs (live or cached).
+fn taken64(h: &Heap) -> u64 {
+    let class = size_class_for(64, 8).unwrap();
+    let c = h.cache_info(class).unwrap();
+    (c.active_objs + c.magazine_objs) as u64
+}
+
+/// `rounds` times: `n` 64-byte fast allocations, then their frees.
+fn batches(h: &mut Heap, cpu: &mut CpuCache, n: usize, rounds: usize) {
+    let v = view(h);
+    for _ in 0..rounds {
+        let ps: Vec<_> = (0..n).map(|_| fast_alloc(h, &v, cpu, 64)).collect();
+        for p in ps {
+            fast_free(h, &v, cpu, p.as_ptr()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn depot_size_is_bounded_by_entries_bytes_and_region() {
+    let full: Vec<_> = (0..10).map(|c| depot_capacity(c, 8 * MIB)).collect();
+    assert_eq!(full, [1024, 1024, 1024, 1024, 512, 256, 128, 64, 32, 16]);
+    assert_eq!(depot_capacity(10, 8 * MIB), 0);
+    for c in 0..10 {
+        assert!(depot_capacity(c, 1 << 30) <= DEPOT_MAX_ENTRIES);
+        assert!(depot_capacity(c, 1 << 30) * (8 << c) <= DEPOT_MAX_BYTES);
+    }
+    let h = TestHeap::new(8 * MIB);
+    assert_eq!(h.depot_area().1, 40_832);
+    let small: usize = (0..10).map(|c| depot_capacity(c, 64 << 10)).sum();
+    assert_eq!(small, 39);
+    // Never more than 0.5% of the region.
+    let mut len = 64 << 10;
+    while len <= 1 << 30 {
+        let entries: usize = (0..10).map(|c| depot_capacity(c, len)).sum();
+        assert!(entries * 8 * 200 <= len, "{len}: {entries} entries");
+        len *= 2;
+    }
+}
+
+#[test]
+fn batches_go_through_the_depot_not_the_slabs() {
+    let mut h = TestHeap::new(8 * MIB);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    batches(&mut h, &mut cpu, 1000, 1);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    // Every drain went to the depot (room for 1,024): nothing went back
+    // to a slab, so every object taken is cached.
+    assert_eq!(s.active_allocs, 0);
+    assert_eq!(s.depot_objects + cpu.held(class) as u64, taken64(&h));
+    assert!(s.depot_objects >= 1000 - magazine_capacity(class) as u64);
+    assert_eq!(s.magazine_objects, taken64(&h));
+    let taken = taken64(&h);
+    let refills = s.magazine_refills;
+    // Nine more rounds take the same objects back and forth: no slab
+    // object is taken or given back, and the counters stay exact.
+    batches(&mut h, &mut cpu, 1000, 9);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(taken64(&h), taken);
+    assert_eq!((s.total_allocs, s.total_frees), (10_000, 10_000));
+    assert_eq!(s.object_reuses, 10_000 - taken);
+    assert!(
+        s.magazine_refills >= refills + 9 * 14,
+        "{}",
+        s.magazine_refills
+    );
+    let r = h.validate().unwrap();
+    assert_eq!(r.depot_objects_checked as u64, s.depot_objects);
+    // A flush returns the depot's objects too.
+    h.magazine_flush(&mut cpu).unwrap();
+    let s = h.stats();
+    assert_eq!(
+        (s.depot_objects, s.magazine_objects, taken64(&h)),
+        (0, 0, 0)
+    );
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+    h.validate().unwrap();
+}
+
+#[test]
+fn a_full_depot_sends_the_rest_to_the_slabs() {
+    // 1 MiB: room for 128 objects of 64 bytes.
+    let mut h = TestHeap::new(MIB);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    let room = depot_capacity(class, MIB);
+    assert_eq!(room, 128);
+    batches(&mut h, &mut cpu, 1000, 2);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(s.depot_objects, room as u64);
+    assert_eq!(taken64(&h), (room + cpu.held(class)) as u64);
+    h.validate().unwrap();
+    h.magazine_flush(&mut cpu).unwrap();
+    let s = h.stats();
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+}
+
+#[test]
+fn damaged_depot_entries_are_reported_and_never_handed_out() {
+    let mut h = TestHeap::new(8 * MIB);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    batches(&mut h, &mut cpu, 1000, 1);
+    h.magazine_absorb(&mut cpu);
+    let parked = h.stats().depot_objects as usize;
+    assert!(parked > 100);
+    // The top entry of the size-64 depot: the next one a refill takes.
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    let top = h.depot_area().0 + (first + parked - 1) * 8;
+    // Its object moved by 64 bytes: still an object start (of another
+    // cached object), but not the one its bitmap word and bit name.
+    let lo = h.peek32(top);
+    h.poke32(top, lo ^ (64 >> 3));
+    let e = h.validate().unwrap_err();
+    assert_eq!(format!("{}", e.kind), "bad magazine entry");
+    // Empty the magazine; the refill drops the damaged entry and hands out
+    // the ones below it.
+    let v = view(&h);
+    let mut live: Vec<_> = (0..cpu.held(class))
+        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
+        .collect();
+    let before = h.stats().corruptions;
+    live.push(fast_alloc(&mut h, &v, &mut cpu, 64));
+    assert_eq!(h.stats().corruptions, before + 1);
+    let refilled = cpu.held(class) + 1;
+    assert_eq!(refilled, magazine_capacity(class) / 2);
+    while cpu.held(class) > 0 {
+        live.push(cpu.alloc(&v, class, 64, false).unwrap());
+    }
+    // The object the damaged entry names has an entry of its own: handing
+    // it out from both would give it to two users.
+    let mut offs: Vec<_> = live.iter().map(|&p| h.off(p)).collect();
+    offs.sort_unstable();
+    offs.dedup();
+    assert_eq!(offs.len(), live.len(), "an object was handed out twice");
+    for p in live {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().depot_objects as usize, parked - 1 - refilled + 64);
+}
