@@ -88,10 +88,11 @@ impl Heap {
         self.depot_off.wrapping_add(first.wrapping_mul(ENTRY_BYTES))
     }
 
-    /// Entry `i` of class `class` (whose entries start at `base`).
-    fn depot_entry(&self, base: usize, i: usize) -> Entry {
+    /// Entry `i` of class `class` (whose entries start at `base`), `None`
+    /// when its check tag does not match.
+    fn depot_entry(&self, base: usize, i: usize) -> Option<Entry> {
         let at = base.wrapping_add(i.wrapping_mul(ENTRY_BYTES));
-        Entry::from_bits(self.mem.read(at).unwrap_or(0))
+        Entry::from_depot(self.mem.read(at).unwrap_or(0))
     }
 
     /// Objects of class `class` in the depot.
@@ -114,7 +115,7 @@ impl Heap {
         let base = self.depot_base(class);
         for (i, e) in entries.iter().take(n).enumerate() {
             let at = base.wrapping_add((have + i).wrapping_mul(ENTRY_BYTES));
-            self.mem.write(at, e.bits());
+            self.mem.write(at, e.to_depot());
         }
         if let Some(c) = self.mags.depot.get_mut(class) {
             *c += n as u32;
@@ -124,9 +125,8 @@ impl Heap {
 
     /// Takes up to `out.len()` objects of class `class` from the depot
     /// (the most recently parked first) into `out`; returns how many. An
-    /// entry that does not describe an object of the class with its bitmap
-    /// bit (damage to the metadata area) is dropped, never handed out, and
-    /// counted in `corruptions`.
+    /// entry whose check tag does not match (damage to the metadata area)
+    /// is dropped, never handed out, and counted in `corruptions`.
     pub(super) fn depot_take(&mut self, class: usize, out: &mut [Entry]) -> usize {
         let mut have = self.depot_count(class);
         let base = self.depot_base(class);
@@ -134,11 +134,10 @@ impl Heap {
         let mut bad = 0u64;
         while n < out.len() && have > 0 {
             have -= 1;
-            let e = self.depot_entry(base, have);
-            if !self.entry_matches(class, e) {
+            let Some(e) = self.depot_entry(base, have) else {
                 bad += 1;
                 continue;
-            }
+            };
             if let Some(slot) = out.get_mut(n) {
                 *slot = e;
                 n += 1;
@@ -170,10 +169,21 @@ impl Heap {
             let mut at = 0usize;
             while at < n {
                 let k = (n - at).min(chunk.len());
-                for (i, obj) in chunk.iter_mut().take(k).enumerate() {
-                    *obj = self.depot_entry(base, at + i).obj();
+                // Entries whose tag does not match are dropped.
+                let mut good = 0usize;
+                for i in at..at + k {
+                    match (self.depot_entry(base, i), chunk.get_mut(good)) {
+                        (Some(e), Some(obj)) => {
+                            *obj = e.obj();
+                            good += 1;
+                        }
+                        _ => {
+                            let c = Corruption::new(CorruptionKind::MagazineEntry, class, i as u64);
+                            first_err.get_or_insert(self.note_corruption(c));
+                        }
+                    }
                 }
-                let (back, damage) = self.slab_put_many(chunk.iter().take(k).copied());
+                let (back, damage) = self.slab_put_many(chunk.iter().take(good).copied());
                 done += back;
                 at += k;
                 if let Some(c) = damage {
@@ -209,7 +219,8 @@ impl Heap {
             }
             let base = self.depot_base(class);
             for i in 0..have {
-                self.check_cached_entry(class, self.depot_entry(base, i))?;
+                let bad = Corruption::new(CorruptionKind::MagazineEntry, class, i as u64);
+                self.check_cached_entry(class, self.depot_entry(base, i).ok_or(bad)?)?;
                 n += 1;
             }
         }

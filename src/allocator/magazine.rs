@@ -184,6 +184,26 @@ pub(super) fn fast_tag(ci: usize, c: &CacheDesc) -> usize {
 
 const MASK27: u64 = (1 << 27) - 1;
 
+/// Bits of the distance from an object back to its bitmap word, in 8-byte
+/// units, in a depot entry: the bitmap lies before the objects in the
+/// same span.
+const DELTA_BITS: u32 = 13;
+const MASK_DELTA: u64 = (1 << DELTA_BITS) - 1;
+
+/// Where the check tag of a depot entry starts (bits 47..64).
+const TAG_SHIFT: u32 = 47;
+const MASK_UNTAGGED: u64 = (1 << TAG_SHIFT) - 1;
+
+// Every class's distance from bitmap to last object fits the field.
+const _: () = {
+    let mut c = 0;
+    while c < NUM_CACHES {
+        let g = GEOM[c];
+        assert!((g.data_off + g.align + (g.cap << g.shift)) >> 3 < 1 << DELTA_BITS);
+        c += 1;
+    }
+};
+
 /// One magazine slot: the object, its bitmap word and bit, and whether it
 /// was used before, packed in 64 bits (offsets are 8-aligned and below
 /// 1 GiB, so 27 bits each).
@@ -191,16 +211,6 @@ const MASK27: u64 = (1 << 27) - 1;
 pub(super) struct Entry(u64);
 
 impl Entry {
-    /// The packed form, as the depot stores it.
-    pub(super) fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// An entry from its packed form.
-    pub(super) fn from_bits(bits: u64) -> Entry {
-        Entry(bits)
-    }
-
     fn new(obj: usize, word: usize, bit: usize, reused: bool) -> Entry {
         Entry(
             ((obj as u64 >> 3) & MASK27)
@@ -225,6 +235,41 @@ impl Entry {
     fn reused(self) -> bool {
         self.0 >> 60 & 1 != 0
     }
+
+    /// The entry as the depot stores it, inside the region: the object
+    /// (27 bits), the distance back to its bitmap word (13 bits), the bit
+    /// (6), `reused` (1) and a 17-bit check tag of those 47 bits.
+    pub(super) fn to_depot(self) -> u64 {
+        let delta = (self.obj().wrapping_sub(self.word()) as u64 >> 3) & MASK_DELTA;
+        let v = (self.0 & MASK27)
+            | delta << 27
+            | ((self.0 >> 54) & 63) << 40
+            | u64::from(self.reused()) << 46;
+        v | depot_tag(v) << TAG_SHIFT
+    }
+
+    /// An entry the depot stored with [`Entry::to_depot`], `None` when its
+    /// check tag does not match (damage to the metadata area).
+    pub(super) fn from_depot(bits: u64) -> Option<Entry> {
+        let v = bits & MASK_UNTAGGED;
+        if depot_tag(v) != bits >> TAG_SHIFT {
+            return None;
+        }
+        let obj = ((v & MASK27) << 3) as usize;
+        let word = obj.wrapping_sub((((v >> 27) & MASK_DELTA) << 3) as usize);
+        Some(Entry::new(
+            obj,
+            word,
+            (v >> 40 & 63) as usize,
+            v >> 46 & 1 != 0,
+        ))
+    }
+}
+
+/// The check tag of the 47 bits `v` of a depot entry: a multiplicative
+/// hash, so damage to any of them changes it (but for one case in 2^17).
+fn depot_tag(v: u64) -> u64 {
+    (v ^ 0x2f0b_3c5e_9d14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> TAG_SHIFT
 }
 
 /// A stack of free objects of one class.
@@ -618,7 +663,35 @@ impl FastView {
         // inside the region, which outlives the view (`Heap::fast_view`).
         // Both words of the entry in one load: `first` low, `start` high.
         let e = unsafe { (*self.pagemap.add(page)).load(Ordering::Relaxed) };
-        locate_in_page(e, off)
+        let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
+        // A span starting inside the page owns everything from its start.
+        let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
+            start
+        } else {
+            first
+        };
+        if cand & GHOST != 0 {
+            return None;
+        }
+        let tag = cand & TAG_MASK;
+        let g = TAG_GEOM[tag];
+        let span = cand & !TAG_MASK;
+        // The region base is page aligned, so offsets align like addresses.
+        let obj_start = (span + g.first_pad()) & g.align_mask();
+        let rel = off.checked_sub(obj_start)?;
+        let idx = rel >> g.shift();
+        // Tags of no class have `cap` 0.
+        if idx >= g.cap() || rel & ((1 << g.shift()) - 1) != 0 {
+            return None;
+        }
+        let (word, _) = Heap::bit_pos(span, idx);
+        Some(Located {
+            class: tag - 1,
+            cap: g.mag_cap(),
+            obj: off,
+            word,
+            bit: idx % 64,
+        })
     }
 
     /// Where `ptr` is, if it is an object start in a standard built-in slab
@@ -641,57 +714,6 @@ impl FastView {
             // the caller by `CpuCache::alloc`, nothing else accesses it.
             unsafe { core::ptr::write_bytes(self.mem.ptr(off).as_ptr(), 0, len) }
         }
-    }
-}
-
-/// [`FastView::locate`] for the object at `off`, given the page-map entry
-/// `e` of its page (both words: `first` low, `start` high).
-#[inline(always)]
-fn locate_in_page(e: u64, off: usize) -> Option<Located> {
-    let (first, start) = ((e & 0xffff_ffff) as usize, (e >> 32) as usize);
-    // A span starting inside the page owns everything from its start.
-    let cand = if start != 0 && start & !(GHOST | TAG_MASK) <= off {
-        start
-    } else {
-        first
-    };
-    if cand & GHOST != 0 {
-        return None;
-    }
-    let tag = cand & TAG_MASK;
-    let g = TAG_GEOM[tag];
-    let span = cand & !TAG_MASK;
-    // The region base is page aligned, so offsets align like addresses.
-    let obj_start = (span + g.first_pad()) & g.align_mask();
-    let rel = off.checked_sub(obj_start)?;
-    let idx = rel >> g.shift();
-    // Tags of no class have `cap` 0.
-    if idx >= g.cap() || rel & ((1 << g.shift()) - 1) != 0 {
-        return None;
-    }
-    let (word, _) = Heap::bit_pos(span, idx);
-    Some(Located {
-        class: tag - 1,
-        cap: g.mag_cap(),
-        obj: off,
-        word,
-        bit: idx % 64,
-    })
-}
-
-impl Heap {
-    /// Whether `e` is what the fast path would make of its object: the
-    /// start of an object of class `class` in a standard slab, with that
-    /// object's bitmap word and bit (one page-map read, no division). The
-    /// depot checks the entries it hands out with it.
-    pub(super) fn entry_matches(&self, class: usize, e: Entry) -> bool {
-        let obj = e.obj();
-        let at = self
-            .pagemap_off
-            .wrapping_add((obj / PAGE_SIZE).wrapping_mul(ENTRY_BYTES));
-        obj / PAGE_SIZE < self.npages
-            && locate_in_page(self.mem.load64(at), obj)
-                .is_some_and(|l| l.class == class && l.word == e.word() && 1 << l.bit == e.mask())
     }
 }
 
