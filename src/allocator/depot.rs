@@ -23,7 +23,10 @@
 //! at most [`DEPOT_MAX_ENTRIES`] entries and [`DEPOT_MAX_BYTES`] of
 //! objects (1,024 of 64 bytes, 16 of 4 KiB), 5,104 entries in all, so
 //! 40,832 bytes (0.49%) on the default 8 MiB heap; regions below 8 MiB get
-//! a proportional share (39 entries on a 64 KiB one).
+//! a proportional share (39 entries on a 64 KiB one). Being inside the
+//! region, an entry carries a check tag (`Entry::to_depot`): a refill
+//! drops one whose tag does not match, so a damaged entry is never handed
+//! out.
 
 use super::config::{class_size, NUM_CACHES};
 use super::error::{Corruption, CorruptionKind};

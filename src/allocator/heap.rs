@@ -74,7 +74,7 @@ pub(super) struct Counters {
 
 /// A heap managing one caller-supplied region.
 ///
-/// All metadata (TLSF index, cache descriptors, page map) lives in a
+/// All metadata (TLSF index, cache descriptors, page map, magazine depot) lives in a
 /// metadata area at the start of the region; the struct itself only holds
 /// the region and a few counters, so it is small and may be moved freely.
 pub struct Heap {
