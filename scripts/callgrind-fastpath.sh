@@ -14,7 +14,8 @@
 # without its uncontended per-CPU lock. system: the same loop as global on
 # the system allocator (glibc), for comparison. Then the large-block index:
 # raw alloc+free pairs of 4,200 B on a 1 GiB heap fragmented with 10, 1,000
-# and 100,000 free blocks (holes=K, the fixture of the large_index bench).
+# and 100,000 free blocks (holes=K, the fixture of the large_index bench);
+# then 64 B batches of 1,000 through a CpuCache (refills, drains, depot).
 #
 # Usage: scripts/callgrind-fastpath.sh [N1 N2]   (default 10000 110000)
 set -euo pipefail
@@ -37,21 +38,29 @@ ir() {
 	sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$tmp/out"
 }
 
+# per_pair ARGS...: runs kalloc-fastpath ARGS with both N and prints both
+# totals and the instructions per pair and per operation.
+per_pair() {
+	local a b d dn pair op
+	a=$(ir "$1" "$n1" "${@:2}")
+	b=$(ir "$1" "$n2" "${@:2}")
+	d=$((b - a))
+	dn=$((n2 - n1))
+	# Two decimals with integer arithmetic.
+	pair=$((d * 100 / dn))
+	op=$((d * 100 / (2 * dn)))
+	printf '%14s %14s %9d.%02d %7d.%02d\n' "$a" "$b" \
+		$((pair / 100)) $((pair % 100)) $((op / 100)) $((op % 100))
+}
+
 printf '%-6s %-7s %-5s %14s %14s %12s %10s\n' size mode hold "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
 for size in 64 16384; do
 	for mode in raw global percpu system; do
 	for hold in no yes; do
 		h=()
 		[ "$hold" = yes ] && h=(hold)
-		a=$(ir "$size" "$n1" "$mode" "${h[@]}")
-		b=$(ir "$size" "$n2" "$mode" "${h[@]}")
-		d=$((b - a))
-		dn=$((n2 - n1))
-		# Two decimals with integer arithmetic.
-		pair=$((d * 100 / dn))
-		op=$((d * 100 / (2 * dn)))
-		printf '%-6s %-7s %-5s %14s %14s %9d.%02d %7d.%02d\n' "$size" "$mode" "$hold" "$a" "$b" \
-			$((pair / 100)) $((pair % 100)) $((op / 100)) $((op % 100))
+		printf '%-6s %-7s %-5s ' "$size" "$mode" "$hold"
+		per_pair "$size" "$mode" "${h[@]}"
 	done
 	done
 done
@@ -59,12 +68,14 @@ done
 echo
 printf '%-14s %14s %14s %12s %10s\n' "free blocks" "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
 for k in 10 1000 100000; do
-	a=$(ir 4200 "$n1" raw "holes=$k")
-	b=$(ir 4200 "$n2" raw "holes=$k")
-	d=$((b - a))
-	dn=$((n2 - n1))
-	pair=$((d * 100 / dn))
-	op=$((d * 100 / (2 * dn)))
-	printf '%-14s %14s %14s %9d.%02d %7d.%02d\n' "$k" "$a" "$b" \
-		$((pair / 100)) $((pair % 100)) $((op / 100)) $((op % 100))
+	printf '%-14s ' "$k"
+	per_pair 4200 raw "holes=$k"
 done
+
+# Batches: rounds of 1,000 allocations and then their frees through a
+# CpuCache, so every object goes through a magazine refill and drain (and
+# the depot), as in the kernel benchmark's batch64.
+echo
+printf '%-14s %14s %14s %12s %10s\n' "batch" "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
+printf '%-14s ' "64 B x 1000"
+per_pair 64 percpu batch=1000

@@ -24,6 +24,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::ptr::NonNull;
 
 use ikos_kalloc::allocator::{size_class_for, CpuCache, FastFree, Heap};
 use ikos_kalloc::host::global_alloc::KallocGlobal;
@@ -52,33 +53,48 @@ fn percpu_pairs(h: &mut Heap, size: usize, n: u64, batch: usize) -> u64 {
     let mut cpu = CpuCache::new();
     let mut failed = 0u64;
     let class = size_class_for(size, 8);
-    let mut held = Vec::with_capacity(batch);
-    let mut done = 0u64;
-    while done <= n {
-        for _ in 0..batch {
-            let p = match class {
-                Some(c) => cpu
-                    .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
-                    .ok(),
-                None => cpu
-                    .alloc_large(&v, black_box(size), 16, false)
-                    .or_else(|| h.alloc(size)),
+    let alloc = |h: &mut Heap, cpu: &mut CpuCache| match class {
+        Some(c) => cpu
+            .alloc_with(&v, c, size, false, |cc| h.magazine_refill(cc, c))
+            .ok(),
+        None => cpu
+            .alloc_large(&v, black_box(size), 16, false)
+            .or_else(|| h.alloc(size)),
+    };
+    // False when the free failed.
+    let free = |h: &mut Heap, cpu: &mut CpuCache, p: NonNull<u8>| {
+        let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
+            let _ = h.magazine_drain(cc, c, keep);
+        });
+        let parked = r == FastFree::Done || cpu.free_large(&v, p.as_ptr()) == FastFree::Done;
+        parked || h.free(p.as_ptr()).is_ok()
+    };
+    if batch <= 1 {
+        // The plain loop, so that pairs pay no batch bookkeeping.
+        for _ in 0..=n {
+            let Some(p) = alloc(h, &mut cpu) else {
+                failed += 1;
+                continue;
             };
-            match p {
-                Some(p) => held.push(p),
-                None => failed += 1,
-            }
-        }
-        for p in held.drain(..) {
-            let r = cpu.free_with(&v, black_box(p.as_ptr()), |cc, c, keep| {
-                let _ = h.magazine_drain(cc, c, keep);
-            });
-            let parked = r == FastFree::Done || cpu.free_large(&v, p.as_ptr()) == FastFree::Done;
-            if !parked && h.free(p.as_ptr()).is_err() {
+            if !free(h, &mut cpu, p) {
                 failed += 1;
             }
         }
-        done += batch as u64;
+    } else {
+        let mut held = Vec::with_capacity(batch);
+        let mut done = 0u64;
+        while done <= n {
+            for _ in 0..batch {
+                match alloc(h, &mut cpu) {
+                    Some(p) => held.push(p),
+                    None => failed += 1,
+                }
+            }
+            for p in held.drain(..) {
+                failed += u64::from(!free(h, &mut cpu, p));
+            }
+            done += batch as u64;
+        }
     }
     if h.magazine_flush(&mut cpu).is_err() {
         failed += 1;
