@@ -31,6 +31,15 @@ fn batches(h: &mut Heap, cpu: &mut CpuCache, n: usize, rounds: usize) {
     }
 }
 
+/// An 8 MiB heap and a cache after one batch of 1,000 (absorbed).
+fn after_one_batch() -> (TestHeap, CpuCache) {
+    let mut h = TestHeap::new(8 * MIB);
+    let mut cpu = CpuCache::new();
+    batches(&mut h, &mut cpu, 1000, 1);
+    h.magazine_absorb(&mut cpu);
+    (h, cpu)
+}
+
 #[test]
 fn depot_size_is_bounded_by_entries_bytes_and_region() {
     let full: Vec<_> = (0..10).map(|c| depot_capacity(c, 8 * MIB)).collect();
@@ -55,11 +64,8 @@ fn depot_size_is_bounded_by_entries_bytes_and_region() {
 
 #[test]
 fn batches_go_through_the_depot_not_the_slabs() {
-    let mut h = TestHeap::new(8 * MIB);
-    let mut cpu = CpuCache::new();
+    let (mut h, mut cpu) = after_one_batch();
     let class = size_class_for(64, 8).unwrap();
-    batches(&mut h, &mut cpu, 1000, 1);
-    h.magazine_absorb(&mut cpu);
     let s = h.stats();
     // Every drain went to the depot (room for 1,024): nothing went back
     // to a slab, so every object taken is cached.
@@ -116,11 +122,8 @@ fn a_full_depot_sends_the_rest_to_the_slabs() {
 
 #[test]
 fn damaged_depot_entries_are_reported_and_never_handed_out() {
-    let mut h = TestHeap::new(8 * MIB);
-    let mut cpu = CpuCache::new();
+    let (mut h, mut cpu) = after_one_batch();
     let class = size_class_for(64, 8).unwrap();
-    batches(&mut h, &mut cpu, 1000, 1);
-    h.magazine_absorb(&mut cpu);
     let parked = h.stats().depot_objects as usize;
     assert!(parked > 100);
     // The top entry of the size-64 depot: the next one a refill takes.
