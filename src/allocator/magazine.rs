@@ -6,12 +6,13 @@
 //! stack of free objects taken from the slabs in batches. The kernel glue
 //! keeps one `CpuCache` per CPU, used only by that CPU with preemption off
 //! and a per-CPU busy flag, no lock; the heap lock is only taken to refill an empty magazine or
-//! drain a full one. A `CpuCache` also parks freed large blocks
+//! drain a full one, through the magazine depot (`depot`) when it has
+//! objects or room. A `CpuCache` also parks freed large blocks
 //! (`large_cache`).
 //!
 //! Object states. A slab object is *free* (on its slab's free list or
-//! beyond the bump index), *cached* (held by a magazine) or *live* (owned by
-//! a user). Slab counts (`inuse`, `active_objs`, `used_bytes`) count cached
+//! beyond the bump index), *cached* (held by a magazine or the depot) or
+//! *live* (owned by a user). Slab counts (`inuse`, `active_objs`, `used_bytes`) count cached
 //! and live objects alike, so a slab holding magazine objects is never
 //! released. The slab bitmap bit means *live*: the fast path sets it on
 //! alloc and clears it on free with one atomic bit operation, so

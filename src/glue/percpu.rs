@@ -12,7 +12,8 @@
 //! with `local_trylock()`. An interrupt handler that allocates or frees
 //! while the interrupted code holds the flag finds it taken and uses the
 //! locked heap instead. The heap lock is taken only to refill an empty
-//! magazine or drain a full one, in batches.
+//! magazine or drain a full one, in batches, from and to the shared
+//! magazine depot first (`allocator/depot.rs`).
 //!
 //! Whatever needs another CPU's cache runs *on* that CPU, in an IPI
 //! (`smp_call_function_single`), whose handler takes the busy flag like
