@@ -233,7 +233,17 @@ impl Heap {
 
     /// Unlinks the free block `b` from its list.
     pub(super) fn remove_free(&mut self, b: &Block) -> Result<(), Corruption> {
-        let (fl, sl) = self.check_unlink(b)?;
+        let list = self.check_unlink(b)?;
+        self.unlink_checked(b, list);
+        Ok(())
+    }
+
+    /// Unlinks the free block `b` from its list `(fl, sl)`, which
+    /// [`Heap::check_unlink`] returned for it. Callers that check several
+    /// blocks before changing anything (a merge with both neighbours) use
+    /// it so that no block is checked twice: their own unlinks in between
+    /// keep the lists consistent, and the links are read again here.
+    fn unlink_checked(&mut self, b: &Block, (fl, sl): (usize, usize)) {
         let (next, prev) = self.links(b.off);
         if next != 0 {
             let nn = self.links(next).0;
@@ -256,7 +266,6 @@ impl Heap {
         self.set_links(b.off, 0, 0);
         self.tlsf.free_count = self.tlsf.free_count.wrapping_sub(1);
         self.tlsf.free_bytes = self.tlsf.free_bytes.wrapping_sub(b.size);
-        Ok(())
     }
 
     /// First non-empty list at or above `(fl, sl)`.
@@ -358,9 +367,10 @@ impl Heap {
             return Ok(b);
         }
         let next = self.next_block(&b)?;
-        if let Some(n) = next.filter(|n| !n.used) {
-            self.check_unlink(&n)?;
-        }
+        let list = match next.filter(|n| !n.used) {
+            Some(n) => Some(self.check_unlink(&n)?),
+            None => None,
+        };
         b.size = size;
         let mut r = Block {
             off: b.off.wrapping_add(size),
@@ -373,12 +383,14 @@ impl Heap {
         };
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
         if let Some(n) = next {
-            if n.used {
-                self.set_prev_size_at(n.off, rest)?;
-            } else {
-                self.swallow_free(&n)?;
-                r.size = rest.wrapping_add(n.size);
-                self.set_prev_size_at(r.end(), r.size)?;
+            // `list` is set exactly when `n` is free.
+            match list {
+                Some(list) => {
+                    self.swallow_checked(&n, list);
+                    r.size = rest.wrapping_add(n.size);
+                    self.set_prev_size_at(r.end(), r.size)?;
+                }
+                None => self.set_prev_size_at(n.off, rest)?,
             }
         }
         if self.dbg.flags.contains(DebugFlags::POISON) {
@@ -485,14 +497,17 @@ impl Heap {
 
     /// Frees the used block `b`, coalescing with both neighbours.
     pub(super) fn large_free(&mut self, b: Block) -> Result<(), Corruption> {
-        let next = self.next_block(&b)?;
-        let prev = self.prev_block(&b)?;
-        if let Some(n) = next.filter(|n| !n.used) {
-            self.check_unlink(&n)?;
-        }
-        if let Some(p) = prev.filter(|p| !p.used) {
-            self.check_unlink(&p)?;
-        }
+        let next = self.next_block(&b)?.filter(|n| !n.used);
+        let prev = self.prev_block(&b)?.filter(|p| !p.used);
+        // Both checked before anything changes, then unlinked unchecked.
+        let next = match next {
+            Some(n) => Some((n, self.check_unlink(&n)?)),
+            None => None,
+        };
+        let prev = match prev {
+            Some(p) => Some((p, self.check_unlink(&p)?)),
+            None => None,
+        };
         let mut m = Block {
             used: false,
             slab: false,
@@ -501,13 +516,13 @@ impl Heap {
             ..b
         };
         self.set_block(&m);
-        if let Some(n) = next.filter(|n| !n.used) {
-            self.remove_free(&n)?;
+        if let Some((n, list)) = next {
+            self.unlink_checked(&n, list);
             m.size = m.size.wrapping_add(n.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
-        if let Some(p) = prev.filter(|p| !p.used) {
-            self.remove_free(&p)?;
+        if let Some((p, list)) = prev {
+            self.unlink_checked(&p, list);
             m.off = p.off;
             m.prev_size = p.prev_size;
             m.size = m.size.wrapping_add(p.size);
@@ -547,10 +562,17 @@ impl Heap {
     /// Unlinks the free block `n`, which a neighbour takes over, and
     /// scrubs its header (one block fewer).
     fn swallow_free(&mut self, n: &Block) -> Result<(), Corruption> {
-        self.remove_free(n)?;
+        let list = self.check_unlink(n)?;
+        self.swallow_checked(n, list);
+        Ok(())
+    }
+
+    /// [`Heap::swallow_free`] of a block already checked by
+    /// [`Heap::check_unlink`] (see [`Heap::unlink_checked`]).
+    fn swallow_checked(&mut self, n: &Block, list: (usize, usize)) {
+        self.unlink_checked(n, list);
         self.scrub_header(n.off);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
-        Ok(())
     }
 
     /// Cuts the used block `b` to `need` bytes and writes its header with
@@ -591,14 +613,15 @@ impl Heap {
         if total < need {
             return Ok(None);
         }
-        // Check both links before changing anything.
-        self.check_unlink(&p)?;
-        if let Some(n) = next {
-            self.check_unlink(&n)?;
-        }
-        self.remove_free(&p)?;
-        if let Some(n) = next {
-            self.swallow_free(&n)?;
+        // Check both links before changing anything (and only then).
+        let p_list = self.check_unlink(&p)?;
+        let next = match next {
+            Some(n) => Some((n, self.check_unlink(&n)?)),
+            None => None,
+        };
+        self.unlink_checked(&p, p_list);
+        if let Some((n, list)) = next {
+            self.swallow_checked(&n, list);
         }
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         // Mark the old header free before the move (the moved bytes may
