@@ -55,20 +55,40 @@ expect_eq "percpu: validate checked every magazine object" "$e65_m" \
 check "percpu: drains happened (magazine full at 128)" test "$(stat magazine_drains)" -ge 1
 expect_eq "percpu: every drain parked 64 objects in the depot" \
 	$((64 * $(stat magazine_drains))) "$e65_d"
-# Allocations take the depot's objects back before any slab's: as many
-# allocations as the depot holds need no new slab object, whatever this
-# CPU's magazine holds.
+# The depot step by step, pinned to CPU 0 and from empty caches (shrink):
+# 300 allocations of 64 B take 5 refills of 64 objects from the slabs (20
+# stay in the magazine); the 300 frees fill the magazine to 128 three
+# times, and each drain parks its 64 oldest objects in the depot; 300
+# allocations again take the magazine's 128 and then the depot's 192
+# through 3 refills, without a new slab object.
+e65_cpu0() { # e65_cpu0 alloc|free: handles 901..1200 on CPU 0
+	taskset 1 sh -c "i=901; while [ \$i -le 1200 ]; do
+		if [ $1 = alloc ]; then echo \"\$i 64\"; else echo \$i; fi >$KALLOC_DIR/$1 || exit 1
+		i=\$((i + 1)); done"
+}
+e65_taken64() {
+	echo $(($(e65_col size-64 magazine_objs) + $(e65_col size-64 active_objs)))
+}
+expect_write "percpu: shrink before the depot steps" OK "$KALLOC_DIR/shrink" "run"
+expect_eq "percpu: empty caches and depot after shrink" "0 0 0" \
+	"$(stat magazine_objects) $(stat depot_objects) $(e65_taken64)"
 e65_r=$(stat magazine_refills)
-e65_loop 1 "$e65_d" 64
-expect_eq "percpu: $e65_d allocs after the frees" 0 "$e65_bad"
-e65_d2=$(stat depot_objects)
-check "percpu: refills took objects from the depot ($e65_d -> $e65_d2)" \
-	test "$e65_d2" -lt "$e65_d" -o "$(stat magazine_refills)" -eq "$e65_r"
-expect_eq "percpu: the size-64 objects taken from slabs did not change" $((e65_m)) \
-	$(($(e65_col size-64 magazine_objs) + $(e65_col size-64 active_objs)))
-e65_loop 1 "$e65_d" free
-expect_eq "percpu: $e65_d frees" 0 "$e65_bad"
-e65_m=$(stat magazine_objects)
+e65_dr=$(stat magazine_drains)
+e65_cpu0 alloc
+expect_eq "percpu: CPU 0: 300 allocs of 64 B, 5 refills from the slabs" "300 5 320" \
+	"$(stat active_allocs) $(($(stat magazine_refills) - e65_r)) $(e65_taken64)"
+e65_cpu0 free
+expect_eq "percpu: CPU 0: 300 frees, 3 drains into the depot (192), 128 in the magazine" \
+	"0 3 192 320" \
+	"$(stat active_allocs) $(($(stat magazine_drains) - e65_dr)) $(stat depot_objects) $(stat magazine_objects)"
+e65_r=$(stat magazine_refills)
+e65_cpu0 alloc
+expect_eq "percpu: CPU 0: 300 allocs again: 3 refills empty the depot, no new slab object" \
+	"300 3 0 320" \
+	"$(stat active_allocs) $(($(stat magazine_refills) - e65_r)) $(stat depot_objects) $(e65_taken64)"
+e65_cpu0 free
+expect_eq "percpu: CPU 0: the 300 freed again" 0 "$(stat active_allocs)"
+check "percpu: validate ok with objects in the depot" validate_ok
 
 # ZERO on the fast path: a dirty object comes back cleared.
 expect_write "percpu: alloc 301 64" OK "$KALLOC_DIR/alloc" "301 64"
