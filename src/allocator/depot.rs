@@ -127,18 +127,25 @@ impl Heap {
     }
 
     /// Takes up to `out.len()` objects of class `class` from the depot
-    /// (the most recently parked first) into `out`; returns how many. An
-    /// entry whose check tag does not match (damage to the metadata area)
-    /// is dropped, never handed out, and counted in `corruptions`.
-    pub(super) fn depot_take(&mut self, class: usize, out: &mut [Entry]) -> usize {
+    /// (the most recently parked first) into `out`; returns how many, and
+    /// the first damage found. An entry whose check tag does not match
+    /// (damage to the metadata area) is dropped, never handed out, and
+    /// counted in `corruptions`; it still counts as cached (the heap cannot
+    /// know which object it named, so `validate` keeps reporting the loss).
+    pub(super) fn depot_take(
+        &mut self,
+        class: usize,
+        out: &mut [Entry],
+    ) -> (usize, Option<Corruption>) {
         let mut have = self.depot_count(class);
         let base = self.depot_base(class);
         let mut n = 0usize;
-        let mut bad = 0u64;
+        let mut damage = None;
         while n < out.len() && have > 0 {
             have -= 1;
             let Some(e) = self.depot_entry(base, have) else {
-                bad += 1;
+                let c = Corruption::new(CorruptionKind::MagazineEntry, class, have as u64);
+                damage.get_or_insert(self.note_corruption(c));
                 continue;
             };
             if let Some(slot) = out.get_mut(n) {
@@ -149,46 +156,29 @@ impl Heap {
         if let Some(c) = self.mags.depot.get_mut(class) {
             *c = have as u32;
         }
-        if bad > 0 {
-            let c = Corruption::new(CorruptionKind::MagazineEntry, class, bad);
-            self.ctr.corruptions = self.ctr.corruptions.wrapping_add(bad - 1);
-            self.note_corruption(c);
-        }
-        n
+        (n, damage)
     }
 
     /// Returns every depot object to its slab (see
-    /// `Heap::slab_put_many`); returns how many went back. At damage the
-    /// class's remaining entries are dropped (never handed out again) and
-    /// the first damage is counted and returned.
+    /// `Heap::slab_put_many`), in batches taken with [`Heap::depot_take`];
+    /// returns how many went back. At damage the class's remaining entries
+    /// are dropped (never handed out again) and the first damage is
+    /// counted and returned.
     pub(super) fn depot_flush(&mut self) -> Result<usize, Corruption> {
         let mut done = 0usize;
         let mut first_err = None;
+        let mut batch = [Entry::default(); 64];
         for class in 0..NUM_CACHES {
             let n = self.depot_count(class);
-            let base = self.depot_base(class);
-            // Read in chunks: `slab_put_many` needs the heap mutably.
-            let mut chunk = [0usize; 64];
-            let mut at = 0usize;
-            while at < n {
-                let k = (n - at).min(chunk.len());
-                // Entries whose tag does not match are dropped.
-                let mut good = 0usize;
-                for i in at..at + k {
-                    match (self.depot_entry(base, i), chunk.get_mut(good)) {
-                        (Some(e), Some(obj)) => {
-                            *obj = e.obj();
-                            good += 1;
-                        }
-                        _ => {
-                            let c = Corruption::new(CorruptionKind::MagazineEntry, class, i as u64);
-                            first_err.get_or_insert(self.note_corruption(c));
-                        }
-                    }
+            // Each take removes at least one entry, so this ends.
+            while self.depot_count(class) > 0 {
+                let (k, bad) = self.depot_take(class, &mut batch);
+                if let Some(c) = bad {
+                    first_err.get_or_insert(c);
                 }
-                let (back, damage) = self.slab_put_many(chunk.iter().take(good).copied());
+                let objs = batch.iter().take(k).map(|e| e.obj());
+                let (back, damage) = self.slab_put_many(objs);
                 done += back;
-                at += k;
                 if let Some(c) = damage {
                     first_err.get_or_insert(self.note_corruption(c));
                     break;

@@ -311,6 +311,17 @@ impl ClassEvents {
         }
     }
 
+    /// Records objects entering `m` other than by a free (a refill): the
+    /// entries `from..to`.
+    fn note_added(&mut self, m: &Magazine, from: usize, to: usize) {
+        let fresh = m
+            .slots
+            .get(from..to)
+            .map_or(0, |s| s.iter().filter(|e| !e.reused()).count());
+        self.expect = self.expect.wrapping_add((to - from) as u64);
+        self.expect_fresh = self.expect_fresh.wrapping_add(fresh as u64);
+    }
+
     /// Records objects leaving `m` other than by allocation (drained or
     /// dropped): the entries `from..to`.
     fn note_removed(&mut self, m: &Magazine, from: usize, to: usize) {
@@ -794,46 +805,35 @@ impl Heap {
         if want == 0 {
             return Ok(0);
         }
+        let start = m.count;
         // Objects parked in the depot first: a copy of entries, and they
         // are already counted as cached.
-        let from_depot = match m.slots.get_mut(m.count..m.count + want) {
-            Some(out) => self.depot_take(class, out),
+        let from_depot = match m.slots.get_mut(start..start + want) {
+            Some(out) => self.depot_take(class, out).0,
             None => 0,
         };
-        if from_depot > 0 {
-            let fresh = m
-                .slots
-                .iter()
-                .skip(m.count)
-                .take(from_depot)
-                .filter(|e| !e.reused())
-                .count();
+        let got = if from_depot > 0 {
             m.count += from_depot;
-            if let Some(ev) = cpu.events.get_mut(class) {
-                ev.expect = ev.expect.wrapping_add(from_depot as u64);
-                ev.expect_fresh = ev.expect_fresh.wrapping_add(fresh as u64);
+            from_depot
+        } else {
+            let got = self.slab_take(class, want, |t| {
+                let (word, _) = Heap::bit_pos(t.span, t.idx);
+                if let Some(slot) = m.slots.get_mut(m.count) {
+                    *slot = Entry::new(t.obj, word, t.idx % 64, t.reused);
+                    m.count += 1;
+                }
+            });
+            // A failure is not counted here: the caller either falls back
+            // to the slow path (out of memory) or counts it with
+            // `fail_alloc`.
+            let got = got?;
+            if let Some(n) = self.mags.cached.get_mut(class) {
+                *n = n.wrapping_add(got as u32);
             }
-            cpu.refills = cpu.refills.wrapping_add(1);
-            return Ok(from_depot);
-        }
-        let mut fresh = 0u64;
-        let got = self.slab_take(class, want, |t| {
-            let (word, _) = Heap::bit_pos(t.span, t.idx);
-            if let Some(slot) = m.slots.get_mut(m.count) {
-                *slot = Entry::new(t.obj, word, t.idx % 64, t.reused);
-                m.count += 1;
-                fresh += u64::from(!t.reused);
-            }
-        });
-        // A failure is not counted here: the caller either falls back to
-        // the slow path (out of memory) or counts it with `fail_alloc`.
-        let got = got?;
-        if let Some(n) = self.mags.cached.get_mut(class) {
-            *n = n.wrapping_add(got as u32);
-        }
+            got
+        };
         if let Some(ev) = cpu.events.get_mut(class) {
-            ev.expect = ev.expect.wrapping_add(got as u64);
-            ev.expect_fresh = ev.expect_fresh.wrapping_add(fresh);
+            ev.note_added(m, start, m.count);
         }
         cpu.refills = cpu.refills.wrapping_add(1);
         Ok(got)
