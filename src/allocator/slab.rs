@@ -280,6 +280,15 @@ impl Heap {
         }
     }
 
+    /// [`Heap::check_free_obj`] of a free-list link: the end of the list
+    /// (0) passes as index 0.
+    fn check_link(&self, span: usize, d: &SlabDesc, link: usize) -> Result<usize, Corruption> {
+        match link {
+            0 => Ok(0),
+            obj => self.check_free_obj(span, d, obj),
+        }
+    }
+
     /// Creates a new empty slab for cache `ci` and puts it on the empty list.
     pub(super) fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
         let c = self.cache(ci);
@@ -517,21 +526,12 @@ impl Heap {
         let mut damage = None;
         // The index of the free-list head, checked once: every later head
         // is checked as its predecessor's link before it is followed.
-        let mut head_idx = match d.free_head {
-            0 => Ok(0),
-            h => self.check_free_obj(span, &d, h as usize),
-        };
+        let mut head_idx = self.check_link(span, &d, d.free_head as usize);
         while took < n && d.inuse < d.capacity {
             let (obj, reused, idx) = if d.free_head != 0 {
                 let obj = d.free_head as usize;
                 let next = self.mem.rd32(obj.wrapping_add(link)) as usize;
-                let checked = head_idx.and_then(|idx| {
-                    let next_idx = match next {
-                        0 => Ok(0),
-                        _ => self.check_free_obj(span, &d, next),
-                    };
-                    next_idx.map(|n| (idx, n))
-                });
+                let checked = head_idx.and_then(|idx| Ok((idx, self.check_link(span, &d, next)?)));
                 let idx = match checked {
                     Ok((idx, next_idx)) => {
                         head_idx = Ok(next_idx);
@@ -725,10 +725,7 @@ impl Heap {
                 ci as u64,
             ));
         }
-        match d.free_head {
-            0 => Ok(()),
-            head => self.check_free_obj(span, d, head as usize).map(|_| ()),
-        }
+        self.check_link(span, d, d.free_head as usize).map(|_| ())
     }
 
     /// Pushes the taken object `obj` on its slab's free list and updates
