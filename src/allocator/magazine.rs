@@ -314,34 +314,29 @@ impl ClassEvents {
     /// Records objects entering `m` other than by a free (a refill): the
     /// entries `from..to`.
     fn note_added(&mut self, m: &Magazine, from: usize, to: usize) {
-        let fresh = m
-            .slots
-            .get(from..to)
-            .map_or(0, |s| s.iter().filter(|e| !e.reused()).count());
         self.expect = self.expect.wrapping_add((to - from) as u64);
-        self.expect_fresh = self.expect_fresh.wrapping_add(fresh as u64);
+        self.expect_fresh = self.expect_fresh.wrapping_add(m.fresh_in(from, to) as u64);
     }
 
     /// Records objects leaving `m` other than by allocation (drained or
     /// dropped): the entries `from..to`.
     fn note_removed(&mut self, m: &Magazine, from: usize, to: usize) {
-        let fresh = m
-            .slots
-            .get(from..to)
-            .map_or(0, |s| s.iter().filter(|e| !e.reused()).count());
         self.expect = self.expect.wrapping_sub((to - from) as u64);
-        self.expect_fresh = self.expect_fresh.wrapping_sub(fresh as u64);
+        self.expect_fresh = self.expect_fresh.wrapping_sub(m.fresh_in(from, to) as u64);
     }
 }
 
 impl Magazine {
     /// Never-used objects held.
     fn fresh(&self) -> usize {
+        self.fresh_in(0, self.count)
+    }
+
+    /// Never-used objects among the entries `from..to`.
+    fn fresh_in(&self, from: usize, to: usize) -> usize {
         self.slots
-            .iter()
-            .take(self.count)
-            .filter(|e| !e.reused())
-            .count()
+            .get(from..to)
+            .map_or(0, |s| s.iter().filter(|e| !e.reused()).count())
     }
 }
 
