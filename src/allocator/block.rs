@@ -217,9 +217,10 @@ impl Heap {
         Ok(Some(pb))
     }
 
-    /// Rewrites the boundary tag of the block starting at `off` (if any).
-    /// Only word 1 is written: the block may be used and owned by a user
-    /// or a per-CPU cache, which change words 0, 2 and 3 without the lock.
+    /// Rewrites the boundary tag of the block starting at `off` (if any),
+    /// after checking its header. Only word 1 is written: the block may be
+    /// used and owned by a user or a per-CPU cache, which change words 0, 2
+    /// and 3 without the lock.
     pub(super) fn set_prev_size_at(
         &mut self,
         off: usize,
@@ -228,8 +229,15 @@ impl Heap {
         if off >= self.mem.len() {
             return Ok(());
         }
-        self.block(off)?;
-        self.mem.wr32(off.wrapping_add(4), prev_size as u32);
+        let n = self.block(off)?;
+        self.set_prev_size_of(&n, prev_size);
         Ok(())
+    }
+
+    /// Rewrites the boundary tag (word 1 only, as above) of `n`, a block
+    /// this locked operation has already read with [`Heap::block`]: its
+    /// header is not checked a second time.
+    pub(super) fn set_prev_size_of(&mut self, n: &Block, prev_size: usize) {
+        self.mem.wr32(n.off.wrapping_add(4), prev_size as u32);
     }
 }

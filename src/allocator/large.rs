@@ -317,26 +317,27 @@ impl Heap {
         need: usize,
         placement: Placement,
     ) -> Result<Option<Block>, Corruption> {
-        let mut found = None;
-        // First choice: the head of the request's own list, if big enough.
+        // First choice: the head of the request's own list, if big enough
+        // (`remove_free` checks that its size belongs to that list).
         if let Some((fl, sl)) = mapping(need) {
             let head = self.list_head(fl, sl);
-            if head != 0 && self.free_neighbour(head)?.size >= need {
-                found = Some((fl, sl));
-            }
-        }
-        if found.is_none() {
-            if let Some(rounded) = round_to_class(need) {
-                if let Some((fl, sl)) = mapping(rounded) {
-                    found = self.find_list(fl, sl);
-                    if placement == Placement::LowAddress {
-                        found = found.map(|f| self.lowest_head_list(f, LOW_ADDRESS_LISTS));
-                    }
+            if head != 0 {
+                let b = self.free_neighbour(head)?;
+                if b.size >= need {
+                    self.remove_free(&b)?;
+                    return Ok(Some(b));
                 }
             }
         }
-        let Some((fl, sl)) = found else {
+        let Some((fl, sl)) = round_to_class(need)
+            .and_then(mapping)
+            .and_then(|(fl, sl)| self.find_list(fl, sl))
+        else {
             return Ok(None);
+        };
+        let (fl, sl) = match placement {
+            Placement::LowAddress => self.lowest_head_list((fl, sl), LOW_ADDRESS_LISTS),
+            Placement::GoodFit => (fl, sl),
         };
         let head = self.list_head(fl, sl);
         if head == 0 {
@@ -360,7 +361,10 @@ impl Heap {
 
     /// Splits `b` (not on any list) after `size` bytes when the remainder can
     /// hold a minimum block; the remainder becomes a free block (merged with
-    /// a free successor). Returns the possibly shrunk `b` (header not written).
+    /// a free successor). Returns the possibly shrunk `b` (header not
+    /// written). The boundary tag after the returned block is right if the
+    /// one after `b` was: it is the remainder's own (written here) or
+    /// unchanged, so callers need not rewrite it.
     fn split_tail(&mut self, mut b: Block, size: usize) -> Result<Block, Corruption> {
         let rest = b.size.saturating_sub(size);
         if rest < MIN_BLOCK {
@@ -390,7 +394,7 @@ impl Heap {
                     r.size = rest.wrapping_add(n.size);
                     self.set_prev_size_at(r.end(), r.size)?;
                 }
-                None => self.set_prev_size_at(n.off, rest)?,
+                None => self.set_prev_size_of(&n, rest),
             }
         }
         if self.dbg.flags.contains(DebugFlags::POISON) {
@@ -401,16 +405,17 @@ impl Heap {
         Ok(b)
     }
 
-    /// Marks an absorbed header as free but leaves it intact, so that a
-    /// later free of the same pointer is still reported as a double free.
-    fn scrub_header(&mut self, off: usize) {
-        if let Ok(mut b) = self.block(off) {
-            b.used = false;
-            b.slab = false;
-            b.req = 0;
-            b.cached = false;
-            self.set_block(&b);
-        }
+    /// Marks the absorbed header of `b` (read by this locked operation) as
+    /// free but leaves it intact, so that a later free of the same pointer
+    /// is still reported as a double free.
+    fn scrub_header(&mut self, b: &Block) {
+        self.set_block(&Block {
+            used: false,
+            slab: false,
+            req: 0,
+            cached: false,
+            ..*b
+        });
     }
 
     /// Block size needed for `payload` bytes.
@@ -491,13 +496,13 @@ impl Heap {
         b.slab = slab;
         b.req = req;
         self.set_block(&b);
-        self.set_prev_size_at(b.end(), b.size)?;
         Ok(b)
     }
 
     /// Frees the used block `b`, coalescing with both neighbours.
     pub(super) fn large_free(&mut self, b: Block) -> Result<(), Corruption> {
-        let next = self.next_block(&b)?.filter(|n| !n.used);
+        let after = self.next_block(&b)?;
+        let next = after.filter(|n| !n.used);
         let prev = self.prev_block(&b)?.filter(|p| !p.used);
         // Both checked before anything changes, then unlinked unchecked.
         let next = match next {
@@ -516,6 +521,7 @@ impl Heap {
             ..b
         };
         self.set_block(&m);
+        let merged_next = next.is_some();
         if let Some((n, list)) = next {
             self.unlink_checked(&n, list);
             m.size = m.size.wrapping_add(n.size);
@@ -528,7 +534,13 @@ impl Heap {
             m.size = m.size.wrapping_add(p.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
-        self.set_prev_size_at(m.end(), m.size)?;
+        match after {
+            // The block after the merged successor: not read yet.
+            Some(_) if merged_next => self.set_prev_size_at(m.end(), m.size)?,
+            // The used successor, read above.
+            Some(n) => self.set_prev_size_of(&n, m.size),
+            None => {}
+        }
         self.insert_free(m)
     }
 
@@ -571,7 +583,7 @@ impl Heap {
     /// [`Heap::check_unlink`] (see [`Heap::unlink_checked`]).
     fn swallow_checked(&mut self, n: &Block, list: (usize, usize)) {
         self.unlink_checked(n, list);
-        self.scrub_header(n.off);
+        self.scrub_header(n);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
     }
 
@@ -581,7 +593,6 @@ impl Heap {
         let mut b = self.split_tail(b, need)?;
         b.req = req;
         self.set_block(&b);
-        self.set_prev_size_at(b.end(), b.size)?;
         Ok(b)
     }
 
@@ -626,7 +637,7 @@ impl Heap {
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         // Mark the old header free before the move (the moved bytes may
         // overwrite it), so it never describes a live block again.
-        self.scrub_header(b.off);
+        self.scrub_header(&b);
         self.mem.copy(b.payload(), p.payload(), b.payload_size());
         let m = Block {
             off: p.off,
