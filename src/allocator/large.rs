@@ -44,7 +44,11 @@
 //! splitting the leading gap off into its own free block (the gap is at
 //! least 32 bytes; the block before a free block is always used, so the gap
 //! never needs merging). Every link followed is bounds-checked and its
-//! header verified; damage is returned as [`Corruption`].
+//! header verified; damage is returned as [`Corruption`]. A header is
+//! verified once per operation: rewriting the boundary tag of a block the
+//! operation has read already ([`Heap::set_prev_size_of`]) does not read
+//! it again, and an allocation leaves the tag after its block as it found
+//! it unless it splits (the successor is checked when it is next touched).
 
 use super::block::Block;
 use super::config::{BLOCK_ALIGN, FL_COUNT, FL_SHIFT, HEADER_SIZE, MIN_BLOCK, SL_COUNT, SL_LOG};
