@@ -78,6 +78,39 @@ fn boundary_tag_of_a_large_block() {
     ));
 }
 
+/// An allocation that takes a free block whole (no split) leaves the tag
+/// after it as it found it: a tag damaged while the block was free is not
+/// rewritten on the way (which would hide the damage) but reported by
+/// `validate` and by the free.
+#[test]
+fn boundary_tag_after_a_reused_hole() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let s = h.alloc(10_000).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    let at = h.off(s) - 16;
+    let hole = h.peek32(h.off(a) - 16) & !0xf;
+    assert_eq!(
+        h.peek32(at + 4),
+        hole,
+        "the separator's tag is the hole's size"
+    );
+    h.poke32(at + 4, hole + 16);
+    let again = h.alloc(10_000).unwrap();
+    assert_eq!(again, a, "the hole is reused whole");
+    assert_eq!(h.peek32(h.off(a) - 16) & !0xf, hole, "no split");
+    assert_eq!(
+        h.peek32(at + 4),
+        hole + 16,
+        "the damaged tag is left as it was"
+    );
+    detected(&mut h, CorruptionKind::BoundaryTagMismatch, at);
+    assert!(matches!(
+        h.free_live(again.as_ptr(), None),
+        Err(FreeError::Corrupted(c)) if c.kind == CorruptionKind::BoundaryTagMismatch
+    ));
+}
+
 #[test]
 fn boundary_tag_of_a_slab_span() {
     let mut h = TestHeap::new(1 << 20);
