@@ -65,6 +65,9 @@ const HEADS_OFF: usize = 128;
 /// Bytes of the TLSF index in the metadata area.
 pub(super) const TLSF_INDEX_BYTES: usize = HEADS_OFF + FL_COUNT * SL_COUNT * 4;
 
+/// A free list: its first- and second-level index `(fl, sl)`.
+type FreeList = (usize, usize);
+
 /// How many non-empty lists [`Placement::LowAddress`] compares (the
 /// bound that keeps it O(1)).
 pub(super) const LOW_ADDRESS_LISTS: usize = 16;
@@ -242,6 +245,14 @@ impl Heap {
         Ok(())
     }
 
+    /// [`Heap::check_unlink`] of `b` if it is a free block, for a merge:
+    /// the block with its list, or `None` when `b` is used or absent.
+    fn check_mergeable(&self, b: Option<Block>) -> Result<Option<(Block, FreeList)>, Corruption> {
+        b.filter(|b| !b.used)
+            .map(|b| self.check_unlink(&b).map(|list| (b, list)))
+            .transpose()
+    }
+
     /// Unlinks the free block `b` from its list `(fl, sl)`, which
     /// [`Heap::check_unlink`] returned for it. Callers that check several
     /// blocks before changing anything (a merge with both neighbours) use
@@ -375,10 +386,7 @@ impl Heap {
             return Ok(b);
         }
         let next = self.next_block(&b)?;
-        let list = match next.filter(|n| !n.used) {
-            Some(n) => Some(self.check_unlink(&n)?),
-            None => None,
-        };
+        let merge = self.check_mergeable(next)?;
         b.size = size;
         let mut r = Block {
             off: b.off.wrapping_add(size),
@@ -390,16 +398,14 @@ impl Heap {
             cached: false,
         };
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
-        if let Some(n) = next {
-            // `list` is set exactly when `n` is free.
-            match list {
-                Some(list) => {
-                    self.swallow_checked(&n, list);
-                    r.size = rest.wrapping_add(n.size);
-                    self.set_prev_size_at(r.end(), r.size)?;
-                }
-                None => self.set_prev_size_of(&n, rest),
+        match (merge, next) {
+            (Some((n, list)), _) => {
+                self.swallow_checked(&n, list);
+                r.size = rest.wrapping_add(n.size);
+                self.set_prev_size_at(r.end(), r.size)?;
             }
+            (None, Some(n)) => self.set_prev_size_of(&n, rest),
+            (None, None) => {}
         }
         if self.dbg.flags.contains(DebugFlags::POISON) {
             // The remainder's links are about to cut into poisoned memory.
@@ -506,17 +512,10 @@ impl Heap {
     /// Frees the used block `b`, coalescing with both neighbours.
     pub(super) fn large_free(&mut self, b: Block) -> Result<(), Corruption> {
         let after = self.next_block(&b)?;
-        let next = after.filter(|n| !n.used);
-        let prev = self.prev_block(&b)?.filter(|p| !p.used);
+        let before = self.prev_block(&b)?;
         // Both checked before anything changes, then unlinked unchecked.
-        let next = match next {
-            Some(n) => Some((n, self.check_unlink(&n)?)),
-            None => None,
-        };
-        let prev = match prev {
-            Some(p) => Some((p, self.check_unlink(&p)?)),
-            None => None,
-        };
+        let next = self.check_mergeable(after)?;
+        let prev = self.check_mergeable(before)?;
         let mut m = Block {
             used: false,
             slab: false,
@@ -525,7 +524,6 @@ impl Heap {
             ..b
         };
         self.set_block(&m);
-        let merged_next = next.is_some();
         if let Some((n, list)) = next {
             self.unlink_checked(&n, list);
             m.size = m.size.wrapping_add(n.size);
@@ -539,8 +537,8 @@ impl Heap {
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
         match after {
-            // The block after the merged successor: not read yet.
-            Some(_) if merged_next => self.set_prev_size_at(m.end(), m.size)?,
+            // Merged: the block after it has not been read yet.
+            Some(n) if !n.used => self.set_prev_size_at(m.end(), m.size)?,
             // The used successor, read above.
             Some(n) => self.set_prev_size_of(&n, m.size),
             None => {}
@@ -630,10 +628,7 @@ impl Heap {
         }
         // Check both links before changing anything (and only then).
         let p_list = self.check_unlink(&p)?;
-        let next = match next {
-            Some(n) => Some((n, self.check_unlink(&n)?)),
-            None => None,
-        };
+        let next = self.check_mergeable(next)?;
         self.unlink_checked(&p, p_list);
         if let Some((n, list)) = next {
             self.swallow_checked(&n, list);
