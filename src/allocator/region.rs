@@ -89,6 +89,31 @@ impl Region {
         unsafe { self.base.as_ptr().add(off).cast::<T>().write(val) }
     }
 
+    /// The `n` 8-byte words at `off`, with one bounds and alignment check,
+    /// or `None` when they are not inside the region. Only for metadata that
+    /// nothing else accesses while the caller holds the heap (the magazine
+    /// depot), never for words the lock-free fast path uses (page map,
+    /// bitmaps, large-block headers).
+    pub(super) fn words(&self, off: usize, n: usize) -> Option<&[u64]> {
+        if !self.fits(off, n.checked_mul(8)?, 8) {
+            return None;
+        }
+        // SAFETY: `off..off + 8 * n` is inside the owned region and 8-byte
+        // aligned (checked above), any bit pattern is a valid `u64`, and
+        // nothing writes these words while `&self` is borrowed (see above).
+        Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(off).cast(), n) })
+    }
+
+    /// [`Region::words`] for writing.
+    pub(super) fn words_mut(&mut self, off: usize, n: usize) -> Option<&mut [u64]> {
+        if !self.fits(off, n.checked_mul(8)?, 8) {
+            return None;
+        }
+        // SAFETY: as for `words`; `&mut self` rules out any other access
+        // through this region while the slice lives.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(off).cast(), n) })
+    }
+
     /// The atomic `u32` at `off`, if in bounds and aligned.
     fn atomic32(&self, off: usize) -> Option<&AtomicU32> {
         if !self.fits(off, 4, 4) {
