@@ -4,12 +4,14 @@
 //! under the heap lock between the per-CPU magazines (Bonwick's depot,
 //! SLUB's barn of full sheaves).
 //!
-//! A drain of a full magazine moves its oldest half here instead of giving
-//! each object back to its slab, and a refill of an empty magazine takes
-//! objects from here before it takes any from the slabs. Both are copies of
-//! magazine entries (object, bitmap word and bit, reused): no free-list or
-//! bitmap checks and no descriptor, list or counter updates per object, and
-//! one bounds check per batch (`Region::words`) rather than per entry.
+//! A drain of a full magazine moves its top half (the most recently freed
+//! objects) here instead of giving each object back to its slab, and a
+//! refill of an empty magazine takes the most recently parked objects from
+//! here, in the order they were parked, before it takes any from the
+//! slabs. Both are copies of magazine entries (object, bitmap word and bit,
+//! reused): no free-list or bitmap checks and no descriptor, list or
+//! counter updates per object, and one bounds check per batch
+//! (`Region::words`) rather than per entry.
 //! That is what a workload pays that allocates more objects than a
 //! magazine holds and then frees them (the benchmark's `batch64`).
 //!
@@ -134,7 +136,7 @@ impl Heap {
     }
 
     /// Takes up to `out.len()` objects of class `class` from the depot
-    /// (the most recently parked first) into `out`; returns how many, and
+    /// (the most recently parked ones) into `out`; returns how many, and
     /// the first damage found. An entry whose check tag does not match
     /// (damage to the metadata area) is dropped, never handed out, and
     /// counted in `corruptions`; it still counts as cached (the heap cannot
@@ -156,7 +158,9 @@ impl Heap {
             have -= k;
             let at = base.wrapping_add(have.wrapping_mul(ENTRY_BYTES));
             let words = self.mem.words(at, k).unwrap_or(&[]);
-            for i in (0..k).rev() {
+            // In the order they were parked: the last one parked ends on top
+            // of the magazine, the next to be handed out.
+            for i in 0..k {
                 // A word outside the region (none, as for `depot_put`)
                 // counts as damaged.
                 let e = words.get(i).and_then(|&w| Entry::from_depot(w));

@@ -838,13 +838,15 @@ impl Heap {
         Ok(got)
     }
 
-    /// Moves the oldest objects of the `class` magazine of `cpu` to the
-    /// depot (`depot.rs`), and what it has no room for back to their slabs
-    /// in one batch (see `Heap::slab_put_many`), until at most `keep`
-    /// remain. Returns how many left the magazine. At an entry whose slab
-    /// does not take it back (damage) the batch stops: that entry and the
-    /// rest of the batch are dropped (never handed out again) and the
-    /// damage is counted in `corruptions` and returned.
+    /// Moves the most recently freed objects of the `class` magazine of
+    /// `cpu` to the depot (`depot.rs`), and what it has no room for back to
+    /// their slabs in one batch (see `Heap::slab_put_many`), until at most
+    /// `keep` remain (the top of the stack leaves, as a whole magazine does
+    /// in Bonwick's and SLUB's exchanges, so nothing is moved down).
+    /// Returns how many left the magazine. At an entry whose slab does not
+    /// take it back (damage) the batch stops: that entry and the rest of
+    /// the batch are dropped (never handed out again) and the damage is
+    /// counted in `corruptions` and returned.
     pub fn magazine_drain(
         &mut self,
         cpu: &mut CpuCache,
@@ -867,19 +869,21 @@ impl Heap {
             return Ok(0);
         };
         let n = m.count.saturating_sub(keep);
+        let from = m.count - n;
         if let Some(ev) = cpu.events.get_mut(class) {
-            ev.note_removed(m, 0, n);
+            ev.note_removed(m, from, m.count);
         }
-        let parked = match (to_depot, m.slots.get(..n)) {
-            (true, Some(old)) => self.depot_put(class, old),
-            _ => 0,
+        let top = m.slots.get(from..m.count).unwrap_or(&[]);
+        let parked = if to_depot {
+            self.depot_put(class, top)
+        } else {
+            0
         };
-        let objs = m.slots.iter().take(n).skip(parked).map(|e| e.obj());
+        let objs = top.iter().skip(parked).map(|e| e.obj());
         let (done, damage) = self.slab_put_many(objs);
         // On damage the entries after the bad one cannot be trusted either:
         // they are dropped with it (leaked, never handed out again).
-        m.slots.copy_within(n..m.count, 0);
-        m.count -= n;
+        m.count = from;
         // Parked objects stay cached.
         if let Some(c) = self.mags.cached.get_mut(class) {
             *c = c.wrapping_sub((n - parked) as u32);

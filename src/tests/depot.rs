@@ -160,3 +160,48 @@ fn damaged_depot_entries_are_reported_and_never_handed_out() {
     }
     assert_eq!(h.stats().depot_objects as usize, parked - 1 - refilled + 64);
 }
+
+#[test]
+fn a_drain_parks_the_top_and_a_refill_puts_it_back_on_top() {
+    let mut h = TestHeap::new(8 * MIB);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    let cap = magazine_capacity(class);
+    assert_eq!(cap, 128);
+    let v = view(&h);
+    let objs: Vec<_> = (0..=cap)
+        .map(|_| fast_alloc(&mut h, &v, &mut cpu, 64))
+        .collect();
+    // An empty magazine and depot, and every object live.
+    h.magazine_flush(&mut cpu).unwrap();
+    assert_eq!((cpu.held(class), h.stats().depot_objects), (0, 0));
+    let taken = taken64(&h);
+    // The first `cap` frees fill the magazine; the last one drains the
+    // most recently freed half (objects cap/2..cap) to the depot, and the
+    // older half stays, with the last freed object on top of it.
+    for p in &objs {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    assert_eq!(cpu.held(class), cap / 2 + 1);
+    assert_eq!(h.stats().depot_objects as usize, cap / 2);
+    // Allocations: the magazine from its top, then a refill from the
+    // depot, in the order they were parked, so again from the last freed.
+    let again: Vec<_> = (0..=cap)
+        .map(|_| fast_alloc(&mut h, &v, &mut cpu, 64))
+        .collect();
+    let mut want = vec![objs[cap]];
+    want.extend(objs[..cap / 2].iter().rev());
+    want.extend(objs[cap / 2..cap].iter().rev());
+    assert_eq!(again, want);
+    assert_eq!((cpu.held(class), h.stats().depot_objects), (0, 0));
+    // All of it without a slab object taken or given back.
+    h.magazine_absorb(&mut cpu);
+    assert_eq!(taken64(&h), taken);
+    for p in again {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    h.magazine_flush(&mut cpu).unwrap();
+    let s = h.stats();
+    assert_eq!((s.active_allocs, taken64(&h)), (0, 0));
+    h.validate().unwrap();
+}
