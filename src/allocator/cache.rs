@@ -206,14 +206,25 @@ impl Heap {
             .wrapping_add(idx.wrapping_mul(core::mem::size_of::<CacheDesc>()))
     }
 
-    /// Reads descriptor `idx` (an inactive one when out of range).
-    pub(super) fn cache(&self, idx: usize) -> CacheDesc {
+    /// Descriptor `idx` (an inactive one when out of range), in place: a
+    /// copy would be a 136-byte `memcpy` (slow under emulation) to read a
+    /// field or two.
+    pub(super) fn cache(&self, idx: usize) -> &CacheDesc {
         if idx >= TOTAL_CACHES {
-            return CacheDesc::ZERO;
+            return &CacheDesc::ZERO;
         }
         self.mem
-            .read(self.cache_off(idx))
-            .unwrap_or(CacheDesc::ZERO)
+            .get(self.cache_off(idx))
+            .unwrap_or(&CacheDesc::ZERO)
+    }
+
+    /// Descriptor `idx` in place for writing, `None` when out of range.
+    pub(super) fn cache_mut(&mut self, idx: usize) -> Option<&mut CacheDesc> {
+        if idx >= TOTAL_CACHES {
+            return None;
+        }
+        let off = self.cache_off(idx);
+        self.mem.get_mut(off)
     }
 
     /// The flag word of descriptor `idx` alone (0 when out of range): the
@@ -320,7 +331,7 @@ impl Heap {
         let Some(idx) = self.resolve(id) else {
             return Err(CacheError::NoSuchCache);
         };
-        let c = self.cache(idx);
+        let c = *self.cache(idx);
         if c.flags & C_BUILTIN != 0 {
             return Err(CacheError::BuiltIn);
         }
@@ -351,10 +362,11 @@ impl Heap {
                 return Err(self.note_corruption(e).into());
             }
         }
-        let mut c = self.cache(idx);
-        let gen = c.gen;
-        c = CacheDesc::ZERO;
-        c.gen = gen;
+        let gen = self.cache(idx).gen;
+        let c = CacheDesc {
+            gen,
+            ..CacheDesc::ZERO
+        };
         self.set_cache(idx, &c);
         Ok(())
     }

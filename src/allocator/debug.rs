@@ -355,9 +355,9 @@ impl Heap {
         let mut h = unsafe { Heap::new(region, len) }?;
         h.dbg.flags = flags;
         for idx in 0..NUM_CACHES {
-            let mut c = h.cache(idx);
-            c.apply_debug(flags, Some(idx));
-            h.set_cache(idx, &c);
+            if let Some(c) = h.cache_mut(idx) {
+                c.apply_debug(flags, Some(idx));
+            }
         }
         if flags.contains(DebugFlags::POISON) {
             let from = h.blocks_start + HEADER_SIZE + LINK_BYTES;
@@ -380,12 +380,13 @@ impl Heap {
     /// (`Busy` otherwise: free its objects, then `shrink`).
     pub fn set_cache_debug(&mut self, id: CacheId, flags: DebugFlags) -> Result<(), CacheError> {
         let idx = self.resolve(id).ok_or(CacheError::NoSuchCache)?;
-        let mut c = self.cache(idx);
+        let Some(c) = self.cache_mut(idx) else {
+            return Err(CacheError::NoSuchCache);
+        };
         if c.counts != [0; 3] || c.active_objs != 0 {
             return Err(CacheError::Busy);
         }
         c.apply_debug(flags, (idx < NUM_CACHES).then_some(idx));
-        self.set_cache(idx, &c);
         Ok(())
     }
 

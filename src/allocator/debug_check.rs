@@ -99,7 +99,7 @@ impl Heap {
     #[cold]
     #[inline(never)]
     pub(super) fn debug_slab_init(&mut self, ci: usize, obj_start: usize, cap: usize) {
-        let c = &self.cache(ci);
+        let c = *self.cache(ci);
         let d = c.debug();
         let l = c.layout();
         for i in 0..cap {
@@ -122,7 +122,7 @@ impl Heap {
     #[inline(never)]
     pub(super) fn debug_slab_alloc(&mut self, ci: usize) -> Result<(usize, bool), AllocError> {
         let (span, obj) = self.slab_peek(ci)?;
-        let c = self.cache(ci);
+        let c = *self.cache(ci);
         let d = c.debug();
         if d.contains(DebugFlags::SANITY) {
             self.sanity_slab(span).map_err(|e| self.count_sanity(e))?;
@@ -194,7 +194,7 @@ impl Heap {
         span: usize,
         obj: usize,
     ) -> Result<(), Corruption> {
-        let c = &self.cache(ci);
+        let c = *self.cache(ci);
         let d = c.debug();
         if d.contains(DebugFlags::SANITY) {
             self.sanity_slab(span).map_err(|e| self.count_sanity(e))?;

@@ -368,31 +368,32 @@ impl Heap {
     fn cache_alloc_inner(&mut self, ci: usize, exact: u64) -> Result<Got, AllocError> {
         match self.slab_alloc(ci) {
             Ok((off, reused)) => {
-                let mut c = self.cache(ci);
-                let exact = if exact == 0 {
-                    u64::from(c.object_size)
-                } else {
-                    exact
-                };
-                c.allocs = c.allocs.wrapping_add(1);
-                c.requested_total = c.requested_total.wrapping_add(exact);
                 if reused {
-                    c.reuses = c.reuses.wrapping_add(1);
                     self.ctr.reuses = self.ctr.reuses.wrapping_add(1);
                 }
-                self.set_cache(ci, &c);
                 self.ctr.slab_allocs = self.ctr.slab_allocs.wrapping_add(1);
+                // `slab_alloc` succeeded, so `ci` names a descriptor.
+                let mut c = self.cache_mut(ci);
+                let size = c.as_ref().map_or(0, |c| u64::from(c.object_size));
+                let exact = if exact == 0 { size } else { exact };
+                if let Some(c) = c.as_deref_mut() {
+                    c.allocs = c.allocs.wrapping_add(1);
+                    c.requested_total = c.requested_total.wrapping_add(exact);
+                    if reused {
+                        c.reuses = c.reuses.wrapping_add(1);
+                    }
+                }
                 Ok(Got {
                     off,
-                    usable: c.usable(),
-                    req: u64::from(c.object_size),
+                    usable: c.map_or(0, |c| c.usable()),
+                    req: size,
                     exact,
                 })
             }
             Err(e) => {
-                let mut c = self.cache(ci);
-                c.failures = c.failures.wrapping_add(1);
-                self.set_cache(ci, &c);
+                if let Some(c) = self.cache_mut(ci) {
+                    c.failures = c.failures.wrapping_add(1);
+                }
                 Err(e)
             }
         }

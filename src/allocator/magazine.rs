@@ -796,7 +796,7 @@ impl Heap {
         class: usize,
     ) -> Result<usize, AllocError> {
         let m = cpu.mags.get_mut(class).ok_or(AllocError::BadCache)?;
-        if fast_tag(class, &self.cache(class)) == 0 {
+        if fast_tag(class, self.cache(class)) == 0 {
             return Err(AllocError::BadCache);
         }
         let cap = magazine_capacity(class);
@@ -926,12 +926,12 @@ impl Heap {
             if let Some(n) = mg.cached.get_mut(class) {
                 *n = n.wrapping_add(frees as u32).wrapping_sub(allocs as u32);
             }
-            let mut c = self.cache(class);
-            c.allocs = c.allocs.wrapping_add(allocs);
-            c.frees = c.frees.wrapping_add(frees);
-            c.reuses = c.reuses.wrapping_add(reuses);
-            c.requested_total = c.requested_total.wrapping_add(requested);
-            self.set_cache(class, &c);
+            if let Some(c) = self.cache_mut(class) {
+                c.allocs = c.allocs.wrapping_add(allocs);
+                c.frees = c.frees.wrapping_add(frees);
+                c.reuses = c.reuses.wrapping_add(reuses);
+                c.requested_total = c.requested_total.wrapping_add(requested);
+            }
         }
         let mg = &mut self.mags;
         mg.refills = mg.refills.wrapping_add(core::mem::take(&mut cpu.refills));

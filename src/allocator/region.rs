@@ -89,6 +89,30 @@ impl Region {
         unsafe { self.base.as_ptr().add(off).cast::<T>().write(val) }
     }
 
+    /// A reference to the `T` at `off`, or `None` when out of bounds or
+    /// misaligned: [`Region::read`] without the copy, for metadata that
+    /// nothing else accesses while the caller holds the heap (not for words
+    /// the lock-free fast path uses).
+    pub(super) fn get<T: Pod>(&self, off: usize) -> Option<&T> {
+        if !self.fits(off, size_of::<T>(), align_of::<T>()) {
+            return None;
+        }
+        // SAFETY: `off..off + size_of::<T>()` is inside the owned region and
+        // suitably aligned, `T: Pod` accepts any bit pattern, and nothing
+        // writes it while `&self` is borrowed (see above).
+        Some(unsafe { &*self.base.as_ptr().add(off).cast::<T>() })
+    }
+
+    /// [`Region::get`] for writing.
+    pub(super) fn get_mut<T: Pod>(&mut self, off: usize) -> Option<&mut T> {
+        if !self.fits(off, size_of::<T>(), align_of::<T>()) {
+            return None;
+        }
+        // SAFETY: as for `get`; `&mut self` rules out any other access
+        // through this region while the reference lives.
+        Some(unsafe { &mut *self.base.as_ptr().add(off).cast::<T>() })
+    }
+
     /// The `n` 8-byte words at `off`, with one bounds and alignment check,
     /// or `None` when they are not inside the region. Only for metadata that
     /// nothing else accesses while the caller holds the heap (the magazine

@@ -47,7 +47,6 @@
 //! overhead).
 
 use super::block::Block;
-use super::cache::CacheDesc;
 use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
@@ -291,18 +290,15 @@ impl Heap {
 
     /// Creates a new empty slab for cache `ci` and puts it on the empty list.
     pub(super) fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
+        // What the new slab needs of the descriptor (not a copy of it).
         let c = self.cache(ci);
-        let span_size = c.span_size as usize;
+        let (span_size, cap, stride) = (c.span_size as usize, c.capacity as usize, c.stride);
+        let (align, usable, tag) = ((c.align as usize).max(8), c.usable(), fast_tag(ci, c));
+        let debug = c.flags & C_DEBUG_MASK != 0;
+        let lead = if debug { c.lead() } else { 0 };
         let b = self.large_alloc(span_size.saturating_sub(HEADER_SIZE), 16, 0, true)?;
         let span = b.off;
-        let cap = c.capacity as usize;
         let words = bitmap_words(cap);
-        let align = (c.align as usize).max(8);
-        let lead = if c.flags & C_DEBUG_MASK != 0 {
-            c.lead()
-        } else {
-            0
-        };
         let first = self
             .mem
             .addr(span.wrapping_add(BITMAP_OFF + words * 8 + lead));
@@ -313,32 +309,32 @@ impl Heap {
             cache: ci as u32,
             capacity: cap as u32,
             obj_start: obj_start as u32,
-            stride: c.stride,
+            stride,
             state: SlabState::Empty as u32,
             bitmap_words: words as u32,
             ..SlabDesc::default()
         };
         // A damaged descriptor must not size the slab: its capacity bounds
         // the loops below (with interrupts off in the kernel).
-        if cap == 0 || self.check_slab_fits(&b, &d, c.usable()).is_err() {
+        if cap == 0 || self.check_slab_fits(&b, &d, usable).is_err() {
             self.large_free(b)?;
             return Err(Corruption::new(CorruptionKind::CacheMismatch, ci, cap as u64).into());
         }
         self.set_slab_desc(span, &d);
         self.mem.fill(span.wrapping_add(BITMAP_OFF), words * 8, 0);
-        if c.flags & C_DEBUG_MASK != 0 {
+        if debug {
             self.debug_slab_init(ci, obj_start, cap);
         }
-        self.pagemap_update(span, b.size, true, fast_tag(ci, &c));
+        self.pagemap_update(span, b.size, true, tag);
         self.slabs.spans = self.slabs.spans.wrapping_add(1);
         self.slabs.span_bytes = self.slabs.span_bytes.wrapping_add(b.size);
         self.slabs.cap_bytes = self
             .slabs
             .cap_bytes
-            .wrapping_add(cap.wrapping_mul(c.stride as usize));
-        let mut c = self.cache(ci);
-        c.total_objs = c.total_objs.wrapping_add(cap as u32);
-        self.set_cache(ci, &c);
+            .wrapping_add(cap.wrapping_mul(stride as usize));
+        if let Some(c) = self.cache_mut(ci) {
+            c.total_objs = c.total_objs.wrapping_add(cap as u32);
+        }
         self.slab_list_push(ci, SlabState::Empty, span)?;
         Ok(span)
     }
@@ -372,9 +368,9 @@ impl Heap {
             .slabs
             .cap_bytes
             .wrapping_sub((d.capacity as usize).wrapping_mul(d.stride as usize));
-        let mut c = self.cache(ci);
-        c.total_objs = c.total_objs.wrapping_sub(d.capacity);
-        self.set_cache(ci, &c);
+        if let Some(c) = self.cache_mut(ci) {
+            c.total_objs = c.total_objs.wrapping_sub(d.capacity);
+        }
         if self.dbg.flags.contains(DebugFlags::POISON) {
             // Heap-wide `P`: free large-block memory is poison.
             self.poison_large(&b);
@@ -389,8 +385,7 @@ impl Heap {
         state: SlabState,
         span: usize,
     ) -> Result<(), Corruption> {
-        let mut c = self.cache(ci);
-        let head = c.heads[state as usize] as usize;
+        let head = self.cache(ci).heads[state as usize] as usize;
         let mut d = self.slab_desc(span)?;
         if head != 0 {
             let mut h = self.slab_desc(head)?;
@@ -401,15 +396,15 @@ impl Heap {
         d.prev = 0;
         d.state = state as u32;
         self.set_slab_desc(span, &d);
-        c.heads[state as usize] = span as u32;
-        c.counts[state as usize] = c.counts[state as usize].wrapping_add(1);
-        self.set_cache(ci, &c);
+        if let Some(c) = self.cache_mut(ci) {
+            c.heads[state as usize] = span as u32;
+            c.counts[state as usize] = c.counts[state as usize].wrapping_add(1);
+        }
         Ok(())
     }
 
     /// Removes `span` (descriptor `d`) from its list in cache `ci`.
     fn slab_list_unlink(&mut self, ci: usize, span: usize, d: &SlabDesc) -> Result<(), Corruption> {
-        let mut c = self.cache(ci);
         let st = (d.state as usize).min(2);
         let bad = |o: usize| Corruption::new(CorruptionKind::SlabListMismatch, o, span as u64);
         let next = if d.next != 0 {
@@ -428,7 +423,7 @@ impl Heap {
             }
             Some(p)
         } else {
-            if c.heads[st] as usize != span {
+            if self.cache(ci).heads[st] as usize != span {
                 return Err(bad(span));
             }
             None
@@ -440,11 +435,13 @@ impl Heap {
         if let Some(mut p) = prev {
             p.next = d.next;
             self.set_slab_desc(d.prev as usize, &p);
-        } else {
-            c.heads[st] = d.next;
         }
-        c.counts[st] = c.counts[st].wrapping_sub(1);
-        self.set_cache(ci, &c);
+        if let Some(c) = self.cache_mut(ci) {
+            if prev.is_none() {
+                c.heads[st] = d.next;
+            }
+            c.counts[st] = c.counts[st].wrapping_sub(1);
+        }
         Ok(())
     }
 
@@ -497,8 +494,8 @@ impl Heap {
         n: usize,
         put: &mut impl FnMut(Taken),
     ) -> Result<usize, AllocError> {
-        let c: CacheDesc = self.cache(ci);
-        let link = link_off(c.flags);
+        let c = self.cache(ci);
+        let (link, usable) = (link_off(c.flags), c.usable());
         let mut span = c.heads[SlabState::Partial as usize] as usize;
         if span == 0 {
             span = c.heads[SlabState::Empty as usize] as usize;
@@ -515,7 +512,7 @@ impl Heap {
             )
             .into());
         }
-        self.check_slab_fits(&self.block(span)?, &d, c.usable())?;
+        self.check_slab_fits(&self.block(span)?, &d, usable)?;
         let count_err = |d: &SlabDesc| {
             Corruption::new(CorruptionKind::SlabCountMismatch, span, u64::from(d.inuse))
         };
@@ -761,16 +758,19 @@ impl Heap {
     ) -> Result<(), Corruption> {
         self.set_slab_desc(span, d);
         let bytes = n.wrapping_mul(d.stride as usize);
-        let mut c = self.cache(ci);
         if taken {
             self.slabs.used_bytes = self.slabs.used_bytes.wrapping_add(bytes);
-            c.active_objs = c.active_objs.wrapping_add(n as u32);
         } else {
             self.slabs.used_bytes = self.slabs.used_bytes.wrapping_sub(bytes);
-            c.active_objs = c.active_objs.wrapping_sub(n as u32);
         }
-        c.frees = c.frees.wrapping_add(frees);
-        self.set_cache(ci, &c);
+        if let Some(c) = self.cache_mut(ci) {
+            c.active_objs = if taken {
+                c.active_objs.wrapping_add(n as u32)
+            } else {
+                c.active_objs.wrapping_sub(n as u32)
+            };
+            c.frees = c.frees.wrapping_add(frees);
+        }
         self.slab_relist(ci, span)?;
         if !taken && d.inuse == 0 {
             self.slab_trim(ci)?;
