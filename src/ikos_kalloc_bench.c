@@ -134,32 +134,56 @@ static BENCH_TEXT u64 w_pair16k(const struct bench_alloc *a, u64 ops, void **slo
 	return ops * 2;
 }
 
-/* (5) Fragmentation-heavy: random slots toggle between free and an
+/*
+ * (5) Fragmentation-heavy: random slots toggle between free and an
  * allocation of a random size, 80% small (8..512), 20% large (4 KiB..64 KiB),
- * so lifetimes are random and small and large interleave. */
-static BENCH_TEXT u64 w_mixed(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+ * so lifetimes are random and small and large interleave. @large_in_5 of 5
+ * allocations are large; (6) and (7) are its two halves on their own, to
+ * show which one a difference comes from: the same sequence of small sizes
+ * on the same 1,024 slots, and large sizes only on 1/5 of the slots (about
+ * as many live large bytes as in (5)).
+ */
+static __always_inline u64 mix(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail,
+			       unsigned int large_in_5, unsigned int nslots)
 {
 	u64 seed = 0x1c05ca1100000005ULL, i, n = 0;
 
-	memset(slots, 0, SLOTS * sizeof(*slots));
+	memset(slots, 0, nslots * sizeof(*slots));
 	for (i = 0; i < ops; i++) {
 		u64 r = rng_next(&seed);
-		void **s = &slots[r % SLOTS];
+		void **s = &slots[r % nslots];
 
 		if (*s) {
 			a->free(*s);
 			*s = NULL;
 		} else {
-			size_t size = (r >> 32) % 5 ? 8 + (r >> 40) % 505 :
-						      4096 + (r >> 40) % (61441);
+			size_t size = (r >> 32) % 5 < large_in_5 ? 4096 + (r >> 40) % (61441) :
+								   8 + (r >> 40) % 505;
 			*s = a->alloc(size);
 			*fail += !use(*s);
 		}
 		n++;
 	}
-	for (i = 0; i < SLOTS; i++)
+	for (i = 0; i < nslots; i++)
 		a->free(slots[i]);
 	return n;
+}
+
+static BENCH_TEXT u64 w_mixed(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
+{
+	return mix(a, ops, slots, fail, 1, SLOTS);
+}
+
+static BENCH_TEXT u64 w_mixed_small(const struct bench_alloc *a, u64 ops, void **slots,
+				    u64 *fail)
+{
+	return mix(a, ops, slots, fail, 0, SLOTS);
+}
+
+static BENCH_TEXT u64 w_mixed_large(const struct bench_alloc *a, u64 ops, void **slots,
+				    u64 *fail)
+{
+	return mix(a, ops, slots, fail, 5, SLOTS / 5);
 }
 
 static const struct {
@@ -171,6 +195,8 @@ static const struct {
 	{ "random8-4096", w_random },
 	{ "pair16k", w_pair16k },
 	{ "mixed-frag", w_mixed },
+	{ "mixed-small", w_mixed_small },
+	{ "mixed-large", w_mixed_large },
 };
 
 const char *ikos_bench_name(unsigned int i)

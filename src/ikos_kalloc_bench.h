@@ -5,7 +5,7 @@
 
 #include <linux/types.h>
 
-#define IKOS_BENCH_WORKLOADS 5
+#define IKOS_BENCH_WORKLOADS 7
 
 struct ikos_bench_result {
 	u64 ops;		/* allocations + frees performed */

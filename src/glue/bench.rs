@@ -8,7 +8,7 @@ use kernel::ffi::{c_char, c_int, c_uint};
 use kernel::{fmt, prelude::*};
 
 /// Number of workloads (`IKOS_BENCH_WORKLOADS`).
-pub(crate) const WORKLOADS: usize = 5;
+pub(crate) const WORKLOADS: usize = 7;
 
 /// `struct ikos_bench_result` of `src/ikos_kalloc_bench.h`.
 #[repr(C)]
