@@ -8,7 +8,12 @@
 //! there instead of returning it to the TLSF lists; a later allocation on
 //! that CPU takes a parked block whose size fits the request within 1/8
 //! (and whose payload has the requested alignment). Both run without the
-//! heap lock, like the magazines of the size classes. Large blocks are
+//! heap lock, like the magazines of the size classes. A free that finds
+//! the cache full returns its oldest blocks to the TLSF lists under the
+//! heap lock until at most half the slots and bytes are left
+//! ([`Heap::large_cache_evict`], as a full magazine is drained) and parks
+//! the new one, so the cache follows the sizes in use instead of keeping
+//! blocks that no later request fits. Large blocks are
 //! what the page allocator serves for `kmalloc`, so this is the path that
 //! competes with `alloc_pages` (the README's `pair16k` benchmark).
 //!
@@ -208,8 +213,9 @@ impl CpuCache {
     }
 
     /// Parks the large block whose payload is `ptr` if it is live, small
-    /// enough and the cache has room; `Slow` otherwise (nothing changed:
-    /// free it through the locked heap, which reports any error).
+    /// enough and the cache has room; `LargeFull` when the cache has no
+    /// room for it, `Slow` otherwise (in both cases nothing changed; `Slow`
+    /// means: free it through the locked heap, which reports any error).
     pub fn free_large(&mut self, v: &FastView, ptr: *const u8) -> FastFree {
         let l = &mut self.large;
         if !v.large_ok {
@@ -219,7 +225,7 @@ impl CpuCache {
             return FastFree::Slow;
         };
         if l.count >= LARGE_SLOTS || l.bytes.saturating_add(p.size) > LARGE_CACHE_BYTES {
-            return FastFree::Slow;
+            return FastFree::LargeFull;
         }
         // Fails if another CPU parked it first (a racing double free) or
         // the header changed since it was read.
@@ -239,6 +245,27 @@ impl CpuCache {
         ev.freed_req = ev.freed_req.wrapping_add(u64::from(p.req));
         ev.free_bytes = ev.free_bytes.wrapping_add(p.size as u64);
         FastFree::Done
+    }
+
+    /// [`CpuCache::free_large`], making room through `evict` (which locks
+    /// the heap and calls [`Heap::large_cache_evict`]) and retrying once
+    /// when the cache is full. Returns `Done` or `Slow`.
+    pub fn free_large_with(
+        &mut self,
+        v: &FastView,
+        ptr: *const u8,
+        evict: impl FnOnce(&mut CpuCache),
+    ) -> FastFree {
+        match self.free_large(v, ptr) {
+            FastFree::LargeFull => {
+                evict(self);
+                match self.free_large(v, ptr) {
+                    FastFree::Done => FastFree::Done,
+                    _ => FastFree::Slow,
+                }
+            }
+            r => r,
+        }
     }
 }
 
@@ -280,14 +307,39 @@ impl Heap {
     /// cache's events are left for [`Heap::magazine_absorb`]; the parked
     /// counts are wrapping sums, so the order of the two does not matter.
     pub fn large_cache_flush(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
+        self.large_cache_return(cpu, 0, 0)
+    }
+
+    /// Makes room in the full large-block cache of `cpu`: returns its
+    /// oldest parked blocks to the TLSF lists, as
+    /// [`Heap::large_cache_flush`] does, until at most half its slots and
+    /// half its bytes are left.
+    pub fn large_cache_evict(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
+        self.large_cache_return(cpu, LARGE_SLOTS / 2, LARGE_CACHE_BYTES / 2)
+    }
+
+    /// Returns the oldest parked blocks of `cpu` (the first slots: a free
+    /// appends, an allocation moves the last slot into the one it takes)
+    /// until at most `keep` blocks and `keep_bytes` bytes are left.
+    fn large_cache_return(
+        &mut self,
+        cpu: &mut CpuCache,
+        keep: usize,
+        keep_bytes: usize,
+    ) -> Result<usize, Corruption> {
         let l = &mut cpu.large;
-        let n = l.count;
-        let slots = l.slots;
-        l.count = 0;
-        l.bytes = 0;
+        let (mut n, mut left) = (0usize, l.bytes);
+        while n < l.count && (l.count - n > keep || left > keep_bytes) {
+            left = left.saturating_sub(l.slots.get(n).map_or(0, |s| s.size as usize));
+            n += 1;
+        }
+        let gone = l.slots;
+        l.slots.copy_within(n..l.count, 0);
+        l.count -= n;
+        l.bytes = left;
         let mut done = 0;
         let mut first_err = None;
-        for s in slots.iter().take(n) {
+        for s in gone.iter().take(n) {
             let off = s.off as usize;
             let r = self.block(off).and_then(|b| {
                 if b.used && !b.slab && b.cached && b.size == s.size as usize {

@@ -382,6 +382,9 @@ pub enum FastFree {
     /// The magazine of this class is full: drain it under the heap lock
     /// ([`Heap::magazine_drain`]) and retry.
     Full(usize),
+    /// The large-block cache is full: return its oldest blocks under the
+    /// heap lock ([`Heap::large_cache_evict`]) and retry.
+    LargeFull,
     /// Not a live object of a standard built-in slab: free it through the
     /// locked heap, which classifies any error exactly.
     Slow,

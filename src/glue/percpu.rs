@@ -324,7 +324,7 @@ impl PerCpu {
         // The page map is read again (after `free_fast`, only on this
         // slower path); what no standard slab owns may be a large block.
         let Some(at) = self.view.locate_ptr(ptr) else {
-            return self.free_large(ptr);
+            return self.free_large(heap, ptr);
         };
         let Some((mut local, gate)) = self.local() else {
             return false;
@@ -340,13 +340,18 @@ impl PerCpu {
         r == FastFree::Done
     }
 
-    /// Parks the large block at `ptr` in this CPU's cache if it is live and
-    /// the cache has room (`allocator/large_cache.rs`).
-    fn free_large(&self, ptr: *const u8) -> bool {
+    /// Parks the large block at `ptr` in this CPU's cache if it is live,
+    /// returning the cache's oldest blocks to the heap under its lock first
+    /// when the cache is full (`allocator/large_cache.rs`).
+    fn free_large(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
         let Some((mut local, gate)) = self.local() else {
             return false;
         };
-        gate & PAUSED == 0 && local.cache().free_large(&self.view, ptr) == FastFree::Done
+        gate & PAUSED == 0
+            && local
+                .cache()
+                .free_large_with(&self.view, ptr, |c| evict(heap, c))
+                == FastFree::Done
     }
 
     /// Pauses the fast path, takes every CPU's events (and with `flush`
@@ -477,6 +482,15 @@ fn refill(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize) -> Result<
 fn drain(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize, keep: usize) {
     if let Err(e) = heap.lock().magazine_drain(cpu, class, keep) {
         pr_err!("magazine drain: {}\n", crate::glue::errors::Shown(&e));
+    }
+}
+
+/// Returns the oldest blocks of a full large-block cache to the heap under
+/// its lock.
+fn evict(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache) {
+    if let Err(e) = heap.lock().large_cache_evict(cpu) {
+        pr_err!("large cache eviction: {}
+", crate::glue::errors::Shown(&e));
     }
 }
 

@@ -302,14 +302,20 @@ impl Driver {
         );
     }
 
-    /// Frees like the module's `ikos_kfree`: magazine, parked large block,
-    /// then the heap.
+    /// Frees like the module's `ikos_kfree`: magazine, parked large block
+    /// (making room in a full cache), then the heap.
     fn fast_free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         let (heap, cpu, view) = (&mut self.heap, &mut self.cpu, &self.view);
         let r = cpu.free_with(view, ptr, |cc, class, keep| {
             let _ = heap.magazine_drain(cc, class, keep);
         });
-        if r == FastFree::Done || cpu.free_large(view, ptr) == FastFree::Done {
+        if r == FastFree::Done {
+            return Ok(());
+        }
+        let r = cpu.free_large_with(view, ptr, |cc| {
+            let _ = heap.large_cache_evict(cc);
+        });
+        if r == FastFree::Done {
             return Ok(());
         }
         heap.free(ptr)

@@ -36,7 +36,13 @@ fn free(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, p: *mut u8) -> Result<()
     let r = cpu.free_with(v, p, |c, class, keep| {
         h.magazine_drain(c, class, keep).expect("drain");
     });
-    if r == FastFree::Done || cpu.free_large(v, p) == FastFree::Done {
+    if r == FastFree::Done {
+        return Ok(());
+    }
+    let r = cpu.free_large_with(v, p, |c| {
+        h.large_cache_evict(c).expect("evict");
+    });
+    if r == FastFree::Done {
         return Ok(());
     }
     h.free(p)
@@ -125,7 +131,7 @@ fn the_cache_is_bounded_and_small_or_huge_blocks_go_slow() {
         let want = if i < LARGE_SLOTS {
             FastFree::Done
         } else {
-            FastFree::Slow
+            FastFree::LargeFull
         };
         assert_eq!(cpu.free_large(&v, p.as_ptr()), want, "block {i}");
     }
@@ -138,7 +144,7 @@ fn the_cache_is_bounded_and_small_or_huge_blocks_go_slow() {
         let want = if i < n {
             FastFree::Done
         } else {
-            FastFree::Slow
+            FastFree::LargeFull
         };
         assert_eq!(cpu.free_large(&v, p.as_ptr()), want, "big block {i}");
     }
@@ -309,4 +315,52 @@ proptest! {
         }
         release_model(&mut h, &live, &mut cpus)?;
     }
+}
+
+#[test]
+fn a_full_cache_returns_its_oldest_blocks_and_parks_the_new_one() {
+    let mut h = TestHeap::new(4 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    // Eight parked blocks of 5,000 bytes: the cache is full, and none of
+    // them fits a 16 KiB request.
+    let small: Vec<_> = (0..LARGE_SLOTS).map(|_| h.alloc(5000).unwrap()).collect();
+    for p in &small {
+        assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
+    }
+    let big = h.alloc(16384).unwrap();
+    assert_eq!(cpu.free_large(&v, big.as_ptr()), FastFree::LargeFull);
+    let mut evicted = None;
+    let r = cpu.free_large_with(&v, big.as_ptr(), |c| {
+        evicted = Some(h.large_cache_evict(c).unwrap());
+    });
+    assert_eq!(r, FastFree::Done);
+    // Half went back (the oldest four), the 16 KiB block is parked.
+    assert_eq!(evicted, Some(LARGE_SLOTS / 2));
+    assert_eq!(cpu.large_held(), LARGE_SLOTS / 2 + 1);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(s.active_allocs, 0);
+    h.validate().unwrap();
+    // The next 16 KiB request takes it without the heap.
+    let again = cpu.alloc_large(&v, 16384, 8, false).unwrap();
+    assert_eq!(again, big);
+    // The blocks left are the four freed last.
+    let mut left: Vec<_> = (0..LARGE_SLOTS / 2)
+        .map(|_| cpu.alloc_large(&v, 5000, 8, false).unwrap())
+        .collect();
+    let mut want = small[LARGE_SLOTS / 2..].to_vec();
+    left.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(left, want);
+    assert_eq!(cpu.large_held(), 0);
+    for p in left {
+        h.free(p.as_ptr()).unwrap();
+    }
+    h.free(again.as_ptr()).unwrap();
+    h.magazine_flush(&mut cpu).unwrap();
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!(s.active_allocs, 0);
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
 }
