@@ -489,8 +489,7 @@ fn drain(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache, class: usize, keep: usize
 /// its lock.
 fn evict(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache) {
     if let Err(e) = heap.lock().large_cache_evict(cpu) {
-        pr_err!("large cache eviction: {}
-", crate::glue::errors::Shown(&e));
+        pr_err!("large cache eviction: {}\n", crate::glue::errors::Shown(&e));
     }
 }
 
