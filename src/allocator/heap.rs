@@ -23,7 +23,7 @@ use super::depot::depot_bytes;
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
 use super::flags::Flags;
 use super::large::{round16, Placement, TLSF_INDEX_BYTES};
-use super::magazine::MagazineCounters;
+use super::magazine_heap::MagazineCounters;
 use super::pagemap::ENTRY_BYTES;
 use super::region::Region;
 

@@ -50,8 +50,9 @@ use core::ptr::NonNull;
 use super::block::{check_word, decode_w0, req_check_pair, used_large_w0, F_CACHED};
 use super::config::{BLOCK_ALIGN, HEADER_SIZE, MIN_BLOCK};
 use super::error::{Corruption, CorruptionKind};
+use super::fast_view::FastView;
 use super::heap::Heap;
-use super::magazine::{CpuCache, FastFree, FastView};
+use super::magazine::{CpuCache, FastFree};
 
 /// Blocks one CPU's cache parks at most.
 pub const LARGE_SLOTS: usize = 8;

@@ -53,8 +53,8 @@ use super::config::{
 };
 use super::debug::{link_off, DebugFlags, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
+use super::fast_view::fast_tag;
 use super::heap::Heap;
-use super::magazine::fast_tag;
 use super::region::Pod;
 
 /// An object taken from a slab by [`Heap::slab_take`].
