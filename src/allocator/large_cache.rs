@@ -329,14 +329,17 @@ impl Heap {
         keep_bytes: usize,
     ) -> Result<usize, Corruption> {
         let l = &mut cpu.large;
+        // `count` never exceeds the slots (`free_large` stops there); the
+        // bound keeps `copy_within` from panicking all the same.
+        let count = l.count.min(l.slots.len());
         let (mut n, mut left) = (0usize, l.bytes);
-        while n < l.count && (l.count - n > keep || left > keep_bytes) {
+        while n < count && (count - n > keep || left > keep_bytes) {
             left = left.saturating_sub(l.slots.get(n).map_or(0, |s| s.size as usize));
             n += 1;
         }
         let gone = l.slots;
-        l.slots.copy_within(n..l.count, 0);
-        l.count -= n;
+        l.slots.copy_within(n..count, 0);
+        l.count = count - n;
         l.bytes = left;
         let mut done = 0;
         let mut first_err = None;
