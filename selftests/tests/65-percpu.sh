@@ -157,6 +157,31 @@ e65_loop 803 803 free
 check "percpu: validate ok after large frees" validate_ok
 expect_eq "percpu: nothing live after the large frees" 0 "$(stat active_allocs)"
 
+# A full large cache: eight parked 5000 B blocks, none of which fits a
+# 16 KiB request. Freeing a 16 KiB block returns the oldest four to the
+# heap under its lock and parks the new one, which the next 16 KiB
+# allocation takes back without the lock. (Without the eviction that free
+# and that allocation both took the locked heap.)
+e65_f=$(stat fast_allocs)
+e65_ff=$(stat fast_frees)
+e65_r=$(taskset 1 sh -c "for i in 810 811 812 813 814 815 816 817; do
+		echo \"\$i 5000\" >$KALLOC_DIR/alloc
+	done
+	echo '820 16384' >$KALLOC_DIR/alloc
+	for i in 810 811 812 813 814 815 816 817; do echo \$i >$KALLOC_DIR/free; done
+	awk '\$1 == 820 { print \$6 }' $KALLOC_DIR/handles
+	echo 820 >$KALLOC_DIR/free
+	echo '821 16384' >$KALLOC_DIR/alloc
+	awk '\$1 == 821 { print \$6 }' $KALLOC_DIR/handles" | tr '\n' ' ')
+e65_o=${e65_r%% *}
+check "percpu: a 16 KiB block beside a full large cache ($e65_r)" test -n "$e65_o"
+expect_eq "percpu: a full large cache makes room: 9 parked, the 16 KiB block reused" \
+	"$((e65_f + 1)) $((e65_ff + 9)) $e65_o $e65_o " \
+	"$(stat fast_allocs) $(stat fast_frees) $e65_r"
+e65_loop 821 821 free
+check "percpu: validate ok after the eviction" validate_ok
+expect_eq "percpu: nothing live after the eviction" 0 "$(stat active_allocs)"
+
 expect_write "percpu: shrink" OK "$KALLOC_DIR/shrink" "run"
 expect_eq "percpu: shrink emptied the magazines and released every slab" "0 0" \
 	"$(stat magazine_objects) $(stat slabs_total)"
