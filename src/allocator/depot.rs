@@ -94,11 +94,14 @@ impl Heap {
         self.depot_off.wrapping_add(first.wrapping_mul(ENTRY_BYTES))
     }
 
-    /// Entry `i` of class `class` (whose entries start at `base`), `None`
-    /// when its check tag does not match.
-    fn depot_entry(&self, base: usize, i: usize) -> Option<Entry> {
-        let at = base.wrapping_add(i.wrapping_mul(ENTRY_BYTES));
-        Entry::from_depot(self.mem.read(at).unwrap_or(0))
+    /// The stored words of entries `from..from + n` of class `class`, with
+    /// one bounds check (empty if they were outside the region, which the
+    /// layout rules out: every entry then reads as damaged).
+    fn depot_words(&self, class: usize, from: usize, n: usize) -> &[u64] {
+        let at = self
+            .depot_base(class)
+            .wrapping_add(from.wrapping_mul(ENTRY_BYTES));
+        self.mem.words(at, n).unwrap_or(&[])
     }
 
     /// Objects of class `class` in the depot.
@@ -147,7 +150,6 @@ impl Heap {
         out: &mut [Entry],
     ) -> (usize, Option<Corruption>) {
         let mut have = self.depot_count(class);
-        let base = self.depot_base(class);
         let mut n = 0usize;
         // Dropped entries: how many, and the index of the first.
         let (mut bad, mut first_bad) = (0usize, None);
@@ -156,13 +158,10 @@ impl Heap {
         while n < out.len() && have > 0 {
             let k = (out.len() - n).min(have);
             have -= k;
-            let at = base.wrapping_add(have.wrapping_mul(ENTRY_BYTES));
-            let words = self.mem.words(at, k).unwrap_or(&[]);
+            let words = self.depot_words(class, have, k);
             // In the order they were parked: the last one parked ends on top
             // of the magazine, the next to be handed out.
             for i in 0..k {
-                // A word outside the region (none, as for `depot_put`)
-                // counts as damaged.
                 let e = words.get(i).and_then(|&w| Entry::from_depot(w));
                 match (e, out.get_mut(n)) {
                     (Some(e), Some(slot)) => {
@@ -239,10 +238,11 @@ impl Heap {
                     have as u64,
                 ));
             }
-            let base = self.depot_base(class);
+            let words = self.depot_words(class, 0, have);
             for i in 0..have {
                 let bad = Corruption::new(CorruptionKind::MagazineEntry, class, i as u64);
-                self.check_cached_entry(class, self.depot_entry(base, i).ok_or(bad)?)?;
+                let e = words.get(i).and_then(|&w| Entry::from_depot(w));
+                self.check_cached_entry(class, e.ok_or(bad)?)?;
                 n += 1;
             }
         }

@@ -373,20 +373,25 @@ impl Heap {
                 }
                 self.ctr.slab_allocs = self.ctr.slab_allocs.wrapping_add(1);
                 // `slab_alloc` succeeded, so `ci` names a descriptor.
-                let mut c = self.cache_mut(ci);
-                let size = c.as_ref().map_or(0, |c| u64::from(c.object_size));
-                let exact = if exact == 0 { size } else { exact };
-                if let Some(c) = c.as_deref_mut() {
-                    c.allocs = c.allocs.wrapping_add(1);
-                    c.requested_total = c.requested_total.wrapping_add(exact);
-                    if reused {
-                        c.reuses = c.reuses.wrapping_add(1);
-                    }
+                let Some(c) = self.cache_mut(ci) else {
+                    return Ok(Got {
+                        off,
+                        usable: 0,
+                        req: 0,
+                        exact,
+                    });
+                };
+                let req = u64::from(c.object_size);
+                let exact = if exact == 0 { req } else { exact };
+                c.allocs = c.allocs.wrapping_add(1);
+                c.requested_total = c.requested_total.wrapping_add(exact);
+                if reused {
+                    c.reuses = c.reuses.wrapping_add(1);
                 }
                 Ok(Got {
                     off,
-                    usable: c.map_or(0, |c| c.usable()),
-                    req: size,
+                    usable: c.usable(),
+                    req,
                     exact,
                 })
             }

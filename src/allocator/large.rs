@@ -258,7 +258,7 @@ impl Heap {
     /// blocks before changing anything (a merge with both neighbours) use
     /// it so that no block is checked twice: their own unlinks in between
     /// keep the lists consistent, and the links are read again here.
-    fn unlink_checked(&mut self, b: &Block, (fl, sl): (usize, usize)) {
+    fn unlink_checked(&mut self, b: &Block, (fl, sl): FreeList) {
         let (next, prev) = self.links(b.off);
         if next != 0 {
             let nn = self.links(next).0;
@@ -583,7 +583,7 @@ impl Heap {
 
     /// [`Heap::swallow_free`] of a block already checked by
     /// [`Heap::check_unlink`] (see [`Heap::unlink_checked`]).
-    fn swallow_checked(&mut self, n: &Block, list: (usize, usize)) {
+    fn swallow_checked(&mut self, n: &Block, list: FreeList) {
         self.unlink_checked(n, list);
         self.scrub_header(n);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
