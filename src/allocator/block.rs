@@ -31,7 +31,9 @@
 //! seen half written. A damaged boundary tag is still found, as a
 //! `BoundaryTagMismatch` against the previous block's verified size.
 
-use super::config::{BLOCK_ALIGN, BLOCK_MAGIC, HEADER_SIZE, MIN_BLOCK};
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::config::{BLOCK_MAGIC, HEADER_SIZE, MIN_BLOCK};
 use super::error::{Corruption, CorruptionKind};
 use super::heap::Heap;
 
@@ -115,18 +117,14 @@ impl Heap {
     /// Reads and checks the header at `off`.
     pub(super) fn block(&self, off: usize) -> Result<Block, Corruption> {
         let bad = |kind, detail| Err(Corruption::new(kind, off, detail));
-        if off < self.blocks_start || !off.is_multiple_of(BLOCK_ALIGN) {
+        // `header` checks the alignment (16, `BLOCK_ALIGN`) and the bounds.
+        let words = self.mem.header(off).filter(|_| off >= self.blocks_start);
+        let Some((a0, a1, a23)) = words else {
             return bad(CorruptionKind::FreeListOutOfBounds, off as u64);
-        }
-        let in_region = off
-            .checked_add(HEADER_SIZE)
-            .is_some_and(|e| e <= self.mem.len());
-        if !in_region {
-            return bad(CorruptionKind::FreeListOutOfBounds, off as u64);
-        }
-        let w0 = self.mem.rd32(off);
-        let w1 = self.mem.rd32(off.wrapping_add(4));
-        let w23 = self.mem.load64(off.wrapping_add(8));
+        };
+        let w0 = a0.load(Relaxed);
+        let w1 = a1.load(Relaxed);
+        let w23 = a23.load(Relaxed);
         let (w2, w3) = (w23 as u32, (w23 >> 32) as u32);
         if check_word(off, w0, w2) != w3 {
             return bad(CorruptionKind::BadMagic, u64::from(w3));
@@ -160,10 +158,11 @@ impl Heap {
             w0 |= F_CACHED;
         }
         let off = b.off;
-        self.mem.wr32(off, w0);
-        self.mem.wr32(off.wrapping_add(4), b.prev_size as u32);
-        self.mem
-            .store64(off.wrapping_add(8), req_check_pair(off, w0, b.req));
+        if let Some((a0, a1, a23)) = self.mem.header(off) {
+            a0.store(w0, Relaxed);
+            a1.store(b.prev_size as u32, Relaxed);
+            a23.store(req_check_pair(off, w0, b.req), Relaxed);
+        }
     }
 
     /// The block physically after `b`, if any.

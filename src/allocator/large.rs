@@ -50,6 +50,8 @@
 //! it again, and an allocation leaves the tag after its block as it found
 //! it unless it splits (the successor is checked when it is next touched).
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::block::Block;
 use super::config::{BLOCK_ALIGN, FL_COUNT, FL_SHIFT, HEADER_SIZE, MIN_BLOCK, SL_COUNT, SL_LOG};
 use super::debug::DebugFlags;
@@ -151,15 +153,18 @@ impl Heap {
 
     /// Free-list links `(next, prev)` of a free block.
     pub(super) fn links(&self, off: usize) -> (usize, usize) {
-        let next = self.mem.rd32(off.wrapping_add(HEADER_SIZE)) as usize;
-        let prev = self.mem.rd32(off.wrapping_add(HEADER_SIZE + 4)) as usize;
-        (next, prev)
+        self.mem
+            .pair32(off.wrapping_add(HEADER_SIZE))
+            .map_or((0, 0), |(n, p)| {
+                (n.load(Relaxed) as usize, p.load(Relaxed) as usize)
+            })
     }
 
     fn set_links(&mut self, off: usize, next: usize, prev: usize) {
-        self.mem.wr32(off.wrapping_add(HEADER_SIZE), next as u32);
-        self.mem
-            .wr32(off.wrapping_add(HEADER_SIZE + 4), prev as u32);
+        if let Some((n, p)) = self.mem.pair32(off.wrapping_add(HEADER_SIZE)) {
+            n.store(next as u32, Relaxed);
+            p.store(prev as u32, Relaxed);
+        }
     }
 
     /// Checks that `off` is a free block usable as a list neighbour.

@@ -46,9 +46,10 @@
 //! affected, and it flushes and retries like the magazines.
 
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::block::{check_word, decode_w0, req_check_pair, used_large_w0, F_CACHED};
-use super::config::{BLOCK_ALIGN, HEADER_SIZE, MIN_BLOCK};
+use super::config::{HEADER_SIZE, MIN_BLOCK};
 use super::error::{Corruption, CorruptionKind};
 use super::fast_view::FastView;
 use super::heap::Heap;
@@ -132,12 +133,13 @@ impl FastView {
     #[inline(always)]
     fn parkable(&self, off: usize) -> Option<Parkable> {
         let hdr = off.checked_sub(HEADER_SIZE)?;
-        let end = hdr.checked_add(HEADER_SIZE)?;
-        if hdr < self.blocks_start || hdr % BLOCK_ALIGN != 0 || end > self.mem.len() {
+        if hdr < self.blocks_start {
             return None;
         }
-        let w0 = self.mem.rd32(hdr);
-        let w23 = self.mem.load64(hdr.wrapping_add(8));
+        // `header` checks the bounds and the alignment (16, `BLOCK_ALIGN`).
+        let (a0, _, a23) = self.mem.header(hdr)?;
+        let w0 = a0.load(Relaxed);
+        let w23 = a23.load(Relaxed);
         let (req, w3) = (w23 as u32, (w23 >> 32) as u32);
         if check_word(hdr, w0, req) != w3 {
             return None;

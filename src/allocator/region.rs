@@ -159,6 +159,48 @@ impl Region {
         Some(unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) })
     }
 
+    /// The words of the 16-byte block header at `off` (16-byte aligned),
+    /// with one bounds and alignment check, or `None` when it is not inside
+    /// the region: words 0 and 1 as `u32`s, words 2 and 3 as the one `u64`
+    /// they are always read and written as (see `block`).
+    #[inline(always)]
+    pub(super) fn header(&self, off: usize) -> Option<(&AtomicU32, &AtomicU32, &AtomicU64)> {
+        if !self.fits(off, 16, 16) {
+            return None;
+        }
+        // SAFETY: `off..off + 16` is inside the owned region, which outlives
+        // `&self`, and 16-byte aligned (checked above), so `off`, `off + 4`
+        // and `off + 8` are aligned for their types; every access to these
+        // words, which the lock-free fast path shares, is atomic.
+        unsafe {
+            let p = self.base.as_ptr().add(off);
+            Some((
+                AtomicU32::from_ptr(p.cast()),
+                AtomicU32::from_ptr(p.add(4).cast()),
+                AtomicU64::from_ptr(p.add(8).cast()),
+            ))
+        }
+    }
+
+    /// The two `u32` words at `off` (8-byte aligned), with one bounds and
+    /// alignment check, or `None` when they are not inside the region.
+    #[inline(always)]
+    pub(super) fn pair32(&self, off: usize) -> Option<(&AtomicU32, &AtomicU32)> {
+        if !self.fits(off, 8, 8) {
+            return None;
+        }
+        // SAFETY: `off..off + 8` is inside the owned region, which outlives
+        // `&self`, and 8-byte aligned (checked above); accessed atomically
+        // like every word shared with the lock-free fast path.
+        unsafe {
+            let p = self.base.as_ptr().add(off);
+            Some((
+                AtomicU32::from_ptr(p.cast()),
+                AtomicU32::from_ptr(p.add(4).cast()),
+            ))
+        }
+    }
+
     /// Reads a `u32` at `off` (0 when out of bounds); a relaxed atomic load.
     pub(super) fn rd32(&self, off: usize) -> u32 {
         self.atomic32(off).map_or(0, |a| a.load(Relaxed))

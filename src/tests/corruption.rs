@@ -256,3 +256,22 @@ fn wild_link_in_the_last_listed_block_is_out_of_bounds_not_a_loop() {
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
 }
+
+#[test]
+fn a_link_that_is_not_16_byte_aligned_is_out_of_bounds() {
+    // Block headers are 16-byte aligned; a link 8 bytes off is refused
+    // before its "header" is read (reading it would find a bad check word
+    // and report a different kind).
+    let mut h = TestHeap::new(1 << 20);
+    let blk = h.metadata_bytes();
+    let wild = blk + 64 + 8;
+    h.poke32(blk + 16, wild as u32);
+    let c = h.validate().expect_err("detected");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::FreeListOutOfBounds, blk, wild as u64),
+        "{c}"
+    );
+    h.poke32(blk + 16, 0);
+    h.validate().unwrap();
+}
