@@ -10,8 +10,11 @@
 //! [`super::large_cache`]) reads or changes without the heap lock (page-map
 //! entries, slab bitmap words, large-block headers) are accessed with
 //! relaxed atomics on both sides: `rd32`/`wr32`, `cas32` and the `*64`
-//! helpers. On x86-64 these are the same plain moves (and one locked `or`/
-//! `and` for the bitmap), but they keep concurrent access well defined.
+//! helpers, and `header`/`pair32`, which check the bounds of a whole
+//! block header or of a free block's two list links once and hand out its
+//! words as atomics. On x86-64 these are the same plain moves (and one
+//! locked `or`/`and` for the bitmap), but they keep concurrent access well
+//! defined.
 
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
