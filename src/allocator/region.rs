@@ -193,8 +193,10 @@ impl Region {
             return None;
         }
         // SAFETY: `off..off + 8` is inside the owned region, which outlives
-        // `&self`, and 8-byte aligned (checked above); accessed atomically
-        // like every word shared with the lock-free fast path.
+        // `&self`, and 8-byte aligned (checked above). While `&self` is
+        // borrowed nothing accesses these words non-atomically: that needs
+        // `&mut self` here, and the lock-free fast path, which has its own
+        // view of the region, never touches the links of free blocks.
         unsafe {
             let p = self.base.as_ptr().add(off);
             Some((
