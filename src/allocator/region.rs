@@ -171,38 +171,49 @@ impl Region {
         if !self.fits(off, 16, 16) {
             return None;
         }
-        // SAFETY: `off..off + 16` is inside the owned region, which outlives
-        // `&self`, and 16-byte aligned (checked above), so `off`, `off + 4`
-        // and `off + 8` are aligned for their types; every access to these
-        // words, which the lock-free fast path shares, is atomic.
+        // SAFETY: `off..off + 16` is inside the region and 16-byte aligned
+        // (checked above), so it holds the two words and, at `off + 8`, an
+        // aligned `u64`; every access to a block header's words, which the
+        // lock-free fast path shares, is atomic.
         unsafe {
-            let p = self.base.as_ptr().add(off);
-            Some((
-                AtomicU32::from_ptr(p.cast()),
-                AtomicU32::from_ptr(p.add(4).cast()),
-                AtomicU64::from_ptr(p.add(8).cast()),
-            ))
+            let (w0, w1) = self.pair32_at(off);
+            let w23 = AtomicU64::from_ptr(self.base.as_ptr().add(off).add(8).cast());
+            Some((w0, w1, w23))
         }
     }
 
     /// The two `u32` words at `off` (8-byte aligned), with one bounds and
-    /// alignment check, or `None` when they are not inside the region.
+    /// alignment check, or `None` when they are not inside the region: a
+    /// free block's list links.
     #[inline(always)]
     pub(super) fn pair32(&self, off: usize) -> Option<(&AtomicU32, &AtomicU32)> {
         if !self.fits(off, 8, 8) {
             return None;
         }
-        // SAFETY: `off..off + 8` is inside the owned region, which outlives
-        // `&self`, and 8-byte aligned (checked above). While `&self` is
-        // borrowed nothing accesses these words non-atomically: that needs
-        // `&mut self` here, and the lock-free fast path, which has its own
-        // view of the region, never touches the links of free blocks.
+        // SAFETY: in bounds and 8-byte aligned (checked above). The links of
+        // free blocks are only accessed atomically while `&self` is
+        // borrowed: a non-atomic access needs `&mut self` here, and the
+        // lock-free fast path, which has its own view of the region, never
+        // touches them.
+        Some(unsafe { self.pair32_at(off) })
+    }
+
+    /// The two `u32` words at `off`, unchecked.
+    ///
+    /// # Safety
+    ///
+    /// `off..off + 8` must be inside the region, `off` 4-byte aligned, and
+    /// the words accessed only atomically while the references live.
+    #[inline(always)]
+    unsafe fn pair32_at(&self, off: usize) -> (&AtomicU32, &AtomicU32) {
+        // SAFETY: the caller guarantees bounds, alignment and atomic-only
+        // access; the region outlives `&self`.
         unsafe {
             let p = self.base.as_ptr().add(off);
-            Some((
+            (
                 AtomicU32::from_ptr(p.cast()),
                 AtomicU32::from_ptr(p.add(4).cast()),
-            ))
+            )
         }
     }
 
