@@ -12,7 +12,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use common::{check, fast_alloc, fast_free, fill, release_model, view, Rng, TestHeap};
 use ikos_kalloc::allocator::{
-    magazine_capacity, size_class_for, AllocError, CpuCache, DebugFlags, FastFree, FreeError, Heap,
+    magazine_capacity, size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree,
+    FreeError, Heap,
 };
 use proptest::prelude::*;
 
@@ -521,4 +522,72 @@ fn threads_share_objects_through_the_fast_path() {
     drop(v);
     // SAFETY: allocated above with `layout`; the heap and views are gone.
     unsafe { std::alloc::dealloc(region.as_ptr(), layout) }
+}
+
+#[test]
+fn a_cached_object_marked_live_is_a_bad_magazine_and_depot_entry() {
+    // A magazine or depot object has its live bit clear; damage that sets
+    // it (a stray write to the slab bitmap) must be reported by the checks
+    // `validate` runs through the glue, at that object and its slab.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    // The first refill takes half a magazine from a fresh slab; take them
+    // all and give them back, so the magazine holds exactly those.
+    let first = fast_alloc(&mut h, &v, &mut cpu, 64);
+    let mut objs = vec![first];
+    while cpu.held(class) > 0 {
+        objs.push(fast_alloc(&mut h, &v, &mut cpu, 64));
+    }
+    assert_eq!(objs.len(), magazine_capacity(class) / 2);
+    for p in &objs {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    let n = objs.len();
+    assert_eq!(h.magazine_check(&cpu), Ok(n));
+    let lowest = objs.iter().map(|&p| h.off(p)).min().unwrap();
+    // The first slab span starts the block area; its bitmap follows the
+    // 64-byte descriptor, and bit 0 is the lowest object.
+    let span = h.metadata_bytes();
+    let bm = span + 64;
+    let w = h.peek32(bm);
+    assert_eq!(w, 0, "every object is cached, none live");
+    h.poke32(bm, 1);
+    let c = h
+        .magazine_check(&cpu)
+        .expect_err("a cached object marked live");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::MagazineEntry, lowest, span as u64),
+        "{c}"
+    );
+    // The same object parked in the depot.
+    h.poke32(bm, 0);
+    assert_eq!(h.magazine_drain(&mut cpu, class, 0), Ok(n));
+    assert_eq!((cpu.held(class), h.depot_check()), (0, Ok(n)));
+    h.poke32(bm, 1);
+    // `validate` sees it first as one object too few without a live bit
+    // in the class (63 of the 64 cached)...
+    let c = h.validate().expect_err("a depot object marked live");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::MagazineEntry, class, n as u64 - 1),
+        "{c}"
+    );
+    // ...and its depot check names the object.
+    let c = h.depot_check().expect_err("a depot object marked live");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::MagazineEntry, lowest, span as u64),
+        "{c}"
+    );
+    h.poke32(bm, 0);
+    h.magazine_absorb(&mut cpu);
+    h.validate().unwrap();
+    // The flush empties the depot too, and the slab goes back.
+    assert_eq!(h.magazine_flush(&mut cpu), Ok(n));
+    let s = h.stats();
+    assert_eq!((s.corruptions, s.depot_objects, s.slabs_total), (2, 0, 0));
+    h.validate().unwrap();
 }
