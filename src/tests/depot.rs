@@ -7,8 +7,8 @@ mod common;
 
 use common::{fast_alloc, fast_free, view, TestHeap};
 use ikos_kalloc::allocator::{
-    depot_capacity, magazine_capacity, size_class_for, CpuCache, Heap, DEPOT_MAX_BYTES,
-    DEPOT_MAX_ENTRIES,
+    depot_capacity, magazine_capacity, size_class_for, CorruptionKind, CpuCache, Heap,
+    DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
 };
 
 const MIB: usize = 1 << 20;
@@ -204,4 +204,28 @@ fn a_drain_parks_the_top_and_a_refill_puts_it_back_on_top() {
     let s = h.stats();
     assert_eq!((s.active_allocs, taken64(&h)), (0, 0));
     h.validate().unwrap();
+}
+
+#[test]
+fn a_flush_names_the_damaged_depot_entry() {
+    let (mut h, mut cpu) = after_one_batch();
+    let class = size_class_for(64, 8).unwrap();
+    let parked = h.stats().depot_objects as usize;
+    assert!(parked > 64, "more than one batch of 64 parked");
+    // The entry just below the top batch of 64 that a flush takes first:
+    // one bit of its object offset flipped, so its check tag no longer
+    // matches.
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    let at = parked - 64 - 1;
+    let word = h.depot_area().0 + (first + at) * 8;
+    h.poke32(word, h.peek32(word) ^ 1 << 20);
+    let corruptions = h.stats().corruptions;
+    let c = h.magazine_flush(&mut cpu).expect_err("a damaged entry");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::MagazineEntry, class, at as u64),
+        "{c}"
+    );
+    let s = h.stats();
+    assert_eq!((s.corruptions, s.depot_objects), (corruptions + 1, 0));
 }

@@ -591,3 +591,26 @@ fn a_cached_object_marked_live_is_a_bad_magazine_and_depot_entry() {
     assert_eq!((s.corruptions, s.depot_objects, s.slabs_total), (2, 0, 0));
     h.validate().unwrap();
 }
+
+#[test]
+fn no_debug_flag_lets_a_free_take_the_fast_path() {
+    // Slabs of a cache with any debug flag carry no fast tag, so their
+    // frees take the locked path and its checks, also the flags that keep
+    // the standard object layout (owner tracking, sanity checks).
+    for flags in [
+        DebugFlags::REDZONE,
+        DebugFlags::POISON,
+        DebugFlags::TRACK,
+        DebugFlags::SANITY,
+    ] {
+        let mut h = TestHeap::with_debug(1 << 20, flags);
+        let v = view(&h);
+        let mut cpu = CpuCache::new();
+        let p = h.alloc(64).expect("locked path");
+        assert_eq!(cpu.free(&v, p.as_ptr()), FastFree::Slow, "{flags:?}");
+        assert!(h.is_valid_pointer(p.as_ptr()), "{flags:?}: still live");
+        assert_eq!(cpu.held_total(), 0);
+        h.free(p.as_ptr()).unwrap();
+        h.validate().unwrap();
+    }
+}
