@@ -172,7 +172,9 @@ impl CpuCache {
         zero: bool,
     ) -> Option<NonNull<u8>> {
         let l = &mut self.large;
-        if l.count == 0 || !v.large_ok || size == 0 || !align.is_power_of_two() {
+        // Nothing is parked where `v.large_ok` is false (`free_large`), and
+        // a size 0 needs a block far below any parked one (the fit test).
+        if l.count == 0 || !align.is_power_of_two() {
             return None;
         }
         let need = Heap::block_size_for(size)?;

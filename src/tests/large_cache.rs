@@ -12,8 +12,8 @@ use std::ptr::NonNull;
 
 use common::{check, fill, release_model, view, TestHeap};
 use ikos_kalloc::allocator::{
-    size_class_for, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap, LARGE_CACHE_BYTES,
-    LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS,
+    size_class_for, CorruptionKind, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap,
+    LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS,
 };
 use proptest::prelude::*;
 
@@ -363,4 +363,100 @@ fn a_full_cache_returns_its_oldest_blocks_and_parks_the_new_one() {
     let s = h.stats();
     assert_eq!(s.active_allocs, 0);
     assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+}
+
+#[test]
+fn the_fit_window_and_the_byte_bound_are_inclusive() {
+    // 32 KiB of payload at most, 128 KiB of blocks per CPU.
+    assert_eq!(
+        (LARGE_CACHE_MAX_BLOCK, LARGE_CACHE_BYTES),
+        (32 * 1024 + 16, 128 * 1024)
+    );
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    // A block of 18,432 bytes serves a request whose block (16,384 bytes)
+    // is exactly an eighth smaller, and not one 16 bytes smaller still.
+    let p = h.alloc(18_432 - 16).unwrap();
+    assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
+    assert_eq!(cpu.alloc_large(&v, 16_384 - 32, 16, false), None);
+    // Alignments that are not a power of two are refused.
+    assert_eq!(cpu.alloc_large(&v, 16_384 - 16, 3, false), None);
+    assert_eq!(cpu.alloc_large(&v, 16_384 - 16, 0, false), None);
+    let q = cpu.alloc_large(&v, 16_384 - 16, 16, false).expect("fits");
+    assert_eq!(q, p);
+    h.free(q.as_ptr()).unwrap();
+    // Four blocks of 32 KiB fill the 128 KiB exactly; a fifth does not fit.
+    let blocks: Vec<_> = (0..5).map(|_| h.alloc(32 * 1024 - 16).unwrap()).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        let want = if i < 4 {
+            FastFree::Done
+        } else {
+            FastFree::LargeFull
+        };
+        assert_eq!(cpu.free_large(&v, b.as_ptr()), want, "block {i}");
+    }
+    assert_eq!(cpu.large_held(), 4);
+    // Full by bytes (half the slots used): an eviction returns the oldest
+    // blocks until half the bytes are left, and the fifth fits then.
+    assert_eq!(h.large_cache_evict(&mut cpu), Ok(2));
+    assert_eq!(cpu.large_held(), 2);
+    assert_eq!(cpu.free_large(&v, blocks[4].as_ptr()), FastFree::Done);
+    h.magazine_flush(&mut cpu).unwrap();
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!((s.active_allocs, s.total_allocs, s.fast_allocs), (0, 7, 1));
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+}
+
+#[test]
+fn a_detach_moves_the_parked_blocks() {
+    // What quiesce does on each CPU: the parked blocks and their events
+    // move to a scratch cache, which the heap then takes back.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let mut scratch = CpuCache::new();
+    let p = h.alloc(16384).unwrap();
+    assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
+    cpu.detach_into(&mut scratch, false);
+    assert_eq!((cpu.large_held(), scratch.large_held()), (0, 1));
+    assert_eq!(cpu.alloc_large(&v, 16384, 16, false), None);
+    h.magazine_absorb(&mut cpu);
+    assert_eq!(h.stats().fast_frees, 0, "the events moved too");
+    h.magazine_absorb(&mut scratch);
+    assert_eq!(h.stats().fast_frees, 1);
+    assert_eq!(h.large_cache_flush(&mut scratch), Ok(1));
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!((s.active_allocs, s.total_frees), (0, 1));
+    assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+}
+
+#[test]
+fn a_flush_keeps_a_block_that_no_longer_reads_as_parked() {
+    // Word 0 back to "used" while parked (a stray write of the value it
+    // had): its check word still matches, so only the state tells. The
+    // flush must not free what may be someone's live block.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let p = h.alloc(16384).unwrap();
+    let _guard = h.alloc(16384).unwrap();
+    let hdr = h.off(p) - 16;
+    let used = h.peek32(hdr);
+    assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
+    assert_ne!(h.peek32(hdr), used, "parked: word 0 has the cached bit");
+    h.poke32(hdr, used);
+    let c = h.magazine_flush(&mut cpu).expect_err("not a parked block");
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::MagazineEntry, hdr, 16384 + 16),
+        "{c}"
+    );
+    assert_eq!(cpu.large_held(), 0);
+    // It was left alone: still a used block, which its owner can free.
+    assert_eq!(h.usable_size(p.as_ptr()), Some(16384));
+    h.free(p.as_ptr()).unwrap();
+    assert_eq!(h.stats().corruptions, 1);
 }

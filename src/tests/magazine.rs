@@ -614,3 +614,57 @@ fn no_debug_flag_lets_a_free_take_the_fast_path() {
         h.validate().unwrap();
     }
 }
+
+#[test]
+fn refills_into_a_held_magazine_and_never_used_objects_count_exactly() {
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    let half = magazine_capacity(class) / 2;
+    // A refill tops up a magazine that still holds objects to half its
+    // capacity: 10 handed out, 10 refilled on top of the other 54.
+    assert_eq!(h.magazine_refill(&mut cpu, class), Ok(half));
+    let live: Vec<_> = (0..10)
+        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
+        .collect();
+    assert_eq!(h.magazine_refill(&mut cpu, class), Ok(10));
+    assert_eq!(cpu.held(class), half);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(
+        (
+            s.fast_allocs,
+            s.fast_frees,
+            s.object_reuses,
+            s.magazine_objects
+        ),
+        (10, 0, 0, half as u64)
+    );
+    // Never-used objects parked in the depot and taken back are still
+    // never used: handing one out is not a reuse.
+    assert_eq!(h.magazine_drain(&mut cpu, class, 0), Ok(half));
+    let p = fast_alloc(&mut h, &v, &mut cpu, 64);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!((s.fast_allocs, s.fast_frees, s.object_reuses), (11, 0, 0));
+    // Freed, it is a used object: the next one handed out is a reuse.
+    fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    let q = fast_alloc(&mut h, &v, &mut cpu, 64);
+    assert_eq!(q, p);
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!((s.fast_allocs, s.fast_frees, s.object_reuses), (12, 1, 1));
+    for o in live.into_iter().chain([q]) {
+        fast_free(&mut h, &v, &mut cpu, o.as_ptr()).unwrap();
+    }
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(
+        (s.total_allocs, s.total_frees, s.active_allocs),
+        (12, 12, 0)
+    );
+    h.magazine_flush(&mut cpu).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().slabs_total, 0);
+}
