@@ -229,3 +229,51 @@ fn a_flush_names_the_damaged_depot_entry() {
     let s = h.stats();
     assert_eq!((s.corruptions, s.depot_objects), (corruptions + 1, 0));
 }
+
+/// The check tag the depot stores in the top 17 bits of an entry over its
+/// 47 low bits (`depot_tag` in `src/allocator/magazine.rs`), to forge an
+/// entry that passes it.
+fn depot_tag(v: u64) -> u64 {
+    (v ^ 0x2f0b_3c5e_9d14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 47
+}
+
+#[test]
+fn a_depot_entry_with_a_valid_tag_and_the_wrong_bitmap_bit_is_reported() {
+    // Damage the check tag cannot see (or a forged entry): the object is
+    // right, its bitmap word or bit is not. The fast path would set the
+    // wrong bit; the check compares both with the object's slab.
+    let (mut h, _cpu) = after_one_batch();
+    let class = size_class_for(64, 8).unwrap();
+    let parked = h.stats().depot_objects as usize;
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    let at = h.depot_area().0 + (first + parked - 1) * 8;
+    let read = |h: &TestHeap| u64::from(h.peek32(at)) | u64::from(h.peek32(at + 4)) << 32;
+    let saved = read(&h);
+    let v = saved & ((1 << 47) - 1);
+    assert_eq!(
+        saved >> 47,
+        depot_tag(v),
+        "the tag as the depot computes it"
+    );
+    let obj = ((v & ((1 << 27) - 1)) << 3) as usize;
+    let mut spans = Vec::new();
+    // The distance to the bitmap word (bits 27..40), then the bit (40..46).
+    for damaged in [v + (1 << 27), v ^ 1 << 40] {
+        let w = damaged | depot_tag(damaged) << 47;
+        h.poke32(at, w as u32);
+        h.poke32(at + 4, (w >> 32) as u32);
+        let c = h.depot_check().expect_err("wrong bitmap word or bit");
+        assert_eq!(
+            (c.kind, c.offset),
+            (CorruptionKind::MagazineEntry, obj),
+            "{c}"
+        );
+        spans.push(c.detail);
+    }
+    assert_eq!(spans[0], spans[1], "both name the object's slab");
+    assert!((spans[0] as usize) < obj);
+    h.poke32(at, saved as u32);
+    h.poke32(at + 4, (saved >> 32) as u32);
+    assert_eq!(h.depot_check(), Ok(parked));
+    h.validate().unwrap();
+}
