@@ -275,3 +275,26 @@ fn a_link_that_is_not_16_byte_aligned_is_out_of_bounds() {
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
 }
+
+#[test]
+fn a_link_to_where_no_header_is_names_the_link() {
+    // A free block's next link aimed at a 16-aligned offset inside its
+    // own payload, where no header is: the neighbour check reports a
+    // free-list mismatch at the link's target (not a bad block magic there,
+    // which would point at a block that does not exist).
+    let mut h = TestHeap::new(1 << 20);
+    let blk = h.metadata_bytes();
+    let wild = blk + 64;
+    h.poke32(blk + 16, wild as u32);
+    let want = (CorruptionKind::FreeListMismatch, wild, 0);
+    let c = h.validate().expect_err("detected");
+    assert_eq!((c.kind, c.offset, c.detail), want, "{c}");
+    // An allocation unlinks the block and checks its neighbour the same way.
+    match h.alloc_flags(100_000, 8, Flags::NONE) {
+        Err(AllocError::Corrupted(c)) => assert_eq!((c.kind, c.offset, c.detail), want),
+        r => panic!("{r:?}"),
+    }
+    h.poke32(blk + 16, 0);
+    h.validate().unwrap();
+    assert_eq!(h.stats().corruptions, 2);
+}

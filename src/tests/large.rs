@@ -259,19 +259,25 @@ fn realloc_grows_backwards_into_a_free_predecessor() {
     h.validate().unwrap();
 }
 
-/// The layout of the two placement tests below: a free 200,000-byte block
-/// low in the heap, the 10,000-byte block `p` between used guards, and a
-/// free 30,000-byte block higher up. Returns `(low, p, high)`.
-fn low_and_high_holes(h: &mut TestHeap) -> (usize, *mut u8, usize) {
-    let low = h.alloc(200_000).unwrap();
+/// The layout of the placement tests below: a free block of `low` bytes
+/// low in the heap, the block `p` of `mid` bytes between used guards, and
+/// a free block of `high` bytes higher up. Returns `(low, p, high)`.
+fn two_holes(h: &mut TestHeap, low: usize, mid: usize, high: usize) -> (usize, *mut u8, usize) {
+    let lo = h.alloc(low).unwrap();
     let _g1 = h.alloc(1_000).unwrap();
-    let p = h.alloc(10_000).unwrap();
+    let p = h.alloc(mid).unwrap();
     let _g2 = h.alloc(5_000).unwrap();
-    let high = h.alloc(30_000).unwrap();
+    let hi = h.alloc(high).unwrap();
     let _g3 = h.alloc(5_000).unwrap();
-    h.free(low.as_ptr()).unwrap();
-    h.free(high.as_ptr()).unwrap();
-    (h.off(low), p.as_ptr(), h.off(high))
+    h.free(lo.as_ptr()).unwrap();
+    h.free(hi.as_ptr()).unwrap();
+    (h.off(lo), p.as_ptr(), h.off(hi))
+}
+
+/// A free 200,000-byte block low, `p` of 10,000 bytes, a free 30,000-byte
+/// block higher up.
+fn low_and_high_holes(h: &mut TestHeap) -> (usize, *mut u8, usize) {
+    two_holes(h, 200_000, 10_000, 30_000)
 }
 
 /// A realloc that must move takes the lowest-addressed of the candidate
@@ -288,5 +294,29 @@ fn moving_realloc_prefers_the_lower_free_block() {
     let (_, _, high) = low_and_high_holes(&mut h);
     let r = h.alloc(20_000).unwrap();
     assert_eq!(h.off(r), high, "a plain allocation takes the good fit");
+    h.validate().unwrap();
+}
+
+/// The candidate lists of a moving realloc are walked in order: the next
+/// list of the same first level, and from the last second-level list to
+/// the next first level.
+#[test]
+fn moving_realloc_walks_the_candidate_lists_in_order() {
+    // Both holes in first level 5: the high one (9,024-byte block) in the
+    // request's rounded-up list (8,960 to 9,215), the low one (14,016) in
+    // a later list of the same level.
+    let mut h = TestHeap::new(1 << 20);
+    let (low, p, high) = two_holes(&mut h, 14_000, 8_000, 9_000);
+    assert!(low < high);
+    let q = h.realloc(p, 8_800).unwrap();
+    assert_eq!(h.off(q), low, "the later list of the same level");
+    h.validate().unwrap();
+    // The rounded-up list is the last of level 5 (16,128 to 16,383 bytes;
+    // the high hole's block is 16,216), the low hole (20,016) in level 6.
+    let mut h = TestHeap::new(1 << 20);
+    let (low, p, high) = two_holes(&mut h, 20_000, 15_000, 16_200);
+    assert!(low < high);
+    let q = h.realloc(p, 16_000).unwrap();
+    assert_eq!(h.off(q), low, "the next first level");
     h.validate().unwrap();
 }
