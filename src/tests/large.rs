@@ -302,21 +302,21 @@ fn moving_realloc_prefers_the_lower_free_block() {
 /// the next first level.
 #[test]
 fn moving_realloc_walks_the_candidate_lists_in_order() {
-    // Both holes in first level 5: the high one (9,024-byte block) in the
-    // request's rounded-up list (8,960 to 9,215), the low one (14,016) in
-    // a later list of the same level.
-    let mut h = TestHeap::new(1 << 20);
-    let (low, p, high) = two_holes(&mut h, 14_000, 8_000, 9_000);
-    assert!(low < high);
-    let q = h.realloc(p, 8_800).unwrap();
-    assert_eq!(h.off(q), low, "the later list of the same level");
-    h.validate().unwrap();
-    // The rounded-up list is the last of level 5 (16,128 to 16,383 bytes;
-    // the high hole's block is 16,216), the low hole (20,016) in level 6.
-    let mut h = TestHeap::new(1 << 20);
-    let (low, p, high) = two_holes(&mut h, 20_000, 15_000, 16_200);
-    assert!(low < high);
-    let q = h.realloc(p, 16_000).unwrap();
-    assert_eq!(h.off(q), low, "the next first level");
-    h.validate().unwrap();
+    // (low hole, p, high hole, new size of p). First: both holes in first
+    // level 5, the high one (9,024-byte block) in the request's rounded-up
+    // list (8,960 to 9,215), the low one (14,016) in a later list of the
+    // same level. Second: the rounded-up list is the last of level 5
+    // (16,128 to 16,383; the high hole's block is 16,216), the low hole
+    // (20,016) in level 6.
+    for (lo, mid, hi, new) in [
+        (14_000, 8_000, 9_000, 8_800),
+        (20_000, 15_000, 16_200, 16_000),
+    ] {
+        let mut h = TestHeap::new(1 << 20);
+        let (low, p, high) = two_holes(&mut h, lo, mid, hi);
+        assert!(low < high);
+        let q = h.realloc(p, new).unwrap();
+        assert_eq!(h.off(q), low, "realloc to {new} went to the low hole");
+        h.validate().unwrap();
+    }
 }
