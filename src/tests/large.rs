@@ -5,6 +5,7 @@
 mod common;
 
 use common::{check, fill, Rng, TestHeap};
+use ikos_kalloc::allocator::FreeError;
 
 #[test]
 fn split_and_coalesce_back_to_one_block() {
@@ -319,4 +320,28 @@ fn moving_realloc_walks_the_candidate_lists_in_order() {
         assert_eq!(h.off(q), low, "realloc to {new} went to the low hole");
         h.validate().unwrap();
     }
+}
+
+#[test]
+fn a_pointer_moved_backwards_is_a_double_free_afterwards() {
+    // The predecessor is large enough that the moved bytes do not reach
+    // the old header, which now lies inside the new block: it must read
+    // as free, so that a stale free is a double free and not the free of
+    // a block inside a live one.
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(20_000).unwrap();
+    let p = h.alloc(5_000).unwrap();
+    let guard = h.alloc(5_000).unwrap();
+    fill(p, 5_000, 3);
+    h.free(a.as_ptr()).unwrap();
+    let q = h.realloc(p.as_ptr(), 22_000).unwrap();
+    assert_eq!(q, a, "moved down to the predecessor");
+    assert!(check(q, 5_000, 3), "contents moved");
+    assert_eq!(h.free(p.as_ptr()), Err(FreeError::DoubleFree));
+    assert_eq!(h.usable_size(q.as_ptr()), Some(22_000));
+    h.validate().unwrap();
+    h.free(q.as_ptr()).unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+    h.validate().unwrap();
 }
