@@ -110,7 +110,7 @@ pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
 pub use inject::{InjectError, Injected};
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
-pub use magazine::{magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
+pub use magazine::{depot_tag, magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

@@ -240,19 +240,23 @@ fn random_damage_never_crashes() {
     assert!(detected > ROUNDS * 45 / 100);
 }
 
+/// Aims the next link of the one free block of a fresh heap (at the start
+/// of the block area) at `wild`; returns that block's offset and what
+/// `validate` reports. The caller puts the link back to 0.
+fn with_wild_next_link(h: &mut TestHeap, wild: usize) -> (usize, (CorruptionKind, usize, u64)) {
+    let blk = h.metadata_bytes();
+    h.poke32(blk + 16, wild as u32);
+    let c = h.validate().expect_err("detected");
+    (blk, (c.kind, c.offset, c.detail))
+}
+
 #[test]
 fn wild_link_in_the_last_listed_block_is_out_of_bounds_not_a_loop() {
     // A fresh heap has one free block; a wild next link in it used to be
     // reported as a free-list loop at the wild offset.
     let mut h = TestHeap::new(1 << 20);
-    let blk = h.metadata_bytes();
-    h.poke32(blk + 16, 0xffff_fff0);
-    let c = h.validate().expect_err("detected");
-    assert_eq!(
-        (c.kind, c.offset, c.detail),
-        (CorruptionKind::FreeListOutOfBounds, blk, 0xffff_fff0),
-        "{c}"
-    );
+    let (blk, c) = with_wild_next_link(&mut h, 0xffff_fff0);
+    assert_eq!(c, (CorruptionKind::FreeListOutOfBounds, blk, 0xffff_fff0));
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
 }
@@ -263,15 +267,9 @@ fn a_link_that_is_not_16_byte_aligned_is_out_of_bounds() {
     // before its "header" is read (reading it would find a bad check word
     // and report a different kind).
     let mut h = TestHeap::new(1 << 20);
-    let blk = h.metadata_bytes();
-    let wild = blk + 64 + 8;
-    h.poke32(blk + 16, wild as u32);
-    let c = h.validate().expect_err("detected");
-    assert_eq!(
-        (c.kind, c.offset, c.detail),
-        (CorruptionKind::FreeListOutOfBounds, blk, wild as u64),
-        "{c}"
-    );
+    let wild = h.metadata_bytes() + 64 + 8;
+    let (blk, c) = with_wild_next_link(&mut h, wild);
+    assert_eq!(c, (CorruptionKind::FreeListOutOfBounds, blk, wild as u64));
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
 }
@@ -283,12 +281,10 @@ fn a_link_to_where_no_header_is_names_the_link() {
     // free-list mismatch at the link's target (not a bad block magic there,
     // which would point at a block that does not exist).
     let mut h = TestHeap::new(1 << 20);
-    let blk = h.metadata_bytes();
-    let wild = blk + 64;
-    h.poke32(blk + 16, wild as u32);
+    let wild = h.metadata_bytes() + 64;
+    let (blk, c) = with_wild_next_link(&mut h, wild);
     let want = (CorruptionKind::FreeListMismatch, wild, 0);
-    let c = h.validate().expect_err("detected");
-    assert_eq!((c.kind, c.offset, c.detail), want, "{c}");
+    assert_eq!(c, want);
     // An allocation unlinks the block and checks its neighbour the same way.
     match h.alloc_flags(100_000, 8, Flags::NONE) {
         Err(AllocError::Corrupted(c)) => assert_eq!((c.kind, c.offset, c.detail), want),

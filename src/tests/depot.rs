@@ -7,7 +7,7 @@ mod common;
 
 use common::{fast_alloc, fast_free, view, TestHeap};
 use ikos_kalloc::allocator::{
-    depot_capacity, magazine_capacity, size_class_for, CorruptionKind, CpuCache, Heap,
+    depot_capacity, depot_tag, magazine_capacity, size_class_for, CorruptionKind, CpuCache, Heap,
     DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
 };
 
@@ -228,13 +228,6 @@ fn a_flush_names_the_damaged_depot_entry() {
     );
     let s = h.stats();
     assert_eq!((s.corruptions, s.depot_objects), (corruptions + 1, 0));
-}
-
-/// The check tag the depot stores in the top 17 bits of an entry over its
-/// 47 low bits (`depot_tag` in `src/allocator/magazine.rs`), to forge an
-/// entry that passes it.
-fn depot_tag(v: u64) -> u64 {
-    (v ^ 0x2f0b_3c5e_9d14).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 47
 }
 
 #[test]
