@@ -237,7 +237,14 @@ pub struct CpuCache {
     pub(super) corruptions: u64,
     /// Parked large blocks (`large_cache`).
     pub(super) large: LargeCache,
+    /// The magazine counts while the cache is paused ([`CpuCache::pause`]).
+    paused: Option<[usize; NUM_CACHES]>,
 }
+
+/// The count of every magazine of a paused cache: past every slot, so
+/// [`CpuCache::pop`] finds nothing to take and [`CpuCache::free_located`]
+/// no room, whatever capacity a (possibly damaged) fast tag names.
+const PAUSED_COUNT: usize = usize::MAX;
 
 impl Default for CpuCache {
     fn default() -> Self {
@@ -291,7 +298,47 @@ impl CpuCache {
             drains: 0,
             corruptions: 0,
             large: LargeCache::new(),
+            paused: None,
         }
+    }
+
+    /// Pauses the fast path of this cache until [`CpuCache::resume`]:
+    /// every magazine then reads as empty to [`CpuCache::pop`] and as full
+    /// to [`CpuCache::free_located`], which decline and change nothing, by
+    /// the bounds tests they make anyway (the counts are set past the
+    /// slots and kept aside). So a paused fast path costs the fast path no
+    /// test of its own: the kernel glue pauses every CPU's cache while it
+    /// reports, and the fast path reads no shared pause flag. While
+    /// paused, a cache may only be popped, pushed to, asked
+    /// [`CpuCache::held`], [`CpuCache::held_total`] and
+    /// [`CpuCache::is_paused`], and resumed; callers of everything else
+    /// (refills, drains, parking, absorbing, checks, detaching) test
+    /// [`CpuCache::is_paused`] first. Pausing a paused cache changes
+    /// nothing.
+    pub fn pause(&mut self) {
+        if self.paused.is_some() {
+            return;
+        }
+        let mut counts = [0; NUM_CACHES];
+        for (c, m) in counts.iter_mut().zip(self.mags.iter_mut()) {
+            *c = core::mem::replace(&mut m.count, PAUSED_COUNT);
+        }
+        self.paused = Some(counts);
+    }
+
+    /// Ends a [`CpuCache::pause`]: the magazines hold what they held
+    /// before it. Nothing to do on a cache that is not paused.
+    pub fn resume(&mut self) {
+        if let Some(counts) = self.paused.take() {
+            for (m, c) in self.mags.iter_mut().zip(counts) {
+                m.count = c;
+            }
+        }
+    }
+
+    /// Whether the cache is paused ([`CpuCache::pause`]).
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
     }
 
     /// Moves this cache's pending events into `out` and gives `out` its
@@ -320,12 +367,15 @@ impl CpuCache {
 
     /// Objects of class `class` held.
     pub fn held(&self, class: usize) -> usize {
-        self.mags.get(class).map_or(0, |m| m.count)
+        match &self.paused {
+            Some(counts) => counts.get(class).copied().unwrap_or(0),
+            None => self.mags.get(class).map_or(0, |m| m.count),
+        }
     }
 
     /// Objects held over all classes.
     pub fn held_total(&self) -> usize {
-        self.mags.iter().map(|m| m.count).sum()
+        (0..NUM_CACHES).map(|c| self.held(c)).sum()
     }
 
     /// Allocates an object of built-in class `class` (`size` is the request,

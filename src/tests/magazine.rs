@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use common::{check, fast_alloc, fast_free, fill, release_model, view, Rng, TestHeap};
 use ikos_kalloc::allocator::{
     magazine_capacity, size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree,
-    FreeError, Heap,
+    FastView, FreeError, Heap, Pop,
 };
 use proptest::prelude::*;
 
@@ -330,6 +330,8 @@ enum Op {
     SlowFree { idx: usize },
     DoubleFree { cpu: usize },
     Flush { cpu: usize },
+    Pause { cpu: usize },
+    Resume { cpu: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -340,7 +342,31 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|idx| Op::SlowFree { idx }),
         1 => (0..3usize).prop_map(|cpu| Op::DoubleFree { cpu }),
         1 => (0..3usize).prop_map(|cpu| Op::Flush { cpu }),
+        1 => (0..3usize).prop_map(|cpu| Op::Pause { cpu }),
+        1 => (0..3usize).prop_map(|cpu| Op::Resume { cpu }),
     ]
+}
+
+/// An allocation on `cpu` as the kernel glue makes it: a paused cache
+/// declines the pop (nothing changes) and the locked heap serves it.
+fn glue_alloc(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, size: usize) -> NonNull<u8> {
+    if !cpu.is_paused() {
+        return fast_alloc(h, v, cpu, size);
+    }
+    let class = size_class_for(size, 8).unwrap();
+    assert_eq!(cpu.pop(v, class, size, false), Pop::Empty);
+    h.alloc(size).unwrap()
+}
+
+/// A free on `cpu` as the kernel glue makes it: a paused cache takes
+/// nothing (its magazine reads as full, or the pointer is no live class
+/// object) and the locked heap frees.
+fn glue_free(h: &mut Heap, v: &FastView, cpu: &mut CpuCache, p: *mut u8) -> Result<(), FreeError> {
+    if !cpu.is_paused() {
+        return fast_free(h, v, cpu, p);
+    }
+    assert_ne!(cpu.free(v, p), FastFree::Done);
+    h.free(p)
 }
 
 proptest! {
@@ -362,7 +388,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Alloc { cpu, size } => {
-                    let p = fast_alloc(&mut h, &v, &mut cpus[cpu], size);
+                    let p = glue_alloc(&mut h, &v, &mut cpus[cpu], size);
                     fill(p, size, next as u8);
                     live.insert(next, (p, size, next as u8));
                     next += 1;
@@ -379,7 +405,7 @@ proptest! {
                     prop_assert!(check(p, size, tag));
                     match op {
                         Op::Free { cpu, .. } => {
-                            fast_free(&mut h, &v, &mut cpus[cpu], p.as_ptr())
+                            glue_free(&mut h, &v, &mut cpus[cpu], p.as_ptr())
                         }
                         _ => h.free(p.as_ptr()),
                     }
@@ -393,17 +419,22 @@ proptest! {
                         .rev()
                         .find(|p| live.values().all(|(q, _, _)| q != *p))
                     {
-                        let r = fast_free(&mut h, &v, &mut cpus[cpu], p.as_ptr());
+                        let r = glue_free(&mut h, &v, &mut cpus[cpu], p.as_ptr());
                         prop_assert!(r.is_err());
                         doubles += 1;
                     }
                 }
-                Op::Flush { cpu } => {
+                // The glue flushes only a cache that is not paused.
+                Op::Flush { cpu } if !cpus[cpu].is_paused() => {
                     h.magazine_flush(&mut cpus[cpu]).unwrap();
                 }
+                Op::Pause { cpu } => cpus[cpu].pause(),
+                Op::Resume { cpu } => cpus[cpu].resume(),
                 _ => {}
             }
-            for c in cpus.iter_mut() {
+            // A paused cache had its events absorbed before it was paused
+            // (the glue detaches, then pauses) and has none since.
+            for c in cpus.iter_mut().filter(|c| !c.is_paused()) {
                 h.magazine_absorb(c);
                 prop_assert!(h.magazine_check(c).is_ok());
             }
@@ -418,6 +449,7 @@ proptest! {
             prop_assert_eq!(s.used_bytes + s.free_bytes + s.overhead_bytes, s.heap_size);
             prop_assert!(h.validate().is_ok());
         }
+        cpus.iter_mut().for_each(CpuCache::resume);
         release_model(&mut h, &live, &mut cpus)?;
     }
 }
@@ -667,4 +699,51 @@ fn refills_into_a_held_magazine_and_never_used_objects_count_exactly() {
     h.magazine_flush(&mut cpu).unwrap();
     h.validate().unwrap();
     assert_eq!(h.stats().slabs_total, 0);
+}
+
+#[test]
+fn a_paused_cache_declines_pops_and_frees_and_resumes_as_it_was() {
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let class = size_class_for(64, 8).unwrap();
+    let live = fast_alloc(&mut h, &v, &mut cpu, 64);
+    let top = fast_alloc(&mut h, &v, &mut cpu, 64);
+    fast_free(&mut h, &v, &mut cpu, top.as_ptr()).unwrap();
+    let held = magazine_capacity(class) / 2 - 1;
+    assert_eq!((cpu.held(class), cpu.held_total()), (held, held));
+    h.magazine_absorb(&mut cpu);
+    cpu.pause();
+    cpu.pause();
+    assert!(cpu.is_paused());
+    // The counts before the pause, also when asked paused.
+    assert_eq!((cpu.held(class), cpu.held_total()), (held, held));
+    // Every class's pop finds nothing, every free no room; neither touches
+    // the object's live bit nor counts an event.
+    for c in 0..10 {
+        assert_eq!(cpu.pop(&v, c, 8 << c, false), Pop::Empty, "class {c}");
+    }
+    assert!(!h.is_valid_pointer(top.as_ptr()));
+    assert_eq!(cpu.free(&v, live.as_ptr()), FastFree::Full(class));
+    assert!(h.is_valid_pointer(live.as_ptr()));
+    cpu.resume();
+    cpu.resume();
+    assert!(!cpu.is_paused());
+    assert_eq!(
+        cpu.pop(&v, class, 64, false),
+        Pop::Object(top),
+        "LIFO as before"
+    );
+    assert_eq!(cpu.free(&v, live.as_ptr()), FastFree::Done);
+    fast_free(&mut h, &v, &mut cpu, top.as_ptr()).unwrap();
+    h.magazine_absorb(&mut cpu);
+    let s = h.stats();
+    assert_eq!(
+        (s.fast_allocs, s.fast_frees),
+        (3, 3),
+        "nothing counted paused"
+    );
+    assert_eq!(s.magazine_objects, (held + 1) as u64);
+    assert_eq!(h.magazine_flush(&mut cpu), Ok(held + 1));
+    h.validate().unwrap();
 }
