@@ -32,7 +32,7 @@ use kernel::{prelude::*, sync::Arc};
 
 /// The loaded module's state, or null outside its lifetime. A core atomic:
 /// every C API call loads it, and the kernel's `Atomic` load is an
-/// out-of-line helper call (as for the per-CPU gate in `percpu`).
+/// out-of-line helper call (as for the busy flags in `percpu`).
 static CURRENT: AtomicPtr<Kalloc> = AtomicPtr::new(ptr::null_mut());
 
 /// Makes `state` reachable through the C API. Called at the end of init.

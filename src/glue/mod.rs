@@ -8,6 +8,7 @@ pub(crate) mod debugfs;
 pub(crate) mod errors;
 pub(crate) mod export;
 pub(crate) mod heapmap;
+pub(crate) mod hotplug;
 pub(crate) mod percpu;
 pub(crate) mod percpu_var;
 pub(crate) mod preempt;

@@ -31,15 +31,19 @@
 //! one back without the heap lock, as `kmalloc` takes pages from the page
 //! allocator's per-CPU lists.
 //!
-//! Exact reports. [`PerCpu::quiesce`] pauses the fast path (a counter in
-//! [`PerCpu::gate`], raised before the IPIs, so every fast operation after
-//! a CPU's IPI sees it), folds every CPU's events into the heap, returns
-//! its parked large blocks to the heap and checks (or with `flush`
-//! empties) its magazines, then runs its closure on the locked heap. `stats`, `caches`, `validate`, `heapmap`, `shrink` and
-//! module exit use it, so what they show is exact. While paused,
-//! allocations and frees take the locked slow path.
+//! Exact reports. [`PerCpu::quiesce`] holds off CPU hotplug and, on each
+//! CPU in turn, folds the cache's events into the heap, returns its parked
+//! large blocks to the heap, checks (or with `flush` empties) its
+//! magazines and pauses it ([`CpuCache::pause`]), in the same IPI; then it
+//! runs its closure on the locked heap and resumes every cache in a second
+//! round of IPIs. `stats`, `caches`, `validate`, `heapmap`, `shrink` and
+//! module exit use it, so what they show is exact. A paused cache's
+//! magazines read as empty to a pop and as full to a push, so the fast
+//! path declines by the bounds tests it makes anyway and reads no pause
+//! flag; everything after it tests the pause ([`PerCpu::local`]) and
+//! takes the locked heap.
 
-use super::{percpu_var::PerCpuVar, preempt::NoPreempt};
+use super::{hotplug::NoHotplug, percpu_var::PerCpuVar, preempt::NoPreempt};
 use crate::allocator::{
     size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap, Pop,
     LARGE_CACHE_MAX_BLOCK,
@@ -49,7 +53,7 @@ use core::{
     ffi::{c_int, c_void},
     pin::Pin,
     ptr::NonNull,
-    sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{compiler_fence, AtomicBool, AtomicU32, Ordering},
 };
 use kernel::{
     bindings,
@@ -70,7 +74,8 @@ extern "C" {
 ///
 /// `cache` is accessed only on the CPU it belongs to, by whoever set `busy`
 /// there (the fast path with preemption disabled, or an IPI handler), or
-/// by anyone while that CPU is offline and the fast path is paused.
+/// by the holder of the quiesce lock while that CPU is offline and CPU
+/// hotplug is held off.
 struct CpuSlot {
     cache: UnsafeCell<CpuCache>,
     /// Taken while the cache is in use. Only its own CPU sets it, so a
@@ -136,24 +141,23 @@ impl Drop for LocalCache<'_> {
 pub(crate) struct PerCpu {
     cpus: PerCpuVar<CpuSlot>,
     /// Whether the fast path is used (module parameter `percpu`). Without
-    /// it the gate stays paused (so the fast path needs no test of its
-    /// own) and the caches stay empty.
+    /// it every cache stays paused (so the fast path needs no test of its
+    /// own) and empty.
     enabled: bool,
     view: FastView,
-    /// Low 32 bits: number of callers that paused the fast path. Bit
-    /// `32 + c`: size class `c` has debug flags and takes the locked path.
-    /// One word, so the fast path reads both with one load. A core atomic:
-    /// the fast path reads it with one plain load (the kernel's `Atomic`
-    /// would be an out-of-line helper call per operation), like the page
-    /// map and slab bitmaps of the allocator core.
-    gate: AtomicU64,
+    /// Bit `c`: size class `c` has debug flags and takes the locked path.
+    /// Read where a magazine is refilled, not by the fast path: the
+    /// magazines of such a class are emptied when its flags are set, and
+    /// its slabs carry no fast tag (see [`Kalloc::set_cache_debug`]). A
+    /// core atomic, as in the allocator core (the kernel's `Atomic` would
+    /// be an out-of-line helper call).
+    ///
+    /// [`Kalloc::set_cache_debug`]: super::state::Kalloc::set_cache_debug
+    slow_classes: AtomicU32,
     /// Where [`PerCpu::quiesce`] puts what it takes from one CPU; its lock
     /// also serialises quiescers.
     scratch: Pin<KBox<SpinLock<CpuCache>>>,
 }
-
-/// The pause count in [`PerCpu::gate`].
-const PAUSED: u64 = 0xffff_ffff;
 
 impl PerCpu {
     /// Creates one empty cache per possible CPU, used only if `enabled`
@@ -164,9 +168,15 @@ impl PerCpu {
     ///
     /// `view` must stay valid (its heap alive) as long as the result lives.
     pub(crate) unsafe fn new(view: FastView, enabled: bool, slow: u32) -> Result<Self> {
-        let cpus = PerCpuVar::new(|| CpuSlot {
-            cache: UnsafeCell::new(CpuCache::new()),
-            busy: AtomicBool::new(false),
+        let cpus = PerCpuVar::new(|| {
+            let mut cache = CpuCache::new();
+            if !enabled {
+                cache.pause();
+            }
+            CpuSlot {
+                cache: UnsafeCell::new(cache),
+                busy: AtomicBool::new(false),
+            }
         })?;
         let scratch = KBox::pin_init(
             new_spinlock!(CpuCache::new(), "ikos_kalloc_quiesce"),
@@ -176,7 +186,7 @@ impl PerCpu {
             cpus,
             enabled,
             view,
-            gate: AtomicU64::new(u64::from(slow) << 32 | u64::from(!enabled)),
+            slow_classes: AtomicU32::new(slow),
             scratch,
         })
     }
@@ -185,11 +195,11 @@ impl PerCpu {
     /// fast path. Callers flush the magazines afterwards (see
     /// `Kalloc::set_cache_debug`).
     pub(crate) fn set_slow(&self, class: usize, slow: bool) {
-        let bit = 1u64 << (32 + (class & 31));
+        let bit = 1u32 << (class & 31);
         if slow {
-            self.gate.fetch_or(bit, Ordering::Relaxed);
+            self.slow_classes.fetch_or(bit, Ordering::Relaxed);
         } else {
-            self.gate.fetch_and(!bit, Ordering::Relaxed);
+            self.slow_classes.fetch_and(!bit, Ordering::Relaxed);
         }
     }
 
@@ -198,20 +208,29 @@ impl PerCpu {
         self.enabled
     }
 
-    /// The cache of the CPU this runs on, with the fast-path gate word, or
-    /// `None` when there is none or it is in use by the code this
-    /// interrupted. The gate is read after the busy flag is taken: an IPI
-    /// that finds the flag clear therefore precedes the read, and the
-    /// operation sees a pause raised before that IPI.
+    /// The cache of the CPU this runs on, for the fast path's pop and
+    /// push only, which a paused cache declines by itself; `None` when it
+    /// is in use by the code this interrupted. A pause is made on this CPU
+    /// with the busy flag taken (in an IPI), so an operation that takes
+    /// the flag after it sees the paused cache.
     #[inline(always)]
-    fn local(&self) -> Option<(LocalCache<'_>, u64)> {
+    fn local_fast(&self) -> Option<LocalCache<'_>> {
         let pin = NoPreempt::new();
         let slot = self.cpus.local(&pin);
         if !slot.try_take() {
             return None;
         }
-        let gate = self.gate.load(Ordering::Relaxed);
-        Some((LocalCache { slot, _pin: pin }, gate))
+        Some(LocalCache { slot, _pin: pin })
+    }
+
+    /// [`PerCpu::local_fast`] for everything else: also `None` when the
+    /// cache is paused (reports in progress, or no fast path).
+    fn local(&self) -> Option<LocalCache<'_>> {
+        let mut local = self.local_fast()?;
+        if local.cache().is_paused() {
+            return None;
+        }
+        Some(local)
     }
 
     /// Allocates from this CPU's magazine: the inlined fast path. `None`
@@ -229,10 +248,9 @@ impl PerCpu {
             return None;
         }
         let class = size_class_for(size, align)?;
-        let (mut local, gate) = self.local()?;
-        if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
-            return None;
-        }
+        // A class with debug flags has empty magazines, and a paused cache
+        // reads as empty: both miss.
+        let mut local = self.local_fast()?;
         let zero = flags.contains(Flags::ZERO);
         // A damaged entry also goes to the miss path, which drops it.
         match local.cache().pop(&self.view, class, size, zero) {
@@ -250,12 +268,12 @@ impl PerCpu {
         let Some(at) = self.view.locate_ptr(ptr) else {
             return false;
         };
-        let Some((mut local, gate)) = self.local() else {
+        let Some(mut local) = self.local_fast() else {
             return false;
         };
-        // Slabs of a class with debug flags carry no fast tag, so only the
-        // pause matters here.
-        gate & PAUSED == 0 && local.cache().free_located(&self.view, at) == FastFree::Done
+        // Slabs of a class with debug flags carry no fast tag, and a paused
+        // cache reads as full: both decline.
+        local.cache().free_located(&self.view, at) == FastFree::Done
     }
 
     /// Allocates on the per-CPU layer after [`PerCpu::alloc_fast`] missed:
@@ -278,8 +296,10 @@ impl PerCpu {
         let Some(class) = size_class_for(size, align) else {
             return self.alloc_large(size, align, flags);
         };
-        let (mut local, gate) = self.local()?;
-        if gate & PAUSED != 0 || gate >> 32 & (1 << class) != 0 {
+        let mut local = self.local()?;
+        // Read with the cache taken: a class's flags are set before the
+        // quiesce that empties its magazines, whose IPIs precede this.
+        if self.slow_classes.load(Ordering::Relaxed) & (1 << class) != 0 {
             return None;
         }
         let zero = flags.contains(Flags::ZERO);
@@ -306,11 +326,7 @@ impl PerCpu {
         if size >= LARGE_CACHE_MAX_BLOCK {
             return None;
         }
-        let (mut local, gate) = self.local()?;
-        if gate & PAUSED != 0 {
-            return None;
-        }
-        local
+        self.local()?
             .cache()
             .alloc_large(&self.view, size, align, flags.contains(Flags::ZERO))
             .map(Ok)
@@ -326,14 +342,10 @@ impl PerCpu {
         let Some(at) = self.view.locate_ptr(ptr) else {
             return self.free_large(heap, ptr);
         };
-        let Some((mut local, gate)) = self.local() else {
+        let Some(mut local) = self.local() else {
             return false;
         };
-        // Slabs of a class with debug flags carry no fast tag, so only the
-        // pause matters here.
-        if gate & PAUSED != 0 {
-            return false;
-        }
+        // Slabs of a class with debug flags carry no fast tag.
         let r = local
             .cache()
             .free_located_with(&self.view, at, |c, class, keep| drain(heap, c, class, keep));
@@ -344,40 +356,80 @@ impl PerCpu {
     /// returning the cache's oldest blocks to the heap under its lock first
     /// when the cache is full (`allocator/large_cache.rs`).
     fn free_large(&self, heap: &SpinLockIrq<Heap>, ptr: *const u8) -> bool {
-        let Some((mut local, gate)) = self.local() else {
-            return false;
-        };
-        gate & PAUSED == 0
-            && local
+        self.local().is_some_and(|mut local| {
+            local
                 .cache()
                 .free_large_with(&self.view, ptr, |c| evict(heap, c))
                 == FastFree::Done
+        })
     }
 
-    /// Pauses the fast path, takes every CPU's events (and with `flush`
-    /// all its magazine objects, returned to the slabs) and checks its
-    /// magazines, then runs `f` on the locked heap with the result of the
-    /// checks (objects checked, or the first damage found).
+    /// Pauses every CPU's cache after taking its events (and with `flush`
+    /// all its magazine objects, returned to the slabs) and checking its
+    /// magazines, runs `f` on the locked heap with the result of the checks
+    /// (objects checked, or the first damage found), then resumes them.
     ///
-    /// Each CPU detaches its cache into the scratch cache in an IPI (which
-    /// must not take the heap's `spinlock_t` in hard interrupt context);
-    /// the heap work is done here, under the heap lock.
+    /// Each CPU detaches its cache into the scratch cache and pauses it in
+    /// one IPI (which must not take the heap's `spinlock_t` in hard
+    /// interrupt context); the heap work is done here, under the heap
+    /// lock. CPU hotplug is held off throughout, so the cache of an offline
+    /// CPU can be reached directly and stays paused.
     ///
-    /// Task context with interrupts enabled only (it waits for IPIs on
-    /// other CPUs): debugfs handlers, module exit. Elsewhere use
-    /// [`PerCpu::try_quiesce`].
+    /// Task context with interrupts enabled that may sleep (it waits for
+    /// IPIs on other CPUs and for a hotplug operation in progress):
+    /// debugfs handlers, module exit. Elsewhere use [`PerCpu::try_quiesce`].
     pub(crate) fn quiesce<R>(
         &self,
         heap: &SpinLockIrq<Heap>,
         flush: bool,
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> R {
-        self.gate.fetch_add(1, Ordering::SeqCst);
+        if !self.enabled {
+            return f(&mut heap.lock(), Ok(0));
+        }
+        // SAFETY: the caller may sleep, by the function's contract.
+        let _hotplug = unsafe { NoHotplug::new() };
+        self.quiesce_held(heap, flush, f)
+    }
+
+    /// [`PerCpu::quiesce`] where the context allows waiting for other CPUs
+    /// and no hotplug operation is in progress, `None` elsewhere
+    /// (interrupts disabled, interrupt handler, hotplug). Never sleeps.
+    pub(crate) fn try_quiesce<R>(
+        &self,
+        heap: &SpinLockIrq<Heap>,
+        flush: bool,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> Option<R> {
+        if !self.enabled {
+            return Some(f(&mut heap.lock(), Ok(0)));
+        }
+        // SAFETY: a query without side effects.
+        if !unsafe { ikos_kalloc_can_sync_cpus() } {
+            return None;
+        }
+        let _hotplug = NoHotplug::try_new()?;
+        Some(self.quiesce_held(heap, flush, f))
+    }
+
+    /// [`PerCpu::quiesce`] once CPU hotplug is held off.
+    fn quiesce_held<R>(
+        &self,
+        heap: &SpinLockIrq<Heap>,
+        flush: bool,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> R {
         let mut scratch = self.scratch.lock();
         let mut checked: Result<usize, Corruption> = Ok(0);
-        let ncpus = if self.enabled { self.cpus.cpus() } else { 0 };
-        for cpu in 0..ncpus {
-            self.detach(cpu, &mut scratch, flush);
+        for cpu in 0..self.cpus.cpus() {
+            let out = &mut *scratch;
+            self.on_cpu(
+                cpu,
+                Work::DetachAndPause {
+                    out,
+                    objects: flush,
+                },
+            );
             let mut h = heap.lock();
             h.magazine_absorb(&mut scratch);
             if flush {
@@ -392,38 +444,39 @@ impl PerCpu {
             }
         }
         let r = f(&mut heap.lock(), checked);
-        drop(scratch);
-        self.gate.fetch_sub(1, Ordering::Release);
+        for cpu in 0..self.cpus.cpus() {
+            self.on_cpu(cpu, Work::Resume);
+        }
         r
     }
 
-    /// Detaches the cache of `cpu` into `out` (see
-    /// [`CpuCache::detach_into`]) on that CPU, or here if it is offline.
-    fn detach(&self, cpu: usize, out: &mut CpuCache, objects: bool) {
+    /// Does `work` on the cache of `cpu`, on that CPU, or here if it is
+    /// offline. CPU hotplug is held off, and the caller holds the scratch
+    /// lock (one quiescer at a time).
+    fn on_cpu(&self, cpu: usize, work: Work<'_>) {
         let Ok(id) = c_int::try_from(cpu) else {
             return;
         };
-        let mut job = Detach {
+        let mut job = CpuJob {
             pcpu: self,
             cpu,
-            out,
-            objects,
+            work,
             interrupted_user: false,
         };
         loop {
-            // SAFETY: `detach_on_cpu` matches `smp_call_func_t`; `job`
-            // outlives the call, which waits for the handler (`wait` is true).
+            // SAFETY: `job_on_cpu` matches `smp_call_func_t`; `job` outlives
+            // the call, which waits for the handler (`wait` is true).
             let r = unsafe {
                 bindings::smp_call_function_single(
                     id,
-                    Some(detach_on_cpu),
+                    Some(job_on_cpu),
                     (&raw mut job).cast(),
                     true,
                 )
             };
             if r != 0 {
-                // Offline (-ENXIO): its cache is not in use, and the pause
-                // keeps it unused should the CPU come online now.
+                // Offline (-ENXIO): its cache is not in use, and it stays
+                // offline while hotplug is held off.
                 // SAFETY: as just said, access is exclusive (`CpuSlot`).
                 unsafe { job.run() };
                 return;
@@ -431,35 +484,20 @@ impl PerCpu {
             if !job.interrupted_user {
                 return;
             }
-            // The IPI landed inside a fast operation, which finishes as
-            // soon as the handler returns; the next one sees the pause.
+            // The IPI landed inside an operation on the cache, which
+            // finishes as soon as the handler returns.
             job.interrupted_user = false;
             core::hint::spin_loop();
         }
     }
 
-    /// [`PerCpu::quiesce`] where the context allows waiting for other CPUs,
-    /// `None` elsewhere (interrupts disabled, interrupt handler).
-    pub(crate) fn try_quiesce<R>(
-        &self,
-        heap: &SpinLockIrq<Heap>,
-        flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
-    ) -> Option<R> {
-        // SAFETY: a query without side effects.
-        if !self.enabled() || unsafe { ikos_kalloc_can_sync_cpus() } {
-            Some(self.quiesce(heap, flush, f))
-        } else {
-            None
-        }
-    }
-
     /// Returns the magazine objects of the CPU this runs on to the slabs
     /// (for an allocation that ran out of memory where [`PerCpu::quiesce`]
-    /// cannot run). Nothing to do when there is no fast path, or when this
-    /// interrupted a fast operation (its cache is in use).
+    /// cannot run). Nothing to do when there is no fast path, while the
+    /// cache is paused (another task is quiescing), or when this
+    /// interrupted an operation on the cache (it is in use).
     pub(crate) fn flush_local(&self, heap: &SpinLockIrq<Heap>) {
-        if let Some((mut local, _)) = self.local() {
+        if let Some(mut local) = self.local() {
             flush_cache(&mut heap.lock(), local.cache());
         }
     }
@@ -493,44 +531,64 @@ fn evict(heap: &SpinLockIrq<Heap>, cpu: &mut CpuCache) {
     }
 }
 
-/// What [`PerCpu::quiesce`] asks of one CPU.
-struct Detach<'a> {
+/// What [`PerCpu::quiesce`] does to the cache of one CPU.
+enum Work<'a> {
+    /// Move its events (and with `objects` its magazine objects) and its
+    /// parked large blocks into `out` ([`CpuCache::detach_into`]), then
+    /// pause it ([`CpuCache::pause`]).
+    DetachAndPause {
+        out: &'a mut CpuCache,
+        objects: bool,
+    },
+    /// Resume it ([`CpuCache::resume`]).
+    Resume,
+}
+
+/// [`Work`] for one CPU, the argument of its IPI.
+struct CpuJob<'a> {
     pcpu: &'a PerCpu,
     cpu: usize,
-    out: &'a mut CpuCache,
-    objects: bool,
+    work: Work<'a>,
     /// Set by the IPI handler when it found the cache in use by the code
-    /// it interrupted: nothing was detached, send it again.
+    /// it interrupted: nothing was done, send it again.
     interrupted_user: bool,
 }
 
-impl Detach<'_> {
-    /// Detaches the cache of `self.cpu` into `self.out`.
+impl CpuJob<'_> {
+    /// Does the work on the cache of `self.cpu`.
     ///
     /// # Safety
     ///
     /// The caller has exclusive access to that cache: it holds the busy
-    /// flag on that CPU, or the CPU is offline (`CpuSlot`).
+    /// flag on that CPU, or the CPU is offline and hotplug is held off
+    /// (`CpuSlot`).
     unsafe fn run(&mut self) {
-        if let Some(slot) = self.pcpu.cpus.get(self.cpu) {
-            // SAFETY: exclusive by the function's contract.
-            let cpu = unsafe { &mut *slot.cache.get() };
-            cpu.detach_into(self.out, self.objects);
+        let Some(slot) = self.pcpu.cpus.get(self.cpu) else {
+            return;
+        };
+        // SAFETY: exclusive by the function's contract.
+        let cache = unsafe { &mut *slot.cache.get() };
+        match &mut self.work {
+            Work::DetachAndPause { out, objects } => {
+                cache.detach_into(out, *objects);
+                cache.pause();
+            }
+            Work::Resume => cache.resume(),
         }
     }
 }
 
-/// IPI handler of [`PerCpu::quiesce`]: runs [`Detach::run`] on the target
+/// IPI handler of [`PerCpu::quiesce`]: runs [`CpuJob::run`] on the target
 /// CPU, in hard interrupt context (no locks taken), unless it interrupted
-/// a fast operation there.
+/// an operation on the cache there.
 ///
 /// # Safety
 ///
-/// `info` points to a live `Detach` whose `cpu` is the CPU this runs on.
-unsafe extern "C" fn detach_on_cpu(info: *mut c_void) {
-    // SAFETY: by the contract, `info` is the caller's `Detach`, which waits
+/// `info` points to a live `CpuJob` whose `cpu` is the CPU this runs on.
+unsafe extern "C" fn job_on_cpu(info: *mut c_void) {
+    // SAFETY: by the contract, `info` is the caller's `CpuJob`, which waits
     // for this handler and does not touch the job meanwhile.
-    let job = unsafe { &mut *info.cast::<Detach<'_>>() };
+    let job = unsafe { &mut *info.cast::<CpuJob<'_>>() };
     if CpuId::current().as_u32() as usize != job.cpu {
         return;
     }
