@@ -296,12 +296,12 @@ impl PerCpu {
         let Some(class) = size_class_for(size, align) else {
             return self.alloc_large(size, align, flags);
         };
-        let mut local = self.local()?;
-        // Read with the cache taken: a class's flags are set before the
-        // quiesce that empties its magazines, whose IPIs precede this.
+        // An early out only: flags set after this read make the heap refuse
+        // the refill (`BadCache`, below).
         if self.slow_classes.load(Ordering::Relaxed) & (1 << class) != 0 {
             return None;
         }
+        let mut local = self.local()?;
         let zero = flags.contains(Flags::ZERO);
         let cpu = local.cache();
         match cpu.alloc_with(&self.view, class, size, zero, |c| refill(heap, c, class)) {
@@ -309,6 +309,9 @@ impl PerCpu {
             // Out of memory: the slow path first takes back what other
             // CPUs' magazines hold (see `alloc_slow` in state.rs).
             Err(AllocError::OutOfMemory) => None,
+            // The class got debug flags since `slow_classes` was read: its
+            // objects take the locked path.
+            Err(AllocError::BadCache) => None,
             // Damage: counted once, as a failed allocation.
             Err(e) => Some(Err(heap.lock().fail_alloc(e))),
         }
