@@ -11,8 +11,8 @@
  * where PREEMPT_RT cannot take a spinlock_t (lockdep reports an invalid
  * wait context there on every kernel). ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are
  * exact because they visit every CPU's caches with an IPI: where that is
- * not allowed (interrupts disabled, interrupt handler) they return
- * -EWOULDBLOCK (-EAGAIN), and, as with on_each_cpu(), they must not be called while
+ * not allowed (interrupts disabled, interrupt handler), and while a CPU is
+ * being brought online or offline, they return -EWOULDBLOCK (-EAGAIN), and, as with on_each_cpu(), they must not be called while
  * holding a lock that other CPUs take with interrupts disabled. Memory comes from the module's vmalloc heap: it is
  * virtually contiguous, not physically contiguous, and not DMA-capable.
  * Before the module has finished loading, and after it began unloading,
@@ -83,7 +83,8 @@ size_t ikos_kalloc_usable_size(const void *ptr);
 bool ikos_kalloc_is_valid_pointer(const void *ptr);
 /* 0 if the heap is consistent, -EIO if validation found damage (details in
  * dmesg), -ENODEV if the heap is not available, -EWOULDBLOCK in a context
- * that cannot wait for other CPUs (see the top of this file). */
+ * that cannot wait for other CPUs or during CPU hotplug (see the top of
+ * this file). */
 int ikos_kalloc_validate_heap(void);
 /* Fill @out; 0, or -ENODEV / -EINVAL / -EWOULDBLOCK (as above). */
 int ikos_kalloc_get_stats(struct ikos_kalloc_stats *out);

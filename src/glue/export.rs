@@ -14,7 +14,7 @@
 //! the heap's IRQ-safe spinlock), so every function may be called
 //! from any context kmalloc may be called from; statistics and validation also wait for the other
 //! CPUs (IPIs, see `percpu`), so they answer `EAGAIN` where that is not
-//! allowed. Pointers passed in are only ever compared against
+//! allowed and while CPU hotplug is in progress. Pointers passed in are only ever compared against
 //! the heap and checked by the allocator, never followed blindly: a bad
 //! pointer is reported and counted, not dereferenced.
 
@@ -63,13 +63,16 @@ fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 /// Runs `f` on the locked heap with the fast path paused and every CPU's
 /// counters folded in (exact statistics and validation). `ENODEV` when the
 /// heap is not available, `EAGAIN` (`EWOULDBLOCK`) where the context cannot
-/// wait for the other CPUs (interrupts disabled, interrupt handler).
+/// wait for the other CPUs (interrupts disabled, interrupt handler) or a
+/// CPU is being brought online or offline.
 fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Result<R> {
     state()
         .ok_or(ENODEV)?
         .try_quiesced(false, f)
         .ok_or_else(|| {
-            rate_limited(&"statistics and validation need a context that can wait for other CPUs");
+            rate_limited(
+                &"statistics and validation need a context that can wait for other CPUs (and no CPU hotplug in progress)",
+            );
             EAGAIN
         })
 }

@@ -145,8 +145,8 @@ impl Kalloc {
     /// blocks parked on this CPU on the per-CPU fast path, everything else
     /// (and everything while reports pause the fast path) on the locked
     /// heap. When the heap runs out, the objects and blocks cached by every
-    /// CPU (only this CPU's where the context cannot wait for other CPUs)
-    /// are given back and the request
+    /// CPU (only this CPU's where the context cannot wait for other CPUs
+    /// or CPU hotplug is in progress) are given back and the request
     /// is retried once before it fails (unless it is larger than the whole
     /// heap, which no reclaim can satisfy).
     ///
