@@ -201,7 +201,13 @@ fn builtin_name(idx: usize) -> ([u8; CACHE_NAME_LEN], u32) {
 }
 
 impl Heap {
-    fn cache_off(&self, idx: usize) -> usize {
+    /// Region offset of cache descriptor `idx` in the metadata area (a
+    /// `repr(C)` `CacheDesc` of 136 bytes: the name, then `u32` fields from
+    /// offset 32 on: name length, flags, generation, object size,
+    /// alignment, stride, capacity, span size, the three list heads, the
+    /// three list counts, active and total objects; then the `u64`
+    /// counters). Public for the tests that damage it.
+    pub fn cache_desc_offset(&self, idx: usize) -> usize {
         self.caches_off
             .wrapping_add(idx.wrapping_mul(core::mem::size_of::<CacheDesc>()))
     }
@@ -214,7 +220,7 @@ impl Heap {
             return &CacheDesc::ZERO;
         }
         self.mem
-            .get(self.cache_off(idx))
+            .get(self.cache_desc_offset(idx))
             .unwrap_or(&CacheDesc::ZERO)
     }
 
@@ -223,7 +229,7 @@ impl Heap {
         if idx >= TOTAL_CACHES {
             return None;
         }
-        let off = self.cache_off(idx);
+        let off = self.cache_desc_offset(idx);
         self.mem.get_mut(off)
     }
 
@@ -234,7 +240,7 @@ impl Heap {
             return 0;
         }
         let at = self
-            .cache_off(idx)
+            .cache_desc_offset(idx)
             .wrapping_add(core::mem::offset_of!(CacheDesc, flags));
         self.mem.rd32(at)
     }
@@ -242,7 +248,7 @@ impl Heap {
     /// Writes descriptor `idx`.
     pub(super) fn set_cache(&mut self, idx: usize, c: &CacheDesc) {
         if idx < TOTAL_CACHES {
-            let off = self.cache_off(idx);
+            let off = self.cache_desc_offset(idx);
             self.mem.write(off, *c);
         }
     }
@@ -342,7 +348,7 @@ impl Heap {
             return Err(self
                 .note_corruption(Corruption::new(
                     super::error::CorruptionKind::CacheMismatch,
-                    self.cache_off(idx),
+                    self.cache_desc_offset(idx),
                     u64::from(c.counts[1]),
                 ))
                 .into());

@@ -15,6 +15,10 @@
 //! | `freelist` | frees it, then the next link of the free block now holding it: `free-list link out of bounds` | frees it, then its slab free-list link: `slab free-list damage` (or the large free block if its slab was returned) |
 //! | `overflow` | complements N bytes past the usable size (the next block's header) | complements N bytes past the object (the next object: detected only if that one is free and linked, or if it reaches slab metadata) |
 //!
+//! [`Heap::inject_counter`] skews one of the heap's own counters instead
+//! (an accounting bug, not damage to the region), which `validate`
+//! reports as a statistics mismatch.
+//!
 //! Injection never follows damaged metadata itself: every lookup it needs
 //! is checked, and a heap that is already damaged there refuses with
 //! [`InjectError::Corrupted`].
@@ -74,6 +78,35 @@ pub struct Injected {
     pub len: usize,
 }
 
+/// A counter of the heap's own accounting, kept outside the region, that
+/// [`Heap::inject_counter`] skews. `validate` compares each with what its
+/// walk counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Physical blocks.
+    Blocks,
+    /// Free blocks.
+    FreeBlocks,
+    /// Bytes of free blocks.
+    FreeBytes,
+    /// Slab spans.
+    SlabSpans,
+    /// Bytes of slab spans.
+    SlabSpanBytes,
+    /// Bytes of slab object slots.
+    SlabCapacityBytes,
+    /// Bytes of taken slab object slots.
+    SlabUsedBytes,
+    /// Allocations made (live = made - freed).
+    TotalAllocs,
+    /// Requested bytes of live allocations.
+    RequestedLive,
+    /// Large blocks parked in per-CPU caches.
+    ParkedBlocks,
+    /// Bytes of parked large blocks.
+    ParkedBytes,
+}
+
 /// The allocation behind a pointer.
 enum Owner {
     /// A large block.
@@ -95,6 +128,26 @@ impl Heap {
         }
         let b = self.block(off.wrapping_sub(HEADER_SIZE))?;
         Ok((off, Owner::Large(b)))
+    }
+
+    /// Adds `delta` (wrapping) to the counter `c`: the heap's accounting
+    /// no longer matches its memory, as after an accounting bug. Adding
+    /// `-delta` undoes it.
+    pub fn inject_counter(&mut self, c: Counter, delta: i64) {
+        let d = delta as isize;
+        match c {
+            Counter::Blocks => skew(&mut self.tlsf.block_count, d),
+            Counter::FreeBlocks => skew(&mut self.tlsf.free_count, d),
+            Counter::FreeBytes => skew(&mut self.tlsf.free_bytes, d),
+            Counter::SlabSpans => skew(&mut self.slabs.spans, d),
+            Counter::SlabSpanBytes => skew(&mut self.slabs.span_bytes, d),
+            Counter::SlabCapacityBytes => skew(&mut self.slabs.cap_bytes, d),
+            Counter::SlabUsedBytes => skew(&mut self.slabs.used_bytes, d),
+            Counter::TotalAllocs => skew64(&mut self.ctr.total_allocs, delta),
+            Counter::RequestedLive => skew64(&mut self.ctr.requested_live, delta),
+            Counter::ParkedBlocks => skew64(&mut self.mags.large_cached, delta),
+            Counter::ParkedBytes => skew64(&mut self.mags.large_cached_bytes, delta),
+        }
     }
 
     /// Damages the header of the allocation at `ptr`: the block header's
@@ -243,4 +296,12 @@ impl Heap {
         }
         Ok(b)
     }
+}
+
+fn skew(v: &mut usize, d: isize) {
+    *v = v.wrapping_add_signed(d);
+}
+
+fn skew64(v: &mut u64, d: i64) {
+    *v = v.wrapping_add_signed(d);
 }

@@ -108,7 +108,7 @@ pub use fast_view::{FastView, Located};
 pub use flags::Flags;
 pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
-pub use inject::{InjectError, Injected};
+pub use inject::{Counter, InjectError, Injected};
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
 pub use magazine::{depot_tag, magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
 pub use slab::slab_geometry;

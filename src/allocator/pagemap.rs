@@ -35,7 +35,10 @@ pub(super) const GHOST: usize = 1 << 31;
 pub(super) const TAG_MASK: usize = 0xf;
 
 impl Heap {
-    fn entry_off(&self, page: usize) -> usize {
+    /// Region offset of the entry of page `page` (one `u64`: `first` in
+    /// the low half, `start` in the high half). Public for the tests that
+    /// damage it.
+    pub fn pagemap_entry_offset(&self, page: usize) -> usize {
         self.pagemap_off
             .wrapping_add(page.wrapping_mul(ENTRY_BYTES))
     }
@@ -45,13 +48,13 @@ impl Heap {
     /// written whole and atomically: the fast path reads it without the
     /// heap lock.
     pub(super) fn pagemap_tagged(&self, page: usize) -> (usize, usize) {
-        let e = self.mem.load64(self.entry_off(page));
+        let e = self.mem.load64(self.pagemap_entry_offset(page));
         ((e & 0xffff_ffff) as usize, (e >> 32) as usize)
     }
 
     fn pagemap_store(&mut self, page: usize, first: usize, start: usize) {
         let e = (first as u64 & 0xffff_ffff) | ((start as u64 & 0xffff_ffff) << 32);
-        self.mem.store64(self.entry_off(page), e);
+        self.mem.store64(self.pagemap_entry_offset(page), e);
     }
 
     /// The `(first, start)` entry of `page` (span offsets, ghost bit kept).
