@@ -15,9 +15,10 @@
 //! | `freelist` | frees it, then the next link of the free block now holding it: `free-list link out of bounds` | frees it, then its slab free-list link: `slab free-list damage` (or the large free block if its slab was returned) |
 //! | `overflow` | complements N bytes past the usable size (the next block's header) | complements N bytes past the object (the next object: detected only if that one is free and linked, or if it reaches slab metadata) |
 //!
-//! [`Heap::inject_counter`] skews one of the heap's own counters instead
-//! (an accounting bug, not damage to the region), which `validate`
-//! reports as a statistics mismatch.
+//! [`Heap::inject_counter`] (core API only, for the host tests of
+//! `validate`) skews one of the heap's own counters instead: an accounting
+//! bug, not damage to the region, which `validate` reports as a
+//! statistics mismatch.
 //!
 //! Injection never follows damaged metadata itself: every lookup it needs
 //! is checked, and a heap that is already damaged there refuses with
@@ -298,10 +299,12 @@ impl Heap {
     }
 }
 
+/// Adds `d` to `v`, wrapping.
 fn skew(v: &mut usize, d: isize) {
     *v = v.wrapping_add_signed(d);
 }
 
+/// Adds `d` to `v`, wrapping.
 fn skew64(v: &mut u64, d: i64) {
     *v = v.wrapping_add_signed(d);
 }
