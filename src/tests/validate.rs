@@ -48,6 +48,7 @@ fn fixture() -> (TestHeap, usize, usize, usize) {
 
 /// Descriptor field offsets from the span.
 const CACHE: usize = 20;
+const PREV: usize = 28;
 const INUSE: usize = 36;
 const CAPACITY: usize = 40;
 const BUMP: usize = 44;
@@ -200,8 +201,6 @@ const HEAD_EMPTY: usize = 64;
 const COUNT_PARTIAL: usize = 80;
 const ACTIVE_OBJS: usize = 88;
 const TOTAL_OBJS: usize = 92;
-/// Slab descriptor: the back link of the slab list.
-const PREV: usize = 28;
 
 #[test]
 fn each_cache_table_check_fails_on_its_own() {
