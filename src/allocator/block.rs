@@ -84,8 +84,9 @@ impl Block {
 }
 
 /// Check word of a header at `off` with words 0 and 2 (the cached bit of
-/// word 0 left out; see the module doc).
-pub(super) fn check_word(off: usize, w0: u32, w2: u32) -> u32 {
+/// word 0 left out; see the module doc). Public for the tests that forge
+/// a header the check word cannot tell apart.
+pub fn header_check_word(off: usize, w0: u32, w2: u32) -> u32 {
     let w0 = w0 & !F_CACHED;
     let mut h = BLOCK_MAGIC ^ (off as u32).wrapping_mul(0x9e37_79b1);
     h ^= w0.rotate_left(5).wrapping_mul(0x85eb_ca6b);
@@ -95,7 +96,7 @@ pub(super) fn check_word(off: usize, w0: u32, w2: u32) -> u32 {
 
 /// Words 2 and 3 of a header as the one `u64` they are stored in.
 pub(super) fn req_check_pair(off: usize, w0: u32, w2: u32) -> u64 {
-    u64::from(w2) | u64::from(check_word(off, w0, w2)) << 32
+    u64::from(w2) | u64::from(header_check_word(off, w0, w2)) << 32
 }
 
 /// Word 0 of a used, non-slab large block of `size` bytes (not cached).
@@ -126,7 +127,7 @@ impl Heap {
         let w1 = a1.load(Relaxed);
         let w23 = a23.load(Relaxed);
         let (w2, w3) = (w23 as u32, (w23 >> 32) as u32);
-        if check_word(off, w0, w2) != w3 {
+        if header_check_word(off, w0, w2) != w3 {
             return bad(CorruptionKind::BadMagic, u64::from(w3));
         }
         let (size, used, slab, cached) = decode_w0(w0);

@@ -48,7 +48,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::block::{check_word, decode_w0, req_check_pair, used_large_w0, F_CACHED};
+use super::block::{decode_w0, header_check_word, req_check_pair, used_large_w0, F_CACHED};
 use super::config::{HEADER_SIZE, MIN_BLOCK};
 use super::error::{Corruption, CorruptionKind};
 use super::fast_view::FastView;
@@ -141,7 +141,7 @@ impl FastView {
         let w0 = a0.load(Relaxed);
         let w23 = a23.load(Relaxed);
         let (req, w3) = (w23 as u32, (w23 >> 32) as u32);
-        if check_word(hdr, w0, req) != w3 {
+        if header_check_word(hdr, w0, req) != w3 {
             return None;
         }
         let (size, used, slab, cached) = decode_w0(w0);

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Rng, TestHeap};
-use ikos_kalloc::allocator::{AllocError, CorruptionKind, Flags, FreeError};
+use ikos_kalloc::allocator::{header_check_word, AllocError, CorruptionKind, Flags, FreeError};
 
 fn expect_kind(h: &mut TestHeap, kinds: &[CorruptionKind]) {
     let before = h.stats().corruptions;
@@ -293,4 +293,33 @@ fn a_link_to_where_no_header_is_names_the_link() {
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
     assert_eq!(h.stats().corruptions, 2);
+}
+
+#[test]
+fn the_header_check_word_tells_offsets_and_single_bit_changes_apart() {
+    // A header copied to any other 16-byte offset of a 1 MiB region
+    // (65,536 places) keeps none of its check words, and changing one bit of its size, flags (but the cached bit,
+    // which the check word leaves out) or requested size changes it.
+    let (w0, w2) = (0x3000 | 1, 10_000u32);
+    let words: std::collections::HashSet<u32> = (0..65_536)
+        .map(|i| header_check_word(i * 16, w0, w2))
+        .collect();
+    assert_eq!(words.len(), 65_536);
+    for off in [16, 0x4000, 0x3ff_fff0] {
+        let base = header_check_word(off, w0, w2);
+        for bit in (0..32).filter(|&b| b != 2) {
+            let flipped = header_check_word(off, w0 ^ 1 << bit, w2);
+            assert_ne!(flipped, base, "word 0 bit {bit} at {off:#x}");
+            assert_ne!(
+                header_check_word(off, w0, w2 ^ 1 << bit),
+                base,
+                "word 2 bit {bit}"
+            );
+        }
+        assert_eq!(
+            header_check_word(off, w0 | 4, w2),
+            base,
+            "the cached bit is left out"
+        );
+    }
 }

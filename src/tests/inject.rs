@@ -7,8 +7,10 @@
 
 mod common;
 
-use common::TestHeap;
-use ikos_kalloc::allocator::{AllocError, CorruptionKind, Flags, FreeError, InjectError};
+use common::{view, TestHeap};
+use ikos_kalloc::allocator::{
+    AllocError, CorruptionKind, CpuCache, FastFree, Flags, FreeError, InjectError,
+};
 
 /// `validate()` must report `kind` at `offset` and bump `corruptions`.
 fn detected(h: &mut TestHeap, kind: CorruptionKind, offset: usize) {
@@ -56,6 +58,25 @@ fn header_of_a_slab_object() {
         h.alloc_flags(64, 8, Flags::NONE),
         Err(AllocError::Corrupted(_))
     ));
+}
+
+#[test]
+fn boundary_tag_in_front_of_a_parked_block() {
+    // The block after the damaged tag sits in a per-CPU cache: rewriting
+    // its header keeps it parked (the cached bit, which its check word
+    // leaves out), so only the tag disagrees.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    let a = h.alloc(8_000).unwrap();
+    let b = h.alloc(8_000).unwrap();
+    let _c = h.alloc(8_000).unwrap();
+    assert_eq!(cpu.free_large(&v, b.as_ptr()), FastFree::Done);
+    h.magazine_absorb(&mut cpu);
+    h.inject_boundary(a.as_ptr()).unwrap();
+    let at = h.off(b) - 16;
+    detected(&mut h, CorruptionKind::BoundaryTagMismatch, at);
+    assert_eq!(h.stats().magazine_objects, 1, "still parked");
 }
 
 #[test]

@@ -29,7 +29,9 @@ mod common;
 
 use common::TestHeap;
 use ikos_kalloc::allocator::config::{FL_SHIFT, PAGE_SIZE, SL_COUNT, SL_LOG, TOTAL_CACHES};
-use ikos_kalloc::allocator::{CorruptionKind, Counter, ValidationReport};
+use ikos_kalloc::allocator::{
+    header_check_word, CorruptionKind, Counter, FreeError, ValidationReport,
+};
 
 /// The fixture: the heap, the slab span, the large block's header and the
 /// free block after it.
@@ -388,4 +390,46 @@ fn page_map_entries_at_page_boundaries() {
             assert_eq!(got, want, "slab {what} on a page: page {page}, half {half}");
         }
     }
+}
+
+#[test]
+fn a_forged_header_with_a_size_that_cannot_be() {
+    // The free block's header rewritten with a valid check word: smaller
+    // than the smallest block (32 bytes), or reaching past the region.
+    let (mut h, .., free) = fixture();
+    let saved: Vec<u32> = (0..4).map(|i| h.peek32(free + 4 * i)).collect();
+    for size in [16u32, 2 << 20] {
+        h.poke32(free, size);
+        h.poke32(free + 8, 0);
+        h.poke32(free + 12, header_check_word(free, size, 0));
+        let e = h.validate().expect_err("a size no block can have");
+        let got = (e.kind, e.offset, e.detail);
+        assert_eq!(got, (CorruptionKind::BadSize, free, u64::from(size)));
+    }
+    for (i, v) in saved.into_iter().enumerate() {
+        h.poke32(free + 4 * i, v);
+    }
+    h.validate().unwrap();
+}
+
+#[test]
+fn a_page_map_entry_naming_a_large_block_stops_a_free() {
+    // Not only `validate`: the free path's page-map lookup refuses an
+    // entry that names a used block that is not a slab, before it would
+    // treat that block as one.
+    let (mut h, _, large, _) = fixture();
+    let big = h.region().as_ptr().wrapping_add(large + 16);
+    let e = h.pagemap_entry_offset(large / PAGE_SIZE) + 4;
+    h.poke32(e, large as u32);
+    let err = h.free(big).expect_err("the entry is damaged");
+    let FreeError::Corrupted(c) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (c.kind, c.offset, c.detail),
+        (CorruptionKind::PageMapMismatch, large, 0)
+    );
+    h.poke32(e, 0);
+    h.free(big).unwrap();
+    h.validate().unwrap();
 }
