@@ -22,8 +22,10 @@
 //! (`Heap::pagemap_entry_offset`). The heap's own counters, kept outside
 //! the region, are skewed with `Heap::inject_counter`.
 //!
-//! Each test here was written for mutants of `validate.rs` that no test
-//! caught (`make mutants`, README "Mutation testing").
+//! Each test here was written for mutants that no test caught (`make
+//! mutants`, README "Mutation testing"): of `validate.rs`, and two of the
+//! header and page-map code it relies on (a forged header's size, the
+//! free path's page-map lookup).
 
 mod common;
 
