@@ -680,6 +680,8 @@ fn refills_into_a_held_magazine_and_never_used_objects_count_exactly() {
     h.magazine_absorb(&mut cpu);
     let s = h.stats();
     assert_eq!((s.fast_allocs, s.fast_frees, s.object_reuses), (11, 0, 0));
+    // Two refills by hand and one by the allocation; one drain.
+    assert_eq!((s.magazine_refills, s.magazine_drains), (3, 1));
     // Freed, it is a used object: the next one handed out is a reuse.
     fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
     let q = fast_alloc(&mut h, &v, &mut cpu, 64);
