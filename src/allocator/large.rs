@@ -90,8 +90,9 @@ pub(super) fn round16(x: usize) -> Option<usize> {
     Some(x.checked_add(BLOCK_ALIGN - 1)? & !(BLOCK_ALIGN - 1))
 }
 
-/// List indices of a block of `size` bytes.
-pub(super) fn mapping(size: usize) -> Option<(usize, usize)> {
+/// List indices `(fl, sl)` of a free block of `size` bytes. Public for the
+/// tests that place a block on a list by hand.
+pub fn mapping(size: usize) -> Option<(usize, usize)> {
     if size < (1usize << FL_SHIFT) {
         return Some((0, size / BLOCK_ALIGN));
     }

@@ -110,6 +110,7 @@ pub use flags::Flags;
 pub use heap::{size_class_for, Heap};
 pub use heapmap::{PageUse, SlabOccupancy};
 pub use inject::{Counter, InjectError, Injected};
+pub use large::mapping as free_list_of;
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
 pub use magazine::{depot_tag, magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
 pub use slab::slab_geometry;

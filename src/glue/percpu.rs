@@ -405,7 +405,7 @@ impl PerCpu {
         f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
     ) -> Option<R> {
         if !self.enabled {
-            return Some(f(&mut heap.lock(), Ok(0)));
+            return Some(self.quiesce(heap, flush, f));
         }
         // SAFETY: a query without side effects.
         if !unsafe { ikos_kalloc_can_sync_cpus() } {

@@ -15,9 +15,8 @@
 //! * the span's objects end exactly where the large block's header starts.
 //!
 //! Layouts the tests poke: the TLSF index (first-level bitmap at 0, the
-//! second-level bitmaps from 4, list heads from 128; `list_of` repeats the
-//! size-to-list mapping of `large.rs`, so a change there fails these tests
-//! rather than passing them), cache descriptors
+//! second-level bitmaps from 4, list heads from 128; the size-to-list
+//! mapping is the allocator's own, `free_list_of`), cache descriptors
 //! (`Heap::cache_desc_offset`) and page-map entries
 //! (`Heap::pagemap_entry_offset`). The heap's own counters, kept outside
 //! the region, are skewed with `Heap::inject_counter`.
@@ -30,9 +29,9 @@
 mod common;
 
 use common::TestHeap;
-use ikos_kalloc::allocator::config::{FL_SHIFT, PAGE_SIZE, SL_COUNT, SL_LOG, TOTAL_CACHES};
+use ikos_kalloc::allocator::config::{PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
 use ikos_kalloc::allocator::{
-    header_check_word, CorruptionKind, Counter, FreeError, ValidationReport,
+    free_list_of, header_check_word, CorruptionKind, Counter, FreeError, ValidationReport,
 };
 
 /// The fixture: the heap, the slab span, the large block's header and the
@@ -326,13 +325,11 @@ fn each_counter_the_walk_recounts_is_checked() {
     }
 }
 
-/// The free list `(fl, sl)` of a free block of `size` bytes (the TLSF
-/// mapping of `large.rs`), and the region offsets of its second-level
-/// bitmap word and list head in the TLSF index.
+/// The free list `(fl, sl)` of a free block of `size` bytes, and the
+/// region offsets of its second-level bitmap word and list head in the
+/// TLSF index.
 fn list_of(size: usize) -> (usize, usize, usize, usize) {
-    let msb = (usize::BITS - 1 - size.leading_zeros()) as usize;
-    let fl = msb - FL_SHIFT as usize + 1;
-    let sl = (size >> (msb - SL_LOG as usize)) & (SL_COUNT - 1);
+    let (fl, sl) = free_list_of(size).expect("a size the index maps");
     (fl, sl, 4 + fl * 4, 128 + (fl * SL_COUNT + sl) * 4)
 }
 
