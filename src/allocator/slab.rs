@@ -139,16 +139,13 @@ pub const fn slab_geometry(stride: usize, align: usize) -> (usize, usize) {
 /// first object.
 pub(super) const fn slab_geometry_lead(stride: usize, align: usize, lead: usize) -> (usize, usize) {
     let fixed = BITMAP_OFF + max_pad(align) + lead;
-    let mut n = if SLAB_TARGET_BYTES > fixed {
-        (SLAB_TARGET_BYTES - fixed) * 8 / (stride * 8 + 1)
-    } else {
-        0
-    };
-    let mut guard = 0;
-    while n > 0 && fixed + bitmap_words(n) * 8 + n * stride > SLAB_TARGET_BYTES && guard < 64 {
-        n -= 1;
-        guard += 1;
-    }
+    // Every 64 objects take one bitmap word: whole groups of 64 objects and
+    // their word first, then as many objects as the rest holds after one
+    // more word. Exact for any stride, with no estimate to correct.
+    let stride = if stride == 0 { 1 } else { stride };
+    let avail = SLAB_TARGET_BYTES.saturating_sub(fixed);
+    let group = 64 * stride + 8;
+    let mut n = avail / group * 64 + (avail % group).saturating_sub(8) / stride;
     if n < SLAB_MIN_OBJECTS {
         n = SLAB_MIN_OBJECTS;
     }
@@ -189,10 +186,10 @@ impl Heap {
         self.mem.load64(w) & m != 0
     }
 
-    /// Sets or clears the bit of object `idx`; returns whether it was set.
-    fn set_slab_bit(&mut self, span: usize, idx: usize, on: bool) -> bool {
+    /// Sets or clears the bit of object `idx`.
+    fn set_slab_bit(&mut self, span: usize, idx: usize, on: bool) {
         let (w, m) = Self::bit_pos(span, idx);
-        self.mem.update64(w, m, on) & m != 0
+        self.mem.update64(w, m, on);
     }
 
     /// Checks that the objects of the slab in `span` (descriptor `d`), each
@@ -353,12 +350,11 @@ impl Heap {
         self.slab_list_unlink(ci, span, &d)?;
         self.pagemap_update(span, b.size, false, 0);
         // Kill the descriptor (the large free reuses its first words as free
-        // links) and leave a dead marker for double-free detection.
+        // links) and leave a dead marker in `prev`, past those links, for
+        // double-free detection (`slab_ghost_object`).
         let dead = SlabDesc {
             magic: 0,
-            next: SLAB_DEAD ^ (span as u32),
             prev: SLAB_DEAD ^ (span as u32),
-            inuse: 0,
             ..d
         };
         self.set_slab_desc(span, &dead);

@@ -5,7 +5,9 @@
 mod common;
 
 use common::{check, fill, TestHeap};
-use ikos_kalloc::allocator::config::{class_align, class_size, NUM_CACHES};
+use ikos_kalloc::allocator::config::{
+    class_align, class_size, NUM_CACHES, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
+};
 use ikos_kalloc::allocator::{slab_geometry, CacheError, FreeError};
 
 #[test]
@@ -28,6 +30,59 @@ fn slab_size_table() {
         assert!(span > 4096, "spans must exceed a page for the page map");
         // Per-slab overhead stays small even for the big classes.
         assert!(waste * 100 <= span * 2, "class {}", class_size(i));
+    }
+}
+
+/// The table of the `slab` module doc, (objects, span bytes) per class.
+#[test]
+fn built_in_class_geometry_is_the_documented_table() {
+    let table: Vec<_> = (0..NUM_CACHES)
+        .map(|i| slab_geometry(class_size(i), class_align(i)))
+        .collect();
+    assert_eq!(
+        table,
+        [
+            (2008, 16384),
+            (1012, 16384),
+            (507, 16368),
+            (253, 16336),
+            (127, 16384),
+            (63, 16256),
+            (31, 16000),
+            (15, 15488),
+            (8, 16512),
+            (8, 32896)
+        ]
+    );
+}
+
+/// Bytes a span needs for `n` objects of `stride` (block header, 48-byte
+/// descriptor, bitmap words and the worst-case padding of `align`),
+/// before rounding to 16: the rule the `slab` module doc states.
+fn span_need(n: usize, stride: usize, align: usize) -> usize {
+    64 + align.saturating_sub(16) + n.div_ceil(64) * 8 + n * stride
+}
+
+/// The geometry rule for every stride up to the largest object and every
+/// alignment (and alignments past the target span, where only the
+/// minimum count is left): as many objects as fit in `SLAB_TARGET_BYTES`,
+/// at least `SLAB_MIN_OBJECTS`, in a span trimmed to what they need.
+/// Checked against a plain search for the largest count that fits.
+#[test]
+fn geometry_is_the_largest_count_that_fits_the_target() {
+    for align in (3..=16).map(|s| 1usize << s) {
+        for stride in 1..=4096 {
+            let fits = (0..)
+                .take_while(|&n| span_need(n, stride, align) <= SLAB_TARGET_BYTES)
+                .last()
+                .unwrap_or(0);
+            let n = fits.max(SLAB_MIN_OBJECTS);
+            assert_eq!(
+                slab_geometry(stride, align),
+                (n, span_need(n, stride, align).next_multiple_of(16)),
+                "stride {stride}, align {align}"
+            );
+        }
     }
 }
 
