@@ -458,9 +458,9 @@ impl Heap {
     /// bits stay clear: the caller either marks them live ([`Heap::slab_alloc`])
     /// or keeps them in a per-CPU magazine. Slabs are consumed one at a time
     /// with one descriptor read and write each, so a batch is cheap. If
-    /// damage is found after some objects were taken, those stay taken and
-    /// the count is returned (the damage is counted); with none taken the
-    /// damage is the error.
+    /// damage is found after some objects were taken, those stay taken, the
+    /// taking stops and the count is returned (the damage is counted once);
+    /// with none taken the damage is the error.
     pub(super) fn slab_take(
         &mut self,
         ci: usize,
@@ -469,27 +469,31 @@ impl Heap {
     ) -> Result<usize, AllocError> {
         let mut got = 0usize;
         while got < n {
-            match self.slab_take_one_slab(ci, n - got, &mut put) {
-                Ok(k) => got += k,
-                Err(e) if got == 0 => return Err(e),
-                Err(e) => {
-                    if let AllocError::Corrupted(c) = e {
-                        self.note_corruption(c);
-                    }
-                    break;
+            let damage = match self.slab_take_one_slab(ci, n - got, &mut put) {
+                Ok((k, damage)) => {
+                    got += k;
+                    damage
                 }
+                Err(e) if got == 0 => return Err(e),
+                Err(AllocError::Corrupted(c)) => Some(c),
+                Err(_) => break,
+            };
+            if let Some(c) = damage {
+                self.note_corruption(c);
+                break;
             }
         }
         Ok(got)
     }
 
-    /// One step of [`Heap::slab_take`]: up to `n` objects from one slab.
+    /// One step of [`Heap::slab_take`]: up to `n` objects from one slab,
+    /// and the damage that stopped it after it took some.
     fn slab_take_one_slab(
         &mut self,
         ci: usize,
         n: usize,
         put: &mut impl FnMut(Taken),
-    ) -> Result<usize, AllocError> {
+    ) -> Result<(usize, Option<Corruption>), AllocError> {
         let c = self.cache(ci);
         let (link, usable) = (link_off(c.flags), c.usable());
         let mut span = c.heads[SlabState::Partial as usize] as usize;
@@ -555,17 +559,12 @@ impl Heap {
                 idx,
             });
         }
-        if took > 0 {
-            self.slab_commit(ci, span, &d, took, true, 0)?;
+        // Every pass of the loop took an object or found damage.
+        if let (Some(c), 0) = (damage, took) {
+            return Err(c.into());
         }
-        match damage {
-            Some(c) if took == 0 => Err(c.into()),
-            Some(c) => {
-                self.note_corruption(c);
-                Ok(took)
-            }
-            None => Ok(took),
-        }
+        self.slab_commit(ci, span, &d, took, true, 0)?;
+        Ok((took, damage))
     }
 
     /// Allocates one object from cache `ci`. Returns `(offset, reused)`.
