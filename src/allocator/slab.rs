@@ -101,7 +101,7 @@ impl SlabState {
 
 /// The slab descriptor stored right after the span's block header.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct SlabDesc {
     pub(super) magic: u32,
     pub(super) cache: u32,
@@ -304,12 +304,16 @@ impl Heap {
         let d = SlabDesc {
             magic: SLAB_MAGIC ^ (span as u32),
             cache: ci as u32,
+            next: 0,
+            prev: 0,
+            free_head: 0,
+            inuse: 0,
             capacity: cap as u32,
+            bump: 0,
             obj_start: obj_start as u32,
             stride,
             state: SlabState::Empty as u32,
             bitmap_words: words as u32,
-            ..SlabDesc::default()
         };
         // A damaged descriptor must not size the slab: its capacity bounds
         // the loops below (with interrupts off in the kernel).
@@ -349,11 +353,12 @@ impl Heap {
         }
         self.slab_list_unlink(ci, span, &d)?;
         self.pagemap_update(span, b.size, false, 0);
-        // Kill the descriptor (the large free reuses its first words as free
-        // links) and leave a dead marker in `prev`, past those links, for
-        // double-free detection (`slab_ghost_object`).
+        // Leave a dead marker in `prev`, past the free links the large free
+        // writes over the descriptor's first words, for double-free
+        // detection (`slab_ghost_object`). Nothing else reads the dead
+        // descriptor: the page map no longer names the span, and its
+        // lookup checks the span's header (now a free block's) first.
         let dead = SlabDesc {
-            magic: 0,
             prev: SLAB_DEAD ^ (span as u32),
             ..d
         };
