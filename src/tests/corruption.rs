@@ -170,8 +170,15 @@ fn tlsf_bitmap_and_slab_bitmap() {
     let sl11 = h.peek32(4 + 11 * 4);
     h.poke32(4 + 11 * 4, sl11 | 1 << 5);
     expect_kind(&mut h, &[CorruptionKind::BitmapMismatch]);
-    let r = h.alloc_flags(600_000, 8, Flags::NONE);
-    assert!(matches!(r, Err(AllocError::Corrupted(_))), "{r:?}");
+    // The search finds the list by its bit and then no head: the list's
+    // index, first level * 32 + second level, is the detail.
+    match h.alloc_flags(600_000, 8, Flags::NONE) {
+        Err(AllocError::Corrupted(c)) => assert_eq!(
+            (c.kind, c.offset, c.detail),
+            (CorruptionKind::BitmapMismatch, 0, 11 * 32 + 5)
+        ),
+        r => panic!("{r:?}"),
+    }
     h.poke32(4 + 11 * 4, sl11);
     h.validate().unwrap();
     // Slab object bitmap: mark a never-used object as allocated.
@@ -322,4 +329,36 @@ fn the_header_check_word_tells_offsets_and_single_bit_changes_apart() {
             "the cached bit is left out"
         );
     }
+}
+
+/// The good-fit search takes the head of the list it found only if the
+/// head's size belongs to that list. A free block whose header (forged,
+/// with a valid check word) claims a size of a higher list, large enough
+/// for the request, is refused with that size as the detail.
+#[test]
+fn a_list_head_whose_size_belongs_to_another_list_is_refused() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(20_000).unwrap();
+    let guard = h.alloc(20_000).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    let hdr = h.off(a) - 16;
+    let saved: Vec<u32> = (0..4).map(|i| h.peek32(hdr + 4 * i)).collect();
+    let forged = saved[0] + 4096;
+    h.poke32(hdr, forged);
+    h.poke32(hdr + 12, header_check_word(hdr, forged, saved[2]));
+    // 15,000 bytes: an empty list of its own, and a's list is the first
+    // non-empty one of the rounded-up class.
+    match h.alloc_flags(15_000, 8, Flags::NONE) {
+        Err(AllocError::Corrupted(c)) => assert_eq!(
+            (c.kind, c.offset, c.detail),
+            (CorruptionKind::FreeListMismatch, hdr, u64::from(forged))
+        ),
+        r => panic!("{r:?}"),
+    }
+    for (i, v) in saved.into_iter().enumerate() {
+        h.poke32(hdr + 4 * i, v);
+    }
+    h.validate().unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    h.validate().unwrap();
 }

@@ -345,3 +345,71 @@ fn a_pointer_moved_backwards_is_a_double_free_afterwards() {
     assert_eq!(h.stats().blocks_total, 1);
     h.validate().unwrap();
 }
+
+/// A resize whose new block size equals the old one, or exactly what the
+/// block and its free successor (growing in place) or its free
+/// predecessor (moving down) hold together, is done there: the bounds
+/// are inclusive. (Tests for `large.rs` mutants at those bounds.)
+#[test]
+fn realloc_to_exactly_what_the_neighbours_hold_stays_in_them() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    let n = h.alloc(10_000).unwrap();
+    let guard = h.alloc(10_000).unwrap();
+    let usable = |h: &TestHeap, q: std::ptr::NonNull<u8>| h.usable_size(q.as_ptr()).unwrap();
+    let (ua, up, un) = (usable(&h, a), usable(&h, p), usable(&h, n));
+    fill(p, up, 7);
+    // The same block size, with a used successor.
+    let q = h.realloc(p.as_ptr(), up).unwrap();
+    assert_eq!(q, p, "same size");
+    // Exactly the block and its free successor (each header is 16 bytes).
+    h.free(n.as_ptr()).unwrap();
+    let q = h.realloc(p.as_ptr(), up + 16 + un).unwrap();
+    assert_eq!(q, p, "grown in place");
+    assert!(check(p, up, 7));
+    // Exactly the free predecessor and the block, moved down into it.
+    h.free(a.as_ptr()).unwrap();
+    let grown = up + 16 + un;
+    let q = h.realloc(p.as_ptr(), ua + 16 + grown).unwrap();
+    assert_eq!(q, a, "moved down");
+    assert!(check(a, up, 7));
+    h.free(q.as_ptr()).unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// An aligned large allocation starts at the first aligned payload
+/// address of the block it takes, or, when that leaves a gap too small
+/// for a free block (under 32 bytes), at the next one; with no gap at
+/// all it starts at the block itself. A block of 5,040 to 5,088 bytes
+/// in front puts the free block at each of the four 16-byte offsets
+/// modulo 64 (so at 64 the gaps are 0, 16, 32 and 48 bytes).
+#[test]
+fn an_aligned_block_starts_at_the_first_aligned_address_with_room_for_the_gap() {
+    let mut gaps = Vec::new();
+    for pre in [16usize, 32, 48, 64] {
+        for align in [32usize, 64, 128, 4096] {
+            let mut h = TestHeap::new(1 << 20);
+            h.alloc(5000 + pre).unwrap();
+            // The payload address of the free block a request takes.
+            let probe = h.alloc(4100).unwrap();
+            let p0 = probe.as_ptr() as usize;
+            h.free(probe.as_ptr()).unwrap();
+            let mut gap = p0.next_multiple_of(align) - p0;
+            if align == 64 {
+                gaps.push(gap);
+            }
+            if gap != 0 && gap < 32 {
+                gap += align;
+            }
+            let p = h.alloc_aligned(5000, align).unwrap();
+            assert_eq!(p.as_ptr() as usize, p0 + gap, "pre {pre}, align {align}");
+            h.free(p.as_ptr()).unwrap();
+            h.validate().unwrap();
+        }
+    }
+    gaps.sort_unstable();
+    assert_eq!(gaps, [0, 16, 32, 48]);
+}
