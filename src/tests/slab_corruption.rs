@@ -251,14 +251,11 @@ fn a_refill_keeps_what_it_took_before_the_damage() {
     assert_eq!((s.slabs_total, s.active_allocs), (0, 0));
 }
 
-/// A flush gives each magazine object back to its slab only if the slab
-/// can take it: not an object marked live, and not past the slab's live
-/// count. The flush stops there with the damage.
+/// A flush gives a magazine object back to its slab only if it is not
+/// marked live: an object a copy of the magazine handed out (the top,
+/// returned last) stops the flush with the damage.
 #[test]
-fn a_flush_stops_at_an_object_its_slab_cannot_take_back() {
-    let half = magazine_capacity(CLASS) / 2;
-    // An object handed out by a copy of the magazine is marked live; it
-    // is the magazine's top, returned last.
+fn a_flush_stops_at_an_object_marked_live() {
     let mut h = TestHeap::new(1 << 20);
     let v = view(&h);
     let mut cpu = CpuCache::new();
@@ -273,19 +270,25 @@ fn a_flush_stops_at_an_object_its_slab_cannot_take_back() {
         (CorruptionKind::SlabFreeList, h.off(top), span as u64)
     );
     assert_eq!(cpu.held(CLASS), 0);
-    drop(v);
-    // A live count that runs out before the magazine does: the refill
-    // took objects 0 to half - 1 in that order and handed out the last.
+}
+
+/// A flush gives a magazine object back only while its slab counts a
+/// live object for it: a count that runs out before the magazine does
+/// stops the flush at the next object. The refill took objects 0 to
+/// half - 1 in that order and handed out the last.
+#[test]
+fn a_flush_stops_where_the_slab_live_count_runs_out() {
+    let half = magazine_capacity(CLASS) / 2;
     let mut h = TestHeap::new(1 << 20);
     let v = view(&h);
     let mut cpu = CpuCache::new();
-    let p2 = fast_alloc(&mut h, &v, &mut cpu, 64);
-    let first = h.off(p2) - (half - 1) * 64;
+    let p = fast_alloc(&mut h, &v, &mut cpu, 64);
+    let first = h.off(p) - (half - 1) * 64;
+    let span = h.metadata_bytes();
     h.poke32(span + INUSE, 1);
     let e = h.magazine_flush(&mut cpu).expect_err("inuse 1");
     assert_eq!(
         triple(e),
         (CorruptionKind::SlabFreeList, first + 64, span as u64)
     );
-    drop(v);
 }
