@@ -289,34 +289,43 @@ impl Heap {
         self.tlsf.free_bytes = self.tlsf.free_bytes.wrapping_sub(b.size);
     }
 
-    /// First non-empty list at or above `(fl, sl)`.
-    fn find_list(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+    /// First non-empty list at or above `(fl, sl)` (`fl` below
+    /// `FL_COUNT`). A first-level bit past the index, or one whose
+    /// second-level bitmap is empty, is damage: `BitmapMismatch` with the
+    /// index of that level's first list as the detail.
+    fn find_list(&self, fl: usize, sl: usize) -> Result<Option<FreeList>, Corruption> {
         let sl_map = self.sl_bitmap(fl) & (!0u32).checked_shl(sl as u32).unwrap_or(0);
         if sl_map != 0 {
-            return Some((fl, sl_map.trailing_zeros() as usize));
+            return Ok(Some((fl, sl_map.trailing_zeros() as usize)));
         }
         let fl_map = self.fl_bitmap() & (!0u32).checked_shl(fl as u32 + 1).unwrap_or(0);
         if fl_map == 0 {
-            return None;
+            return Ok(None);
         }
         let fl = fl_map.trailing_zeros() as usize;
-        let sl_map = self.sl_bitmap(fl);
-        if fl >= FL_COUNT || sl_map == 0 {
-            return None;
+        let sl_map = if fl < FL_COUNT { self.sl_bitmap(fl) } else { 0 };
+        if sl_map == 0 {
+            return Err(Corruption::new(
+                CorruptionKind::BitmapMismatch,
+                0,
+                (fl * SL_COUNT) as u64,
+            ));
         }
-        Some((fl, sl_map.trailing_zeros() as usize))
+        Ok(Some((fl, sl_map.trailing_zeros() as usize)))
     }
 
     /// Of the first `max` non-empty lists at or after `first` (itself
     /// non-empty), the one whose head has the lowest address. Compares the
     /// head offsets only; the caller checks the head it takes.
-    fn lowest_head_list(&self, first: (usize, usize), max: usize) -> (usize, usize) {
+    fn lowest_head_list(&self, first: FreeList, max: usize) -> Result<FreeList, Corruption> {
         let mut best = first;
         let mut best_off = self.list_head(first.0, first.1);
         let mut cur = first;
         for _ in 1..max {
-            let Some((fl, sl)) = next_list(cur.0, cur.1).and_then(|(f, s)| self.find_list(f, s))
-            else {
+            let Some((fl, sl)) = next_list(cur.0, cur.1) else {
+                break;
+            };
+            let Some((fl, sl)) = self.find_list(fl, sl)? else {
                 break;
             };
             let head = self.list_head(fl, sl);
@@ -326,7 +335,7 @@ impl Heap {
             }
             cur = (fl, sl);
         }
-        best
+        Ok(best)
     }
 
     /// Finds and unlinks a free block of at least `need` bytes: the head of
@@ -350,14 +359,14 @@ impl Heap {
                 }
             }
         }
-        let Some((fl, sl)) = round_to_class(need)
-            .and_then(mapping)
-            .and_then(|(fl, sl)| self.find_list(fl, sl))
-        else {
+        let Some((fl, sl)) = round_to_class(need).and_then(mapping) else {
+            return Ok(None);
+        };
+        let Some((fl, sl)) = self.find_list(fl, sl)? else {
             return Ok(None);
         };
         let (fl, sl) = match placement {
-            Placement::LowAddress => self.lowest_head_list((fl, sl), LOW_ADDRESS_LISTS),
+            Placement::LowAddress => self.lowest_head_list((fl, sl), LOW_ADDRESS_LISTS)?,
             Placement::GoodFit => (fl, sl),
         };
         let head = self.list_head(fl, sl);
@@ -425,13 +434,11 @@ impl Heap {
     /// free but leaves it intact, so that a later free of the same pointer
     /// is still reported as a double free.
     fn scrub_header(&mut self, b: &Block) {
-        self.set_block(&Block {
-            used: false,
-            slab: false,
-            req: 0,
-            cached: false,
-            ..*b
-        });
+        // The other fields are a free header's already for an absorbed
+        // free block; a block that a backward resize moves is a used,
+        // uncached large block (`large_at` refuses others), and only
+        // `used` is read of a header that no walk reaches any more.
+        self.set_block(&Block { used: false, ..*b });
     }
 
     /// Block size needed for `payload` bytes.
@@ -522,6 +529,9 @@ impl Heap {
         // Both checked before anything changes, then unlinked unchecked.
         let next = self.check_mergeable(after)?;
         let prev = self.check_mergeable(before)?;
+        // Marked free at once: if `b` merges into its predecessor, this
+        // header stays behind, and a later free of `b` must read it as a
+        // plain free block's (not a slab's, not parked in a per-CPU cache).
         let mut m = Block {
             used: false,
             slab: false,

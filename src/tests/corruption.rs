@@ -362,3 +362,51 @@ fn a_list_head_whose_size_belongs_to_another_list_is_refused() {
     h.free(guard.as_ptr()).unwrap();
     h.validate().unwrap();
 }
+
+/// A first-level bitmap bit whose level has no non-empty list (its
+/// second-level bitmap is empty, or the level is past the index) stops
+/// the search with `BitmapMismatch` and that level's first list index as
+/// the detail, instead of reading past the index or reporting plain
+/// out-of-memory.
+#[test]
+fn a_first_level_bit_without_lists_stops_the_search() {
+    let mut h = TestHeap::new(1 << 20);
+    let saved = h.peek32(0);
+    // Level 5 has no free block; a 5,000-byte request (level 4, empty)
+    // searches up from level 5. A request larger than the only free
+    // block searches past level 11 (where that block is) to level 22,
+    // the first past the index, or 25. The word after the last
+    // second-level bitmap (at 4 + 22 * 4) is not level 22's: a bit
+    // planted there must not be read as one.
+    let past = h.stats().largest_free_block + 64;
+    h.poke32(4 + 22 * 4, 1 << 3);
+    for (bit, size) in [(5u32, 5000), (22, past), (25, past)] {
+        h.poke32(0, saved | 1 << bit);
+        match h.alloc_flags(size, 8, Flags::NONE) {
+            Err(AllocError::Corrupted(c)) => assert_eq!(
+                (c.kind, c.offset, c.detail),
+                (CorruptionKind::BitmapMismatch, 0, u64::from(bit) * 32),
+                "level {bit}"
+            ),
+            r => panic!("level {bit}: {r:?}"),
+        }
+        h.poke32(0, saved);
+    }
+    h.poke32(4 + 22 * 4, 0);
+    h.validate().unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// The largest-free-block scan of the top list ends on a list that loops
+/// (a free block linked to itself): it is bounded by the free-block count.
+#[test]
+fn a_looping_top_list_does_not_hang_the_largest_free_block_scan() {
+    let mut h = TestHeap::new(1 << 20);
+    let largest = h.stats().largest_free_block;
+    let free = h.metadata_bytes();
+    let next = h.peek32(free + 16);
+    h.poke32(free + 16, free as u32);
+    assert_eq!(h.stats().largest_free_block, largest);
+    h.poke32(free + 16, next);
+    h.validate().unwrap();
+}
