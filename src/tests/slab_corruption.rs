@@ -15,18 +15,13 @@
 
 mod common;
 
+use common::slab_desc::{CACHE, CAPACITY, FREE_HEAD, INUSE, OBJ_START, STRIDE};
 use common::{fast_alloc, view, TestHeap};
 use ikos_kalloc::allocator::{
     header_check_word, magazine_capacity, slab_geometry, AllocError, Corruption, CorruptionKind,
     CpuCache, Flags, FreeError,
 };
 
-const CACHE: usize = 20;
-const FREE_HEAD: usize = 32;
-const INUSE: usize = 36;
-const CAPACITY: usize = 40;
-const OBJ_START: usize = 48;
-const STRIDE: usize = 52;
 /// The 64-byte class.
 const CLASS: usize = 3;
 

@@ -28,6 +28,7 @@
 
 mod common;
 
+use common::slab_desc::{BUMP, CACHE, CAPACITY, INUSE, OBJ_START, PREV, STRIDE, WORDS};
 use common::TestHeap;
 use ikos_kalloc::allocator::config::{PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
 use ikos_kalloc::allocator::{
@@ -48,16 +49,6 @@ fn fixture() -> (TestHeap, usize, usize, usize) {
     let free = h.off(big) + h.usable_size(big.as_ptr()).unwrap();
     (h, span, large, free)
 }
-
-/// Descriptor field offsets from the span.
-const CACHE: usize = 20;
-const PREV: usize = 28;
-const INUSE: usize = 36;
-const CAPACITY: usize = 40;
-const BUMP: usize = 44;
-const OBJ_START: usize = 48;
-const STRIDE: usize = 52;
-const WORDS: usize = 60;
 
 /// Writes `v` at `off`, runs `validate`, restores the old value and checks
 /// that the heap is valid again; returns what `validate` reported.

@@ -18,6 +18,24 @@ use proptest::test_runner::TestCaseError;
 /// Page size used for test regions.
 pub(crate) const PAGE: usize = 4096;
 
+/// Offsets from a slab span of its descriptor's fields (the descriptor,
+/// twelve `u32`, follows the 16-byte block header): the layout the tests
+/// that damage one field poke.
+pub(crate) mod slab_desc {
+    pub(crate) const MAGIC: usize = 16;
+    pub(crate) const CACHE: usize = 20;
+    pub(crate) const NEXT: usize = 24;
+    pub(crate) const PREV: usize = 28;
+    pub(crate) const FREE_HEAD: usize = 32;
+    pub(crate) const INUSE: usize = 36;
+    pub(crate) const CAPACITY: usize = 40;
+    pub(crate) const BUMP: usize = 44;
+    pub(crate) const OBJ_START: usize = 48;
+    pub(crate) const STRIDE: usize = 52;
+    pub(crate) const STATE: usize = 56;
+    pub(crate) const WORDS: usize = 60;
+}
+
 /// A heap together with the region it manages; frees the region on drop.
 pub(crate) struct TestHeap {
     heap: Option<Heap>,
