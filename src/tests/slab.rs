@@ -8,7 +8,7 @@ use common::{check, fill, TestHeap};
 use ikos_kalloc::allocator::config::{
     class_align, class_size, NUM_CACHES, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
-use ikos_kalloc::allocator::{slab_geometry, CacheError, FreeError};
+use ikos_kalloc::allocator::{slab_geometry, CacheError, CacheId, FreeError};
 
 #[test]
 fn slab_size_table() {
@@ -194,6 +194,9 @@ fn custom_cache_lifecycle() {
     let mut h = TestHeap::new(2 << 20);
     let id = h.cache_create("inode_cache", 200, 64).unwrap();
     assert_eq!(h.cache_by_name("inode_cache"), Some(id));
+    // The raw value (the C API's handle) names the same cache.
+    assert_eq!(CacheId::from_raw(id.to_raw()), id);
+    assert_ne!(id.to_raw(), h.size_class(0).unwrap().to_raw());
     assert_eq!(
         h.cache_create("inode_cache", 8, 8),
         Err(CacheError::NameExists)
