@@ -277,3 +277,52 @@ fn generic_free_of_cache_object_is_allowed() {
     h.free(p.as_ptr()).unwrap();
     h.validate().unwrap();
 }
+
+/// The cache API at its boundaries (written for `cache.rs` mutants no
+/// test caught): the longest name and the largest object are accepted,
+/// one more is not; a cache whose only slab is full is busy; the size
+/// classes end at 9; `cache_info` tells built-in from custom caches; a
+/// slot's generation starts at 1 and wraps from 0xffff to 1, never 0.
+#[test]
+fn cache_api_at_its_boundaries() {
+    let mut h = TestHeap::new(2 << 20);
+    let name32 = "n".repeat(32);
+    let id = h.cache_create(&name32, 4096, 8).unwrap();
+    assert_eq!(h.cache_by_name(&name32), Some(id));
+    assert_eq!(
+        h.cache_create(&"n".repeat(33), 8, 8),
+        Err(CacheError::InvalidName)
+    );
+    assert_eq!(h.cache_create("big", 4097, 8), Err(CacheError::InvalidSize));
+    let info = h.caches().find(|c| c.id == id).unwrap();
+    assert!(!info.builtin);
+    assert!(h.cache_info(0).unwrap().builtin);
+    // One full slab and nothing else.
+    let objs: Vec<_> = (0..info.objs_per_slab)
+        .map(|_| h.cache_alloc(id).unwrap())
+        .collect();
+    let info = h.caches().find(|c| c.id == id).unwrap();
+    assert_eq!((info.slabs_partial, info.slabs_full), (0, 1));
+    assert_eq!(h.cache_destroy(id), Err(CacheError::Busy));
+    for p in objs {
+        h.cache_free(id, p.as_ptr()).unwrap();
+    }
+    h.cache_destroy(id).unwrap();
+    assert!(h.size_class(9).is_some());
+    assert_eq!(h.size_class(10), None);
+    // Generations of one slot: the first cache above had 1.
+    assert_eq!(info.id.to_raw() >> 16, 1);
+    let mut id = h.cache_create("g", 16, 8).unwrap();
+    assert_eq!(id.index(), info.id.index());
+    assert_eq!(id.to_raw() >> 16, 2);
+    for _ in 2..0xffff {
+        h.cache_destroy(id).unwrap();
+        id = h.cache_create("g", 16, 8).unwrap();
+    }
+    assert_eq!(id.to_raw() >> 16, 0xffff);
+    h.cache_destroy(id).unwrap();
+    let id = h.cache_create("g", 16, 8).unwrap();
+    assert_eq!(id.to_raw() >> 16, 1);
+    h.cache_destroy(id).unwrap();
+    h.validate().unwrap();
+}
