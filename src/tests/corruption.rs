@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Rng, TestHeap};
+use common::{alloc_corruption, Rng, TestHeap};
 use ikos_kalloc::allocator::{header_check_word, AllocError, CorruptionKind, Flags, FreeError};
 
 fn expect_kind(h: &mut TestHeap, kinds: &[CorruptionKind]) {
@@ -172,13 +172,10 @@ fn tlsf_bitmap_and_slab_bitmap() {
     expect_kind(&mut h, &[CorruptionKind::BitmapMismatch]);
     // The search finds the list by its bit and then no head: the list's
     // index, first level * 32 + second level, is the detail.
-    match h.alloc_flags(600_000, 8, Flags::NONE) {
-        Err(AllocError::Corrupted(c)) => assert_eq!(
-            (c.kind, c.offset, c.detail),
-            (CorruptionKind::BitmapMismatch, 0, 11 * 32 + 5)
-        ),
-        r => panic!("{r:?}"),
-    }
+    assert_eq!(
+        alloc_corruption(&mut h, 600_000),
+        (CorruptionKind::BitmapMismatch, 0, 11 * 32 + 5)
+    );
     h.poke32(4 + 11 * 4, sl11);
     h.validate().unwrap();
     // Slab object bitmap: mark a never-used object as allocated.
@@ -293,10 +290,7 @@ fn a_link_to_where_no_header_is_names_the_link() {
     let want = (CorruptionKind::FreeListMismatch, wild, 0);
     assert_eq!(c, want);
     // An allocation unlinks the block and checks its neighbour the same way.
-    match h.alloc_flags(100_000, 8, Flags::NONE) {
-        Err(AllocError::Corrupted(c)) => assert_eq!((c.kind, c.offset, c.detail), want),
-        r => panic!("{r:?}"),
-    }
+    assert_eq!(alloc_corruption(&mut h, 100_000), want);
     h.poke32(blk + 16, 0);
     h.validate().unwrap();
     assert_eq!(h.stats().corruptions, 2);
@@ -348,13 +342,10 @@ fn a_list_head_whose_size_belongs_to_another_list_is_refused() {
     h.poke32(hdr + 12, header_check_word(hdr, forged, saved[2]));
     // 15,000 bytes: an empty list of its own, and a's list is the first
     // non-empty one of the rounded-up class.
-    match h.alloc_flags(15_000, 8, Flags::NONE) {
-        Err(AllocError::Corrupted(c)) => assert_eq!(
-            (c.kind, c.offset, c.detail),
-            (CorruptionKind::FreeListMismatch, hdr, u64::from(forged))
-        ),
-        r => panic!("{r:?}"),
-    }
+    assert_eq!(
+        alloc_corruption(&mut h, 15_000),
+        (CorruptionKind::FreeListMismatch, hdr, u64::from(forged))
+    );
     for (i, v) in saved.into_iter().enumerate() {
         h.poke32(hdr + 4 * i, v);
     }
@@ -382,14 +373,11 @@ fn a_first_level_bit_without_lists_stops_the_search() {
     h.poke32(4 + 22 * 4, 1 << 3);
     for (bit, size) in [(5u32, 5000), (22, past), (25, past)] {
         h.poke32(0, saved | 1 << bit);
-        match h.alloc_flags(size, 8, Flags::NONE) {
-            Err(AllocError::Corrupted(c)) => assert_eq!(
-                (c.kind, c.offset, c.detail),
-                (CorruptionKind::BitmapMismatch, 0, u64::from(bit) * 32),
-                "level {bit}"
-            ),
-            r => panic!("level {bit}: {r:?}"),
-        }
+        assert_eq!(
+            alloc_corruption(&mut h, size),
+            (CorruptionKind::BitmapMismatch, 0, u64::from(bit) * 32),
+            "level {bit}"
+        );
         h.poke32(0, saved);
     }
     h.poke32(4 + 22 * 4, 0);

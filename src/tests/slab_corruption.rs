@@ -16,10 +16,10 @@
 mod common;
 
 use common::slab_desc::{CACHE, CAPACITY, FREE_HEAD, INUSE, OBJ_START, STRIDE};
-use common::{fast_alloc, view, TestHeap};
+use common::{alloc_corruption, fast_alloc, view, TestHeap};
 use ikos_kalloc::allocator::{
-    header_check_word, magazine_capacity, slab_geometry, AllocError, Corruption, CorruptionKind,
-    CpuCache, Flags, FreeError,
+    header_check_word, magazine_capacity, slab_geometry, Corruption, CorruptionKind, CpuCache,
+    FreeError,
 };
 
 /// The 64-byte class.
@@ -27,14 +27,6 @@ const CLASS: usize = 3;
 
 fn triple(c: Corruption) -> (CorruptionKind, usize, u64) {
     (c.kind, c.offset, c.detail)
-}
-
-/// The error of a 64-byte allocation that must fail on damage.
-fn alloc_damage(h: &mut TestHeap) -> (CorruptionKind, usize, u64) {
-    match h.alloc_flags(64, 8, Flags::NONE) {
-        Err(AllocError::Corrupted(c)) => triple(c),
-        r => panic!("{r:?}"),
-    }
 }
 
 /// A slab descriptor whose objects would reach outside its span (damaged
@@ -70,7 +62,7 @@ fn a_slab_whose_objects_would_leave_its_span_hands_out_nothing() {
     for (what, field, v, detail) in cases {
         let saved = h.peek32(span + field);
         h.poke32(span + field, v);
-        let got = alloc_damage(&mut h);
+        let got = alloc_corruption(&mut h, 64);
         assert_eq!(
             got,
             (CorruptionKind::SlabCountMismatch, span, detail),
@@ -100,7 +92,7 @@ fn a_slab_with_nothing_left_to_bump_or_reuse_is_a_count_mismatch() {
     assert_eq!(h.peek32(span + FREE_HEAD) as usize, h.off(objs[5]));
     h.poke32(span + FREE_HEAD, 0);
     assert_eq!(
-        alloc_damage(&mut h),
+        alloc_corruption(&mut h, 64),
         (CorruptionKind::SlabCountMismatch, span, 252)
     );
     h.poke32(span + FREE_HEAD, h.off(objs[5]) as u32);
@@ -128,7 +120,7 @@ fn a_new_slab_is_not_built_from_a_damaged_cache_descriptor() {
         let saved = h.peek32(desc + field);
         h.poke32(desc + field, v);
         assert_eq!(
-            alloc_damage(&mut h),
+            alloc_corruption(&mut h, 64),
             (CorruptionKind::CacheMismatch, CLASS, detail)
         );
         h.poke32(desc + field, saved);

@@ -11,7 +11,8 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use ikos_kalloc::allocator::{
-    size_class_for, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap, Stats,
+    size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree, FastView, Flags,
+    FreeError, Heap, Stats,
 };
 use proptest::test_runner::TestCaseError;
 
@@ -157,6 +158,15 @@ pub(crate) fn check(p: NonNull<u8>, len: usize, seed: u8) -> bool {
 pub(crate) fn view(h: &Heap) -> FastView {
     // SAFETY: every test drops the view before the heap.
     unsafe { h.fast_view() }
+}
+
+/// The damage an allocation of `size` bytes (alignment 8, no flags) must
+/// fail with, as (kind, offset, detail); panics if it does not fail so.
+pub(crate) fn alloc_corruption(h: &mut Heap, size: usize) -> (CorruptionKind, usize, u64) {
+    match h.alloc_flags(size, 8, Flags::NONE) {
+        Err(AllocError::Corrupted(c)) => (c.kind, c.offset, c.detail),
+        r => panic!("{r:?}"),
+    }
 }
 
 /// Fast-path allocation with refill, as the kernel glue does it.
