@@ -169,35 +169,29 @@ impl CacheInfo {
     }
 }
 
-/// Name of built-in class `idx` ("size-8" ... "size-4096", as in the debugfs ABI).
-fn builtin_name(idx: usize) -> ([u8; CACHE_NAME_LEN], u32) {
-    let mut name = [0u8; CACHE_NAME_LEN];
-    let prefix = b"size-";
-    let mut n = 0;
-    for &c in prefix {
-        if let Some(slot) = name.get_mut(n) {
-            *slot = c;
-        }
-        n += 1;
+/// Names of the built-in classes, as in the debugfs ABI (a test checks
+/// them against `class_size`).
+pub(super) const BUILTIN_NAMES: [&str; NUM_CACHES] = [
+    "size-8",
+    "size-16",
+    "size-32",
+    "size-64",
+    "size-128",
+    "size-256",
+    "size-512",
+    "size-1024",
+    "size-2048",
+    "size-4096",
+];
+
+/// A descriptor's name field and length for `name` (at most
+/// `CACHE_NAME_LEN` bytes are kept; callers check the length first).
+fn name_field(name: &[u8]) -> ([u8; CACHE_NAME_LEN], u32) {
+    let mut field = [0u8; CACHE_NAME_LEN];
+    for (d, s) in field.iter_mut().zip(name) {
+        *d = *s;
     }
-    let mut digits = [0u8; 8];
-    let mut d = 0;
-    let mut v = class_size(idx);
-    while v > 0 && d < digits.len() {
-        if let Some(slot) = digits.get_mut(d) {
-            *slot = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        d += 1;
-    }
-    while d > 0 {
-        d -= 1;
-        if let (Some(slot), Some(&c)) = (name.get_mut(n), digits.get(d)) {
-            *slot = c;
-        }
-        n += 1;
-    }
-    (name, n as u32)
+    (field, name.len().min(CACHE_NAME_LEN) as u32)
 }
 
 impl Heap {
@@ -247,17 +241,17 @@ impl Heap {
 
     /// Writes descriptor `idx`.
     pub(super) fn set_cache(&mut self, idx: usize, c: &CacheDesc) {
-        if idx < TOTAL_CACHES {
-            let off = self.cache_desc_offset(idx);
-            self.mem.write(off, *c);
+        if let Some(d) = self.cache_mut(idx) {
+            *d = *c;
         }
     }
 
-    /// Resolves `id` to a live slot index.
+    /// Resolves `id` to a live slot index (`cache` gives an inactive
+    /// descriptor for an index out of range).
     pub(super) fn resolve(&self, id: CacheId) -> Option<usize> {
         let idx = id.index();
         let c = self.cache(idx);
-        (idx < TOTAL_CACHES && c.active() && c.gen == id.gen()).then_some(idx)
+        (c.active() && c.gen == id.gen()).then_some(idx)
     }
 
     /// Sets up the built-in size-class descriptors (at init).
@@ -266,12 +260,13 @@ impl Heap {
             let size = class_size(idx);
             let align = class_align(idx);
             let (cap, span) = slab_geometry(size, align);
-            let (name, name_len) = builtin_name(idx);
+            let (name, name_len) = name_field(BUILTIN_NAMES.get(idx).map_or(&[], |n| n.as_bytes()));
+            // Generation 0 (from `ZERO`): `size_class` hands out
+            // `CacheId::new(idx, 0)`.
             let c = CacheDesc {
                 name,
                 name_len,
                 flags: C_ACTIVE | C_BUILTIN,
-                gen: 0,
                 object_size: size as u32,
                 align: align as u32,
                 stride: size as u32,
@@ -308,14 +303,11 @@ impl Heap {
         };
         let stride = (object_size.max(8).wrapping_add(align - 1)) & !(align - 1);
         let (cap, span) = slab_geometry(stride, align);
-        let mut nm = [0u8; CACHE_NAME_LEN];
-        for (d, s) in nm.iter_mut().zip(nb) {
-            *d = *s;
-        }
+        let (name, name_len) = name_field(nb);
         let gen = (self.cache(idx).gen.wrapping_add(1) & 0xffff).max(1);
         let mut c = CacheDesc {
-            name: nm,
-            name_len: nb.len() as u32,
+            name,
+            name_len,
             flags: C_ACTIVE,
             gen,
             object_size: object_size as u32,
@@ -344,30 +336,20 @@ impl Heap {
         if c.active_objs != 0 {
             return Err(CacheError::Busy);
         }
-        if c.heads[SlabState::Partial as usize] != 0 || c.heads[SlabState::Full as usize] != 0 {
-            return Err(self
-                .note_corruption(Corruption::new(
-                    super::error::CorruptionKind::CacheMismatch,
-                    self.cache_desc_offset(idx),
-                    u64::from(c.counts[1]),
-                ))
-                .into());
+        // No live object, so no slab may be partial or full: the detail is
+        // the number of slabs those two lists count.
+        let (partial, full) = (SlabState::Partial as usize, SlabState::Full as usize);
+        if c.heads[partial] != 0 || c.heads[full] != 0 {
+            let slabs = u64::from(c.counts[partial]) + u64::from(c.counts[full]);
+            let e = Corruption::new(
+                super::error::CorruptionKind::CacheMismatch,
+                self.cache_desc_offset(idx),
+                slabs,
+            );
+            return Err(self.note_corruption(e).into());
         }
-        let mut steps = 0u32;
-        loop {
-            let head = self.cache(idx).heads[SlabState::Empty as usize] as usize;
-            if head == 0 {
-                break;
-            }
-            if steps > c.counts[0] {
-                let e = Corruption::new(super::error::CorruptionKind::FreeListLoop, head, 0);
-                return Err(self.note_corruption(e).into());
-            }
-            steps += 1;
-            if let Err(e) = self.slab_release(idx, head) {
-                return Err(self.note_corruption(e).into());
-            }
-        }
+        self.slab_release_empty(idx, 0)
+            .map_err(|e| self.note_corruption(e))?;
         let gen = self.cache(idx).gen;
         let c = CacheDesc {
             gen,
@@ -385,22 +367,8 @@ impl Heap {
             if !self.cache(ci).active() {
                 continue;
             }
-            let mut guard = self.cache(ci).counts[SlabState::Empty as usize];
-            loop {
-                let head = self.cache(ci).heads[SlabState::Empty as usize] as usize;
-                if head == 0 {
-                    break;
-                }
-                if guard == 0 {
-                    let e =
-                        Corruption::new(super::error::CorruptionKind::SlabListMismatch, head, 0);
-                    return Err(self.note_corruption(e));
-                }
-                guard -= 1;
-                if let Err(e) = self.slab_release(ci, head) {
-                    return Err(self.note_corruption(e));
-                }
-            }
+            self.slab_release_empty(ci, 0)
+                .map_err(|e| self.note_corruption(e))?;
         }
         Ok(before.saturating_sub(self.slabs.spans))
     }

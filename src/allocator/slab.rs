@@ -340,7 +340,7 @@ impl Heap {
         Ok(span)
     }
 
-    /// Gives span `span` of cache `ci` back to the large-block pool.
+    /// Gives the empty slab `span` of cache `ci` back to the large-block pool.
     pub(super) fn slab_release(&mut self, ci: usize, span: usize) -> Result<(), Corruption> {
         let d = self.slab_desc(span)?;
         let b = self.block(span)?;
@@ -349,6 +349,13 @@ impl Heap {
                 CorruptionKind::SlabCountMismatch,
                 span,
                 u64::from(d.inuse),
+            ));
+        }
+        if d.state != SlabState::Empty as u32 {
+            return Err(Corruption::new(
+                CorruptionKind::SlabListMismatch,
+                span,
+                u64::from(d.state),
             ));
         }
         self.slab_list_unlink(ci, span, &d)?;
@@ -782,27 +789,37 @@ impl Heap {
     /// the cache has no live object (so freeing everything gives back one
     /// free block), otherwise all but `EMPTY_SLAB_RESERVE`.
     pub(super) fn slab_trim(&mut self, ci: usize) -> Result<(), Corruption> {
-        let c = self.cache(ci);
-        let keep = if c.active_objs == 0 {
+        let keep = if self.cache(ci).active_objs == 0 {
             0
         } else {
             EMPTY_SLAB_RESERVE
         };
-        let mut guard = c.counts[SlabState::Empty as usize];
+        self.slab_release_empty(ci, keep)
+    }
+
+    /// Releases empty slabs of cache `ci` (`slab_release`) until `keep` are
+    /// left. Each release takes the list's head off and one off its count
+    /// (`slab_release` refuses a slab whose state is not empty), so the
+    /// loop ends within the count's steps; a head left when the count says
+    /// none is damage (`SlabListMismatch`, the head, the cache).
+    pub(super) fn slab_release_empty(&mut self, ci: usize, keep: u32) -> Result<(), Corruption> {
         loop {
             let c = self.cache(ci);
             let head = c.heads[SlabState::Empty as usize] as usize;
-            if c.counts[SlabState::Empty as usize] <= keep || head == 0 {
+            let count = c.counts[SlabState::Empty as usize];
+            if head == 0 {
                 return Ok(());
             }
-            if guard == 0 {
+            if count == 0 {
                 return Err(Corruption::new(
                     CorruptionKind::SlabListMismatch,
                     head,
                     ci as u64,
                 ));
             }
-            guard -= 1;
+            if count <= keep {
+                return Ok(());
+            }
             self.slab_release(ci, head)?;
         }
     }

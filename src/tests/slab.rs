@@ -278,6 +278,20 @@ fn generic_free_of_cache_object_is_allowed() {
     h.validate().unwrap();
 }
 
+/// The built-in classes are named "size-N" after their object size (the
+/// debugfs ABI), found by that name, and their ids have generation 0.
+#[test]
+fn built_in_classes_are_named_by_their_size() {
+    let h = TestHeap::new(1 << 20);
+    for i in 0..NUM_CACHES {
+        let info = h.cache_info(i).unwrap();
+        assert_eq!(info.name(), format!("size-{}", class_size(i)));
+        assert_eq!(Some(info.id), h.size_class(i));
+        assert_eq!(info.id.to_raw() >> 16, 0);
+        assert_eq!(h.cache_by_name(info.name()), Some(info.id));
+    }
+}
+
 /// The cache API at its boundaries (written for `cache.rs` mutants no
 /// test caught): the longest name and the largest object are accepted,
 /// one more is not; a cache whose only slab is full is busy; the size

@@ -15,11 +15,12 @@
 
 mod common;
 
-use common::slab_desc::{CACHE, CAPACITY, FREE_HEAD, INUSE, OBJ_START, STRIDE};
+use common::cache_desc;
+use common::slab_desc::{CACHE, CAPACITY, FREE_HEAD, INUSE, OBJ_START, STATE, STRIDE};
 use common::{alloc_corruption, fast_alloc, view, TestHeap};
 use ikos_kalloc::allocator::{
-    header_check_word, magazine_capacity, slab_geometry, Corruption, CorruptionKind, CpuCache,
-    FreeError,
+    header_check_word, magazine_capacity, slab_geometry, CacheError, Corruption, CorruptionKind,
+    CpuCache, FreeError,
 };
 
 /// The 64-byte class.
@@ -109,14 +110,15 @@ fn a_slab_with_nothing_left_to_bump_or_reuse_is_a_count_mismatch() {
 /// and the block taken for it goes back.
 #[test]
 fn a_new_slab_is_not_built_from_a_damaged_cache_descriptor() {
-    const DESC_CAPACITY: usize = 56;
-    const DESC_SPAN: usize = 60;
     let mut h = TestHeap::new(1 << 20);
     let initial = h.stats();
     let desc = h.cache_desc_offset(CLASS);
-    assert_eq!(h.peek32(desc + DESC_CAPACITY), 253);
-    assert_eq!(h.peek32(desc + DESC_SPAN), 16_336);
-    for (field, v, detail) in [(DESC_CAPACITY, 0, 0), (DESC_SPAN, 8192, 253)] {
+    assert_eq!(h.peek32(desc + cache_desc::CAPACITY), 253);
+    assert_eq!(h.peek32(desc + cache_desc::SPAN_SIZE), 16_336);
+    for (field, v, detail) in [
+        (cache_desc::CAPACITY, 0, 0),
+        (cache_desc::SPAN_SIZE, 8192, 253),
+    ] {
         let saved = h.peek32(desc + field);
         h.poke32(desc + field, v);
         assert_eq!(
@@ -278,4 +280,82 @@ fn a_flush_stops_where_the_slab_live_count_runs_out() {
         triple(e),
         (CorruptionKind::SlabFreeList, first + 64, span as u64)
     );
+}
+
+/// `cache_destroy` of a cache with no live object (by its count) still
+/// refuses it while a slab sits on its partial or full list:
+/// `CacheMismatch` at the descriptor, the number of such slabs as the
+/// detail, and nothing released.
+#[test]
+fn destroy_refuses_a_cache_whose_lists_hold_slabs_in_use() {
+    let mut h = TestHeap::new(1 << 20);
+    let id = h.cache_create("objs", 64, 64).unwrap();
+    let desc = h.cache_desc_offset(id.index());
+    let cap = h.caches().find(|c| c.id == id).unwrap().objs_per_slab;
+    let mut objs = Vec::new();
+    // (objects, partial slabs, full slabs)
+    for (n, partial, full) in [(1, 1, 0), (cap, 0, 1), (cap + 1, 1, 1)] {
+        while objs.len() < n {
+            objs.push(h.cache_alloc(id).unwrap());
+        }
+        let info = h.caches().find(|c| c.id == id).unwrap();
+        assert_eq!((info.slabs_partial, info.slabs_full), (partial, full));
+        let before = h.stats();
+        let active = h.peek32(desc + cache_desc::ACTIVE_OBJS);
+        h.poke32(desc + cache_desc::ACTIVE_OBJS, 0);
+        let r = h.cache_destroy(id);
+        h.poke32(desc + cache_desc::ACTIVE_OBJS, active);
+        match r {
+            Err(CacheError::Corrupted(c)) => assert_eq!(
+                triple(c),
+                (CorruptionKind::CacheMismatch, desc, (partial + full) as u64),
+                "{n} objects"
+            ),
+            r => panic!("{n} objects: {r:?}"),
+        }
+        let after = h.stats();
+        assert_eq!(after.slabs_total, before.slabs_total);
+        assert_eq!(after.corruptions, before.corruptions + 1);
+    }
+    for p in objs {
+        h.cache_free(id, p.as_ptr()).unwrap();
+    }
+    h.cache_destroy(id).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// The release of empty slabs (`shrink`, `cache_destroy`, the trim after
+/// a free) goes only as far as the empty list is counted, and only over
+/// slabs that say they are empty: a head the count does not cover, or a
+/// slab on the list whose state is not empty, is `SlabListMismatch`
+/// (detail: the cache, or the state found), and nothing is released.
+#[test]
+fn empty_slabs_are_released_only_as_far_as_the_list_counts_them() {
+    let mut h = TestHeap::new(1 << 20);
+    let objs: Vec<_> = (0..254).map(|_| h.alloc(64).unwrap()).collect();
+    h.free(objs[253].as_ptr()).unwrap(); // the second slab is empty
+    let span = h.metadata_bytes() + slab_geometry(64, 64).1;
+    let count = h.cache_desc_offset(CLASS) + cache_desc::COUNT_EMPTY;
+    assert_eq!(h.peek32(count), 1);
+    h.poke32(count, 0);
+    let e = h.shrink().expect_err("a head with count 0");
+    assert_eq!(
+        triple(e),
+        (CorruptionKind::SlabListMismatch, span, CLASS as u64)
+    );
+    h.poke32(count, 1);
+    h.poke32(span + STATE, 1);
+    let e = h.shrink().expect_err("a partial slab on the empty list");
+    assert_eq!(triple(e), (CorruptionKind::SlabListMismatch, span, 1));
+    h.poke32(span + STATE, 0);
+    let s = h.stats();
+    assert_eq!((s.slabs_total, s.corruptions), (2, 2));
+    h.validate().unwrap();
+    assert_eq!(h.shrink(), Ok(1));
+    for p in &objs[..253] {
+        h.free(p.as_ptr()).unwrap();
+    }
+    h.validate().unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
 }

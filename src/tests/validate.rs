@@ -28,6 +28,7 @@
 
 mod common;
 
+use common::cache_desc::{ACTIVE_OBJS, COUNT_PARTIAL, HEAD_EMPTY, SPAN_SIZE, TOTAL_OBJS};
 use common::slab_desc::{BUMP, CACHE, CAPACITY, INUSE, OBJ_START, PREV, STRIDE, WORDS};
 use common::TestHeap;
 use ikos_kalloc::allocator::config::{PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
@@ -188,13 +189,6 @@ fn a_free_block_whose_back_link_is_wrong() {
     let got = damaged(&mut h, free + 20, 16);
     assert_eq!(got, (CorruptionKind::FreeListMismatch, free, size as u64));
 }
-
-/// Cache descriptor field offsets (see `Heap::cache_desc_offset`).
-const SPAN_SIZE: usize = 60;
-const HEAD_EMPTY: usize = 64;
-const COUNT_PARTIAL: usize = 80;
-const ACTIVE_OBJS: usize = 88;
-const TOTAL_OBJS: usize = 92;
 
 #[test]
 fn each_cache_table_check_fails_on_its_own() {

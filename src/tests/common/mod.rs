@@ -37,6 +37,23 @@ pub(crate) mod slab_desc {
     pub(crate) const WORDS: usize = 60;
 }
 
+/// Offsets from `Heap::cache_desc_offset(i)` of a cache descriptor's
+/// fields (`u32` from offset 32 on; the name comes first).
+pub(crate) mod cache_desc {
+    pub(crate) const CAPACITY: usize = 56;
+    pub(crate) const SPAN_SIZE: usize = 60;
+    /// The heads of the empty, partial and full slab lists.
+    pub(crate) const HEAD_EMPTY: usize = 64;
+    pub(crate) const HEAD_PARTIAL: usize = 68;
+    pub(crate) const HEAD_FULL: usize = 72;
+    /// The lengths of those lists.
+    pub(crate) const COUNT_EMPTY: usize = 76;
+    pub(crate) const COUNT_PARTIAL: usize = 80;
+    pub(crate) const COUNT_FULL: usize = 84;
+    pub(crate) const ACTIVE_OBJS: usize = 88;
+    pub(crate) const TOTAL_OBJS: usize = 92;
+}
+
 /// A heap together with the region it manages; frees the region on drop.
 pub(crate) struct TestHeap {
     heap: Option<Heap>,
