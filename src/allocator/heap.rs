@@ -15,8 +15,8 @@ use core::ptr::NonNull;
 use super::block::Block;
 use super::cache::{CacheDesc, CacheId};
 use super::config::{
-    CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, NUM_CACHES,
-    PAGE_SIZE, TOTAL_CACHES,
+    CLASS_MAX_ALIGN, HEADER_SIZE, MAX_HEAP_SIZE, MAX_SIZE, MIN_HEAP_SIZE, MIN_SIZE, PAGE_SIZE,
+    TOTAL_CACHES,
 };
 use super::debug::{count_kind, DebugState};
 use super::depot::depot_bytes;
@@ -98,14 +98,19 @@ pub struct Heap {
 // `&self`, so moving it to another thread is sound.
 unsafe impl Send for Heap {}
 
-/// Smallest size class index holding `n` bytes.
+/// Smallest size class index holding `n` bytes, `None` above the largest
+/// class.
 #[inline]
-fn class_index(n: usize) -> usize {
+fn class_index(n: usize) -> Option<usize> {
     if n <= MIN_SIZE {
-        return 0;
+        return Some(0);
     }
+    if n > MAX_SIZE {
+        return None;
+    }
+    // `n - 1` has `bits` significant bits: 4 for 9..=16 bytes (class 1).
     let bits = (usize::BITS - (n - 1).leading_zeros()) as usize;
-    bits.saturating_sub(3).min(NUM_CACHES - 1)
+    Some(bits.saturating_sub(3))
 }
 
 /// Result of a successful internal allocation.
@@ -344,8 +349,10 @@ impl Heap {
             return Err(AllocError::BadAlign);
         }
         let align = align.max(MIN_SIZE);
-        if size <= MAX_SIZE && align <= CLASS_MAX_ALIGN {
-            return self.cache_alloc_inner(class_index(size.max(align)), size as u64);
+        if align <= CLASS_MAX_ALIGN {
+            if let Some(ci) = class_index(size.max(align)) {
+                return self.cache_alloc_inner(ci, size as u64);
+            }
         }
         // A successful large block is below 1 GiB, so its size fits in u32.
         let req = size.min(u32::MAX as usize) as u32;
@@ -406,20 +413,20 @@ impl Heap {
 
     /// Allocates one object from cache `id`.
     pub fn cache_alloc(&mut self, id: CacheId) -> Result<NonNull<u8>, AllocError> {
-        let r = match self.resolve(id) {
-            Some(ci) => self.cache_alloc_inner(ci, 0),
-            None => Err(AllocError::BadCache),
-        };
-        self.finish_alloc(r, Flags::NONE)
+        self.cache_alloc_flags(id, Flags::NONE)
     }
 
     /// Allocates one zeroed object from cache `id`.
     pub fn cache_zalloc(&mut self, id: CacheId) -> Result<NonNull<u8>, AllocError> {
+        self.cache_alloc_flags(id, Flags::ZERO)
+    }
+
+    fn cache_alloc_flags(&mut self, id: CacheId, flags: Flags) -> Result<NonNull<u8>, AllocError> {
         let r = match self.resolve(id) {
             Some(ci) => self.cache_alloc_inner(ci, 0),
             None => Err(AllocError::BadCache),
         };
-        self.finish_alloc(r, Flags::ZERO)
+        self.finish_alloc(r, flags)
     }
 
     /// Frees an allocation (kfree semantics: a null pointer is a no-op).
@@ -513,11 +520,11 @@ impl Heap {
         self.mem.offset_of(ptr).filter(|&o| o >= self.blocks_start)
     }
 
-    /// The live large block whose payload starts at `off`.
+    /// The live large block whose payload starts at `off`. (`block`
+    /// refuses a header that is misaligned or below the block area.)
     fn large_at(&self, off: usize) -> Result<Block, FreeError> {
         let hdr = off
             .checked_sub(HEADER_SIZE)
-            .filter(|&h| h >= self.blocks_start && h % 16 == 0)
             .ok_or(FreeError::NotAllocated)?;
         let b = self.block(hdr).map_err(|_| FreeError::NotAllocated)?;
         if b.slab {
@@ -676,6 +683,8 @@ impl Heap {
 #[inline]
 pub fn size_class_for(size: usize, align: usize) -> Option<usize> {
     let align = align.max(MIN_SIZE);
-    (size > 0 && size <= MAX_SIZE && align.is_power_of_two() && align <= CLASS_MAX_ALIGN)
-        .then(|| class_index(size.max(align)))
+    if size == 0 || !align.is_power_of_two() || align > CLASS_MAX_ALIGN {
+        return None;
+    }
+    class_index(size.max(align))
 }

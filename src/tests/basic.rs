@@ -51,6 +51,8 @@ fn init_rejects_bad_regions() {
 #[test]
 fn minimum_heap_works() {
     let mut h = TestHeap::new(MIN_HEAP_SIZE);
+    assert_eq!(h.len(), MIN_HEAP_SIZE);
+    assert!(!h.is_empty());
     let p = h.alloc(4096).unwrap();
     fill(p, 4096, 1);
     let q = h.alloc(100).unwrap();
@@ -132,6 +134,35 @@ fn zero_flag_and_realloc_keep_contents() {
     assert!(h.stats().active_allocs == 0);
     let r = h.realloc(std::ptr::null_mut(), 10).unwrap();
     h.free(r.as_ptr()).unwrap();
+}
+
+/// A realloc of a slab object to any size its class holds returns the
+/// same object and counts nothing; one byte more moves it to the next
+/// class, as one allocation plus one free.
+#[test]
+fn realloc_within_a_slab_object_stays_in_place() {
+    let mut h = TestHeap::new(1 << 20);
+    let p = h.alloc(40).unwrap();
+    fill(p, 40, 3);
+    let before = h.stats();
+    for n in [1, 40, 63, 64] {
+        assert_eq!(h.realloc(p.as_ptr(), n).unwrap(), p, "{n} bytes");
+    }
+    let after = h.stats();
+    assert_eq!(
+        (after.total_allocs, after.total_frees),
+        (before.total_allocs, before.total_frees)
+    );
+    let q = h.realloc(p.as_ptr(), 65).unwrap();
+    assert_ne!(q, p);
+    assert!(check(q, 40, 3));
+    assert_eq!(h.usable_size(q.as_ptr()), Some(128));
+    assert!(!h.is_valid_pointer(p.as_ptr()));
+    let moved = h.stats();
+    assert_eq!(moved.total_allocs, after.total_allocs + 1);
+    assert_eq!(moved.total_frees, after.total_frees + 1);
+    h.free(q.as_ptr()).unwrap();
+    h.validate().unwrap();
 }
 
 #[test]

@@ -260,6 +260,33 @@ fn realloc_grows_backwards_into_a_free_predecessor() {
     h.validate().unwrap();
 }
 
+/// A large block that cannot grow in place moves down into its free
+/// predecessor only for a size that a fresh allocation would also give a
+/// large block (above 4,096 bytes); a realloc to 4,096 bytes or less
+/// becomes a slab object, like any allocation of that size.
+#[test]
+fn realloc_of_a_large_block_to_a_class_size_becomes_a_slab_object() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(64 << 10).unwrap();
+    // Aligned above 64, so a large block despite its size.
+    let p = h.alloc_aligned(1_000, 128).unwrap();
+    let guard = h.alloc(64 << 10).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    fill(p, 1_000, 5);
+    let q = h.realloc(p.as_ptr(), 4_096).unwrap();
+    assert!(check(q, 1_000, 5));
+    assert_eq!(h.usable_size(q.as_ptr()), Some(4_096));
+    assert_eq!(h.cache_info(9).unwrap().active_objs, 1, "a slab object");
+    let r = h.realloc(q.as_ptr(), 4_097).unwrap();
+    assert!(check(r, 1_000, 5));
+    assert_eq!(h.cache_info(9).unwrap().active_objs, 0);
+    assert_eq!(h.stats().slabs_total, 0);
+    h.free(r.as_ptr()).unwrap();
+    h.free(guard.as_ptr()).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
 /// The layout of the placement tests below: a free block of `low` bytes
 /// low in the heap, the block `p` of `mid` bytes between used guards, and
 /// a free block of `high` bytes higher up. Returns `(low, p, high)`.

@@ -6,9 +6,10 @@ mod common;
 
 use common::{check, fill, TestHeap};
 use ikos_kalloc::allocator::config::{
-    class_align, class_size, NUM_CACHES, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
+    class_align, class_size, CLASS_MAX_ALIGN, MAX_SIZE, NUM_CACHES, SLAB_MIN_OBJECTS,
+    SLAB_TARGET_BYTES,
 };
-use ikos_kalloc::allocator::{slab_geometry, CacheError, CacheId, FreeError};
+use ikos_kalloc::allocator::{size_class_for, slab_geometry, CacheError, CacheId, FreeError};
 
 #[test]
 fn slab_size_table() {
@@ -275,6 +276,51 @@ fn generic_free_of_cache_object_is_allowed() {
     let p = h.cache_alloc(id).unwrap();
     assert_eq!(h.usable_size(p.as_ptr()), Some(48));
     h.free(p.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+/// A request goes to the smallest class that holds both its size and its
+/// alignment (at least 8); a size of 0 or above 4,096, or an alignment
+/// that is not a power of two or above 64, has no class. Checked for
+/// every size and alignment through `size_class_for`, and through
+/// `alloc_aligned` at each class's edges (its size, one byte less and one
+/// more), where the object's usable size and the class's live count tell
+/// which class served it.
+#[test]
+fn every_request_goes_to_the_smallest_class_that_holds_it() {
+    let smallest = |n: usize| (0..NUM_CACHES).find(|&i| class_size(i) >= n);
+    for align in (0..=6).map(|b| 1usize << b) {
+        assert_eq!(size_class_for(0, align), None);
+        for size in 1..=MAX_SIZE {
+            assert_eq!(
+                size_class_for(size, align),
+                smallest(size.max(align)),
+                "{size} bytes aligned to {align}"
+            );
+        }
+        assert_eq!(size_class_for(MAX_SIZE + 1, align), None);
+    }
+    assert_eq!(size_class_for(8, CLASS_MAX_ALIGN * 2), None);
+    assert_eq!(size_class_for(8, 24), None);
+    let mut h = TestHeap::new(1 << 20);
+    for i in 0..NUM_CACHES {
+        let edge = class_size(i);
+        for size in [edge - 1, edge, edge + 1] {
+            for align in [8, 16, CLASS_MAX_ALIGN] {
+                let Some(want) = smallest(size.max(align)) else {
+                    continue;
+                };
+                let p = h.alloc_aligned(size, align).unwrap();
+                assert_eq!(
+                    h.usable_size(p.as_ptr()),
+                    Some(class_size(want)),
+                    "{size} bytes aligned to {align}"
+                );
+                assert_eq!(h.cache_info(want).unwrap().active_objs, 1);
+                h.free(p.as_ptr()).unwrap();
+            }
+        }
+    }
     h.validate().unwrap();
 }
 
