@@ -307,11 +307,81 @@ impl Region {
         (self.base.as_ptr() as usize).wrapping_add(off)
     }
 
-    /// Pointer to the byte at `off`; `off` must be inside the region.
+    /// Pointer to the byte at `off`; `off` must be inside the region (an
+    /// offset past it gives the base, never a pointer outside).
     pub(super) fn ptr(&self, off: usize) -> NonNull<u8> {
         let off = if off < self.len { off } else { 0 };
         // SAFETY: `off` is inside the region (clamped above), so the result
         // is in bounds of the same allocation and non-null.
         unsafe { NonNull::new_unchecked(self.base.as_ptr().add(off)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `Region`'s bounds at the region's last byte, which no heap
+    //! operation reaches (the heap never hands it an offset out of range).
+    //! The region is the first page of a two-page buffer, so an access
+    //! past it would land in the second page, where the test sees it.
+
+    use super::Region;
+    use core::ptr::{addr_of_mut, NonNull};
+
+    const LEN: usize = 4096;
+
+    #[repr(C, align(4096))]
+    struct Pages([u8; 2 * LEN]);
+
+    /// Runs `f` on a region over the first page of a buffer whose byte
+    /// `i` is `i as u8`, with a raw pointer to the buffer's start.
+    fn with_region(f: impl FnOnce(&mut Region, *mut u8)) {
+        let mut pages = Pages([0; 2 * LEN]);
+        let base = addr_of_mut!(pages.0).cast::<u8>();
+        for i in 0..2 * LEN {
+            // SAFETY: `i` is inside the buffer.
+            unsafe { base.add(i).write(i as u8) };
+        }
+        let Some(nn) = NonNull::new(base) else {
+            return;
+        };
+        // SAFETY: the first page of `pages` is valid, page aligned, and
+        // reached only through the region and `base` until `f` returns.
+        let mut r = unsafe { Region::new(nn, LEN) };
+        f(&mut r, base);
+    }
+
+    /// The byte at `i` of the buffer behind `base`.
+    fn byte(base: *mut u8, i: usize) -> u8 {
+        // SAFETY: the callers pass `i` below `2 * LEN`, inside the buffer.
+        unsafe { base.add(i).read() }
+    }
+
+    #[test]
+    fn a_copy_with_either_range_outside_is_ignored() {
+        with_region(|r, base| {
+            r.copy(0, LEN - 4, 8);
+            r.copy(LEN - 4, 0, 8);
+            for i in (0..8).chain(LEN - 8..LEN + 8) {
+                assert_eq!(byte(base, i), i as u8, "byte {i}");
+            }
+            r.copy(0, LEN - 8, 8);
+            for i in 0..8 {
+                assert_eq!(byte(base, LEN - 8 + i), i as u8);
+            }
+            assert_eq!(byte(base, LEN), LEN as u8);
+        });
+    }
+
+    #[test]
+    fn offsets_and_pointers_stay_inside_the_region() {
+        with_region(|r, base| {
+            let last = base.wrapping_add(LEN - 1);
+            assert_eq!(r.offset_of(last), Some(LEN - 1));
+            assert_eq!(r.offset_of(base.wrapping_add(LEN)), None);
+            assert_eq!(r.offset_of(base.wrapping_sub(1)), None);
+            assert_eq!(r.ptr(LEN - 1).as_ptr(), last);
+            // Past the end: the base, never a pointer outside.
+            assert_eq!(r.ptr(LEN).as_ptr(), base);
+        });
     }
 }

@@ -48,6 +48,21 @@ fn init_rejects_bad_regions() {
     }
 }
 
+/// The flag set of the C API: raw bits in and out, unknown bits dropped,
+/// union and containment.
+#[test]
+fn flags_are_a_bit_set() {
+    assert_eq!(Flags::from_bits_truncate(0xffff_fff0), Flags::NONE);
+    assert_eq!(Flags::from_bits_truncate(0xffff_ffff), Flags::ALL);
+    assert_eq!(Flags::from_bits_truncate(0x12), Flags::ZERO);
+    assert_eq!(Flags::ALL.bits(), 0xf);
+    assert_eq!((Flags::ZERO | Flags::DMA).bits(), 0x6);
+    assert_eq!(Flags::ZERO | Flags::ZERO, Flags::ZERO);
+    let f = Flags::ATOMIC | Flags::HIGH;
+    assert!(f.contains(Flags::HIGH) && f.contains(Flags::NONE));
+    assert!(!f.contains(Flags::ZERO) && !f.contains(Flags::ALL));
+}
+
 #[test]
 fn minimum_heap_works() {
     let mut h = TestHeap::new(MIN_HEAP_SIZE);

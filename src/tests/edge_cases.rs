@@ -269,6 +269,19 @@ fn error_messages_are_one_line() {
         assert!(!m.contains('\n') && !m.is_empty());
         assert!(seen.insert(m), "messages are distinct");
     }
+    // A realloc's error says which half failed.
+    for (e, inner) in [
+        (
+            ReallocError::Free(FreeError::DoubleFree),
+            FreeError::DoubleFree.to_string(),
+        ),
+        (
+            ReallocError::Alloc(AllocError::OutOfMemory),
+            AllocError::OutOfMemory.to_string(),
+        ),
+    ] {
+        assert_eq!(e.to_string(), format!("realloc: {inner}"));
+    }
 }
 
 #[test]
