@@ -318,7 +318,7 @@ impl Heap {
             ..CacheDesc::ZERO
         };
         if !self.dbg.flags.is_empty() {
-            c.apply_debug(self.dbg.flags, None);
+            c.apply_debug(self.dbg.flags);
         }
         self.set_cache(idx, &c);
         Ok(CacheId::new(idx, gen))

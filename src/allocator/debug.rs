@@ -51,7 +51,7 @@
 use core::fmt;
 
 use super::cache::{CacheDesc, CacheId};
-use super::config::{class_size, HEADER_SIZE, NUM_CACHES};
+use super::config::{HEADER_SIZE, NUM_CACHES};
 use super::error::{CacheError, Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::slab::slab_geometry_lead;
@@ -262,15 +262,12 @@ impl CacheDesc {
         }
     }
 
-    /// The plain (non-debug) stride of this cache's objects.
-    fn plain_stride(&self, builtin_idx: Option<usize>) -> usize {
-        match builtin_idx {
-            Some(i) => class_size(i),
-            None => {
-                let a = (self.align as usize).max(8);
-                (self.object_size as usize).max(8).next_multiple_of(a)
-            }
-        }
+    /// The plain (non-debug) stride of this cache's objects: the object
+    /// size, at least 8, rounded up to the alignment (for a built-in class,
+    /// whose alignment divides its size, the class size).
+    fn plain_stride(&self) -> usize {
+        let a = (self.align as usize).max(8);
+        (self.object_size as usize).max(8).next_multiple_of(a)
     }
 
     /// The slot layout under the cache's current flags.
@@ -286,8 +283,8 @@ impl CacheDesc {
 
     /// Sets the debug flags and derives stride, capacity, span size and
     /// link offset from them (only valid while the cache has no slab).
-    pub(super) fn apply_debug(&mut self, flags: DebugFlags, builtin_idx: Option<usize>) {
-        let plain = self.plain_stride(builtin_idx);
+    pub(super) fn apply_debug(&mut self, flags: DebugFlags) {
+        let plain = self.plain_stride();
         let l = SlotLayout::new(flags, self.object_size as usize, self.align as usize, plain);
         let (cap, span) = slab_geometry_lead(l.stride, self.align as usize, l.lead);
         self.stride = l.stride as u32;
@@ -356,7 +353,7 @@ impl Heap {
         h.dbg.flags = flags;
         for idx in 0..NUM_CACHES {
             if let Some(c) = h.cache_mut(idx) {
-                c.apply_debug(flags, Some(idx));
+                c.apply_debug(flags);
             }
         }
         if flags.contains(DebugFlags::POISON) {
@@ -386,7 +383,7 @@ impl Heap {
         if c.counts != [0; 3] || c.active_objs != 0 {
             return Err(CacheError::Busy);
         }
-        c.apply_debug(flags, (idx < NUM_CACHES).then_some(idx));
+        c.apply_debug(flags);
         Ok(())
     }
 

@@ -22,25 +22,18 @@ impl Heap {
     }
 
     /// First byte of `from..from + len` that is not `want`, as a report.
+    /// Whole aligned words are compared where they fit; a word that does
+    /// not fit or does not match falls to the byte step, which decides.
     fn find_bad(&self, from: usize, len: usize, want: u8) -> Option<(usize, u64)> {
         let end = from.saturating_add(len);
         let word = u64::from_ne_bytes([want; 8]);
         let mut at = from;
         while at < end {
-            if at.is_multiple_of(8) && at + 8 <= end {
-                if self.mem.read::<u64>(at) == Some(word) {
-                    at += 8;
-                    continue;
-                }
+            if at.is_multiple_of(8) && at + 8 <= end && self.mem.read::<u64>(at) == Some(word) {
+                at += 8;
             } else if self.mem.read::<u8>(at) == Some(want) {
                 at += 1;
-                continue;
-            }
-            // Byte-wise from here to find the exact spot.
-            while at < end && self.mem.read::<u8>(at) == Some(want) {
-                at += 1;
-            }
-            if at < end {
+            } else {
                 return Some((at, self.found(at, end)));
             }
         }

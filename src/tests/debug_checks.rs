@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{check, fill, Rng, TestHeap};
+use common::{cache_desc, check, fill, Rng, TestHeap};
 use ikos_kalloc::allocator::{
     AllocError, CacheError, Corruption, CorruptionKind, DebugFlags, Flags, FreeError, InjectError,
     POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
@@ -159,6 +159,77 @@ fn custom_cache_red_zone_starts_at_the_object_size() {
         "{e:?}"
     );
     assert!(check(a, 200, 7));
+}
+
+/// The padding that rounds a red-zoned slot up to its alignment, after
+/// the free-list link, is a red zone as well: for the 64-byte class a
+/// 64-byte left zone, the object, an 8-byte right zone, the link, then
+/// 48 bytes to the 192-byte stride.
+#[test]
+fn the_padding_at_the_end_of_a_slot_is_a_red_zone_too() {
+    let mut h = TestHeap::with_debug(HEAP, DebugFlags::REDZONE);
+    assert_eq!(h.cache_info(3).unwrap().stride, 192);
+    let a = h.alloc(64).unwrap();
+    let o = h.off(a);
+    assert_eq!((h.peek(o + 80), h.peek(o + 127)), (RED_ACTIVE, RED_ACTIVE));
+    h.poke(o + 127, 1, 0x42);
+    match h.free(a.as_ptr()) {
+        Err(FreeError::Corrupted(c)) => {
+            assert_eq!((c.kind, c.offset), (CorruptionKind::RedZone, o + 127));
+            assert_eq!(found(&c), [0x42]);
+        }
+        r => panic!("{r:?}"),
+    }
+    h.poke(o + 127, 1, RED_ACTIVE);
+    h.free(a.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+/// Debug flags of the heap as created, and a cache's flags changed twice:
+/// the second change derives the free-list link afresh (a link left from
+/// the red-zoned layout would point into the next object).
+#[test]
+fn flags_changed_twice_leave_the_layout_of_the_last() {
+    assert_eq!(TestHeap::new(HEAP).debug_flags(), DebugFlags::NONE);
+    assert_eq!(
+        TestHeap::with_debug(HEAP, flags("ZP")).debug_flags(),
+        flags("ZP")
+    );
+    let mut h = TestHeap::new(HEAP);
+    let id = h.cache_create("t", 40, 8).unwrap();
+    h.set_cache_debug(id, DebugFlags::REDZONE).unwrap();
+    assert_eq!(h.caches().find(|c| c.id == id).unwrap().stride, 64);
+    h.set_cache_debug(id, DebugFlags::NONE).unwrap();
+    assert_eq!(h.caches().find(|c| c.id == id).unwrap().stride, 40);
+    let objs: Vec<_> = (0..3).map(|_| h.cache_alloc(id).unwrap()).collect();
+    for (i, p) in objs.iter().enumerate() {
+        fill(*p, 40, i as u8);
+    }
+    h.cache_free(id, objs[0].as_ptr()).unwrap();
+    assert!(check(objs[1], 40, 1), "the next object is intact");
+    for p in &objs[1..] {
+        h.cache_free(id, p.as_ptr()).unwrap();
+    }
+    h.validate().unwrap();
+}
+
+/// A cache's debug flags change only while it has no slab: a cache with a
+/// slab is busy even when its live count says no object is live.
+#[test]
+fn a_cache_with_a_slab_is_busy_whatever_its_live_count_says() {
+    let mut h = TestHeap::new(HEAP);
+    let id = h.cache_create("t", 40, 8).unwrap();
+    let p = h.cache_alloc(id).unwrap();
+    let at = h.cache_desc_offset(id.index()) + cache_desc::ACTIVE_OBJS;
+    h.poke32(at, 0);
+    assert_eq!(
+        h.set_cache_debug(id, DebugFlags::REDZONE),
+        Err(CacheError::Busy)
+    );
+    h.poke32(at, 1);
+    h.cache_free(id, p.as_ptr()).unwrap();
+    h.set_cache_debug(id, DebugFlags::REDZONE).unwrap();
+    h.validate().unwrap();
 }
 
 #[test]

@@ -20,7 +20,7 @@ use common::slab_desc::{CACHE, CAPACITY, FREE_HEAD, INUSE, OBJ_START, STATE, STR
 use common::{alloc_corruption, fast_alloc, view, TestHeap};
 use ikos_kalloc::allocator::{
     header_check_word, magazine_capacity, slab_geometry, CacheError, Corruption, CorruptionKind,
-    CpuCache, FreeError,
+    CpuCache, DebugFlags, FreeError,
 };
 
 /// The 64-byte class.
@@ -83,26 +83,32 @@ fn a_slab_whose_objects_would_leave_its_span_hands_out_nothing() {
 /// A partial slab whose bump index has reached its capacity and whose
 /// free list is empty has no object to give, whatever its in-use count
 /// says: the allocation fails instead of handing out the object past the
-/// last one (the next block's header).
+/// last one (the next block's header). Both ways an object is taken:
+/// without debug flags, and with them (`F`, which keeps the layout), where
+/// the object is looked at before it is taken (`slab_peek`).
 #[test]
 fn a_slab_with_nothing_left_to_bump_or_reuse_is_a_count_mismatch() {
-    let mut h = TestHeap::new(1 << 20);
-    let objs: Vec<_> = (0..253).map(|_| h.alloc(64).unwrap()).collect();
-    let span = h.metadata_bytes();
-    h.free(objs[5].as_ptr()).unwrap();
-    assert_eq!(h.peek32(span + FREE_HEAD) as usize, h.off(objs[5]));
-    h.poke32(span + FREE_HEAD, 0);
-    assert_eq!(
-        alloc_corruption(&mut h, 64),
-        (CorruptionKind::SlabCountMismatch, span, 252)
-    );
-    h.poke32(span + FREE_HEAD, h.off(objs[5]) as u32);
-    h.validate().unwrap();
-    assert_eq!(h.alloc(64), Some(objs[5]));
-    for p in objs {
-        h.free(p.as_ptr()).unwrap();
+    for mut h in [
+        TestHeap::new(1 << 20),
+        TestHeap::with_debug(1 << 20, DebugFlags::SANITY),
+    ] {
+        let objs: Vec<_> = (0..253).map(|_| h.alloc(64).unwrap()).collect();
+        let span = h.metadata_bytes();
+        h.free(objs[5].as_ptr()).unwrap();
+        assert_eq!(h.peek32(span + FREE_HEAD) as usize, h.off(objs[5]));
+        h.poke32(span + FREE_HEAD, 0);
+        assert_eq!(
+            alloc_corruption(&mut h, 64),
+            (CorruptionKind::SlabCountMismatch, span, 252)
+        );
+        h.poke32(span + FREE_HEAD, h.off(objs[5]) as u32);
+        h.validate().unwrap();
+        assert_eq!(h.alloc(64), Some(objs[5]));
+        for p in objs {
+            h.free(p.as_ptr()).unwrap();
+        }
+        assert_eq!(h.stats().slabs_total, 0);
     }
-    assert_eq!(h.stats().slabs_total, 0);
 }
 
 /// A new slab is sized by its cache's descriptor; a capacity of 0, or a
