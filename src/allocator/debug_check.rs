@@ -234,10 +234,11 @@ impl Heap {
             let Some((bad, found)) = self.find_bad(at, end - at, POISON_FREE) else {
                 return Ok(());
             };
+            // The first bad byte of a stale header lies in its 16 bytes
+            // (the header is not poison); the header and its links are
+            // skipped together.
             let h = bad & !15;
-            let stale = h >= from.saturating_sub(8)
-                && self.block(h).is_ok_and(|s| !s.used)
-                && bad < h + HEADER_SIZE + LINK_BYTES;
+            let stale = h >= from.saturating_sub(8) && self.block(h).is_ok_and(|s| !s.used);
             if !stale {
                 return Err(Corruption::new(CorruptionKind::Poison, bad, found));
             }
@@ -365,7 +366,9 @@ impl Heap {
             let l = c.layout();
             for i in 0..d.capacity as usize {
                 let obj = (d.obj_start as usize).wrapping_add(i.wrapping_mul(l.stride));
-                let live = i < d.bump as usize && self.slab_bit(b.off, i);
+                // Bits at and past the bump index are clear (a new slab's
+                // bitmap is zeroed; `validate` checks that before this).
+                let live = self.slab_bit(b.off, i);
                 if f.contains(DebugFlags::REDZONE) {
                     let want = if live { RED_ACTIVE } else { RED_INACTIVE };
                     self.check_redzones(&l, obj, want)?;
@@ -399,14 +402,11 @@ impl Heap {
             return (idx < d.capacity as usize)
                 .then(|| (d.obj_start as usize).wrapping_add(idx * d.stride as usize));
         }
+        // Each step moves at least `MIN_BLOCK` bytes up (`block` checks
+        // it), and `next_block` ends at the region's end.
         let mut b = self.block(self.blocks_start).ok()?;
-        let mut steps = 0usize;
         while b.end() <= off {
             b = self.next_block(&b).ok()??;
-            steps += 1;
-            if steps > self.tlsf.block_count {
-                return None;
-            }
         }
         (off >= b.payload()).then(|| b.payload())
     }

@@ -353,6 +353,65 @@ fn coalesced_large_blocks_stay_poisoned() {
     assert_eq!(h.stats().corruptions, 0);
 }
 
+/// The poison check of a large block taken from the free pool skips the
+/// stale header (and its links) that a merge left inside the block, and
+/// goes on past it: a write after free further on is still found.
+#[test]
+fn poison_damage_past_a_stale_header_is_found() {
+    let mut h = TestHeap::with_debug(HEAP, DebugFlags::POISON);
+    let a = h.alloc(8_000).unwrap();
+    let b = h.alloc(8_000).unwrap();
+    let _guard = h.alloc(8_000).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    // `b` merges into the free `a`; its header stays behind, stale.
+    h.free(b.as_ptr()).unwrap();
+    let stale = h.off(b) - 16;
+    assert_ne!(h.peek(stale), POISON_FREE);
+    h.validate().unwrap();
+    let bad = h.off(b) + 100;
+    h.poke(bad, 1, 0x42);
+    match h.alloc_flags(12_000, 16, Flags::NONE) {
+        Err(AllocError::Corrupted(c)) => {
+            assert_eq!((c.kind, c.offset), (CorruptionKind::Poison, bad));
+            assert_eq!(found(&c)[0], 0x42);
+        }
+        r => panic!("{r:?}"),
+    }
+    h.poke(bad, 1, POISON_FREE);
+    let p = h.alloc(12_000).unwrap();
+    assert_eq!(p, a, "the merged block");
+    h.free(p.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+/// `object_at` names the object whose slot or block holds an offset:
+/// in a large block's payload (live or free) its start, in its header
+/// nothing; in a slab the slot's object, and nothing in the slack after
+/// the last object.
+#[test]
+fn object_at_names_the_slot_or_block_of_an_offset() {
+    let mut h = TestHeap::new(HEAP);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(20_000).unwrap();
+    let c = h.alloc(64).unwrap();
+    let (oa, ob) = (h.off(a), h.off(b));
+    assert_eq!(h.object_at(oa), Some(oa));
+    assert_eq!(h.object_at(oa + 9_999), Some(oa));
+    assert_eq!(h.object_at(ob + 19_999), Some(ob));
+    assert_eq!(h.object_at(ob - 1), None, "b's header");
+    assert_eq!(h.object_at(ob - 16), None, "b's header");
+    h.free(a.as_ptr()).unwrap();
+    assert_eq!(h.object_at(oa + 100), Some(oa), "a free block");
+    // The 64-byte slab: 253 objects from span + 96, 48 bytes of slack.
+    let info = h.cache_info(3).unwrap();
+    let span = h.off(c) - 96;
+    let last = span + 96 + (info.objs_per_slab - 1) * 64;
+    assert_eq!(span + info.slab_bytes - (last + 64), 48);
+    assert_eq!(h.object_at(last + 63), Some(last));
+    assert_eq!(h.object_at(last + 64), None, "the slack");
+    assert_eq!(h.object_at(h.off(c) + 5), Some(h.off(c)));
+}
+
 static CLOCK: AtomicU64 = AtomicU64::new(1_000);
 
 fn fake_clock() -> u64 {
@@ -378,12 +437,18 @@ fn owner_tracking_and_live_listing() {
     h.free(c.as_ptr()).unwrap();
     assert!(!h.set_owner(c.as_ptr(), 1), "freed");
     assert_eq!(h.owner_of(c.as_ptr()), None);
+    let d = h.alloc(30_000).unwrap();
+    assert!(h.owner_of(d.as_ptr()).is_some());
+    h.free(d.as_ptr()).unwrap();
+    assert_eq!(h.owner_of(d.as_ptr()), None, "a freed large block");
     let mut live = Vec::new();
     let n = h.for_each_live(|l| live.push(*l)).unwrap();
     assert_eq!(n, 2);
     live.sort_by_key(|l| l.owner.seq);
     assert_eq!(live[0].offset, h.off(a));
     assert_eq!((live[0].size, live[0].cache), (64, Some(3)));
+    assert_eq!((live[0].owner.seq, live[0].owner.time), (oa.seq, oa.time));
+    assert_eq!((live[1].owner.seq, live[1].owner.time), (ob.seq, ob.time));
     assert_eq!(live[1].offset, h.off(b));
     assert_eq!(
         (live[1].size, live[1].cache, live[1].owner.tag),
