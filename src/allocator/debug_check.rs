@@ -230,8 +230,10 @@ impl Heap {
     /// headers of absorbed free blocks (and their links) are skipped.
     fn check_large_poison(&self, from: usize, end: usize) -> Result<(), Corruption> {
         let mut at = from;
-        while at < end {
-            let Some((bad, found)) = self.find_bad(at, end - at, POISON_FREE) else {
+        // Each pass moves `at` up by at least 9 bytes; `find_bad` of an
+        // empty range (`at` at or past `end`) finds nothing.
+        loop {
+            let Some((bad, found)) = self.find_bad(at, end.saturating_sub(at), POISON_FREE) else {
                 return Ok(());
             };
             // The first bad byte of a stale header lies in its 16 bytes
@@ -244,7 +246,6 @@ impl Heap {
             }
             at = h + HEADER_SIZE + LINK_BYTES;
         }
-        Ok(())
     }
 
     /// Poisons the payload of the large block `b` right before it is freed

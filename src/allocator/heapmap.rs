@@ -91,7 +91,8 @@ impl Heap {
         Ok((kind, b.end(), Some(occ)))
     }
 
-    /// Calls `page(n, use)` for every page of the region in order, and
+    /// Calls `page(n, use)` for every page of the region in order (`use`
+    /// holds most of the page's bytes; a tie goes to the lower address), and
     /// `slab(occupancy)` for every slab in address order.
     pub fn for_each_page(
         &self,
@@ -131,18 +132,15 @@ impl Heap {
         cover(0, self.blocks_start, PageUse::Metadata);
         let len = self.len();
         let mut off = self.blocks_start;
-        let mut steps = 0usize;
-        while off < len && steps <= len / 16 {
+        // `block` refuses a block shorter than `MIN_BLOCK` or past the
+        // region's end, so each step moves up and the walk ends.
+        while off < len {
             let (kind, end, occ) = self.block_use(off)?;
-            cover(off, end.min(len), kind);
+            cover(off, end, kind);
             if let Some(o) = occ {
                 slab(o);
             }
-            if end <= off {
-                break;
-            }
             off = end;
-            steps += 1;
         }
         if let Some(done) = pending {
             page(done.page, done.best);

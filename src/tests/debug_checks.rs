@@ -468,6 +468,10 @@ fn no_tracking_without_u() {
     assert!(!h.tracking());
     assert!(!h.set_owner(a.as_ptr(), 1));
     assert_eq!(h.for_each_live(|_| {}).unwrap(), 0);
+    // One cache that tracks owners is enough.
+    let k8 = h.size_class(0).unwrap();
+    h.set_cache_debug(k8, DebugFlags::TRACK).unwrap();
+    assert!(h.tracking());
 }
 
 #[test]

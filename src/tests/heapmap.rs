@@ -80,3 +80,48 @@ fn custom_cache_pages_are_marked() {
     h.cache_free(id, o.as_ptr()).unwrap();
     h.cache_destroy(id).unwrap();
 }
+
+/// The picture, page by page, against a reference computed here from the
+/// known layout: the metadata, one 64-byte slab, one large block ending
+/// exactly in the middle of a page (a tie: the lower use wins), the free
+/// rest. Each page shows the use holding most of its bytes.
+#[test]
+fn each_page_shows_its_majority_use() {
+    let mut h = TestHeap::new(1 << 20);
+    let meta = h.metadata_bytes();
+    let _small = h.alloc(64).unwrap();
+    let span = h.cache_info(3).unwrap().slab_bytes;
+    let large_at = meta + span;
+    // A payload that ends the block 2,048 bytes into a page, two pages on.
+    let tie_page = large_at / PAGE + 3;
+    let size = tie_page * PAGE + PAGE / 2 - large_at - 16;
+    let large = h.alloc(size).unwrap();
+    assert_eq!(h.off(large), large_at + 16);
+    let uses = [
+        (0, meta, 'M'),
+        (meta, large_at, '3'),
+        (large_at, tie_page * PAGE + PAGE / 2, 'L'),
+        (tie_page * PAGE + PAGE / 2, 1 << 20, '.'),
+    ];
+    let want: String = (0..(1 << 20) / PAGE)
+        .map(|p| {
+            let (lo, hi) = (p * PAGE, (p + 1) * PAGE);
+            let mut best = ('?', 0);
+            for &(from, to, c) in &uses {
+                let bytes = to.min(hi).saturating_sub(from.max(lo));
+                if bytes > best.1 {
+                    best = (c, bytes);
+                }
+            }
+            best.0
+        })
+        .collect();
+    let (got, _) = picture(&h);
+    assert_eq!(got, want);
+    assert_eq!(
+        got.as_bytes()[tie_page],
+        b'L',
+        "a tie goes to the lower use"
+    );
+    assert_ne!(meta % PAGE, 0, "the metadata ends inside a page");
+}

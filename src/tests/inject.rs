@@ -26,9 +26,11 @@ fn header_of_a_large_block() {
     let mut h = TestHeap::new(1 << 20);
     let a = h.alloc(10_000).unwrap();
     let b = h.alloc(10_000).unwrap();
-    let inj = h.inject_header(a.as_ptr()).unwrap();
-    assert_eq!(inj.offset, h.off(a) - 16);
     let at = h.off(a) - 16;
+    let w0 = h.peek32(at);
+    let inj = h.inject_header(a.as_ptr()).unwrap();
+    assert_eq!((inj.offset, inj.len), (at, 4));
+    assert_eq!(h.peek32(at), w0 ^ 0x100, "one bit of the size flipped");
     detected(&mut h, CorruptionKind::BadMagic, at);
     // The live-handle free names the damage; a blind free only refuses.
     let before = h.stats().corruptions;
@@ -47,8 +49,10 @@ fn header_of_a_slab_object() {
     let mut h = TestHeap::new(1 << 20);
     let a = h.alloc(64).unwrap();
     let span = h.metadata_bytes();
+    let magic = h.peek32(span + 16);
     let inj = h.inject_header(a.as_ptr()).unwrap();
-    assert_eq!(inj.offset, span + 16);
+    assert_eq!((inj.offset, inj.len), (span + 16, 4));
+    assert_eq!(h.peek32(span + 16), magic ^ 0x0101_0101);
     detected(&mut h, CorruptionKind::SlabBadMagic, span);
     assert!(matches!(
         h.free_live(a.as_ptr(), None),
@@ -269,6 +273,14 @@ fn refusals_leave_the_heap_unchanged() {
         h.inject_overflow(a.as_ptr(), 64 << 10),
         Err(InjectError::OutOfRange)
     );
+    // Up to the region's last byte is allowed; complementing twice
+    // restores the bytes.
+    let to_end = (64 << 10) - h.off(a) - h.usable_size(a.as_ptr()).unwrap();
+    for _ in 0..2 {
+        let inj = h.inject_overflow(a.as_ptr(), to_end).unwrap();
+        assert_eq!(inj.offset + inj.len, 64 << 10);
+    }
+    h.validate().unwrap();
     h.free(a.as_ptr()).unwrap();
     assert_eq!(h.inject_freelist(a.as_ptr()), Err(InjectError::NotLive));
     // A block that fills the heap up to its end has no successor.
@@ -278,6 +290,23 @@ fn refusals_leave_the_heap_unchanged() {
     h.validate().unwrap();
     h.free(p.as_ptr()).unwrap();
     h.validate().unwrap();
+}
+
+#[test]
+fn refusal_messages_are_one_line_and_distinct() {
+    let all = [
+        InjectError::NotLive,
+        InjectError::NoNeighbour,
+        InjectError::OutOfRange,
+        InjectError::Free(FreeError::DoubleFree),
+    ];
+    let msgs: std::collections::HashSet<_> = all.iter().map(|e| e.to_string()).collect();
+    assert_eq!(msgs.len(), all.len());
+    assert!(msgs.iter().all(|m| !m.is_empty() && !m.contains('\n')));
+    assert!(msgs.contains(&format!(
+        "free before damage failed: {}",
+        FreeError::DoubleFree
+    )));
 }
 
 #[test]
