@@ -621,6 +621,15 @@ fn scribble_stays_in_the_slot_and_provokes_detection() {
         h.scribble(a.as_ptr(), 0, 0, 0x42, false),
         Err(InjectError::OutOfRange)
     );
+    // The slot's first and last bytes are in range (written with the red
+    // zone's own byte, so nothing is damaged).
+    let first = h.scribble(a.as_ptr(), -64, 1, RED_ACTIVE, false).unwrap();
+    let last = h
+        .scribble(a.as_ptr(), slot - 65, 1, RED_ACTIVE, false)
+        .unwrap();
+    assert_eq!(first.offset, h.off(a) - 64);
+    assert_eq!(last.offset, h.off(a) + slot as usize - 65);
+    h.validate().unwrap();
     let inj = h.scribble(a.as_ptr(), 64, 3, 0x42, false).unwrap();
     assert_eq!((inj.offset, inj.len), (h.off(a) + 64, 3));
     assert!(matches!(
