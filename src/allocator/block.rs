@@ -67,6 +67,20 @@ pub(super) struct Block {
 }
 
 impl Block {
+    /// A free block at `off` of `size` bytes whose predecessor has
+    /// `prev_size` bytes (no slab, no request, not parked).
+    pub(super) fn free(off: usize, size: usize, prev_size: usize) -> Block {
+        Block {
+            off,
+            size,
+            used: false,
+            slab: false,
+            prev_size,
+            req: 0,
+            cached: false,
+        }
+    }
+
     /// Offset just past the block.
     pub(super) fn end(&self) -> usize {
         self.off.wrapping_add(self.size)

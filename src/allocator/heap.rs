@@ -170,15 +170,7 @@ impl Heap {
         };
         heap.mem.fill(0, blocks_start, 0);
         heap.init_builtin_caches();
-        let first = Block {
-            off: blocks_start,
-            size: len - blocks_start,
-            used: false,
-            slab: false,
-            prev_size: 0,
-            req: 0,
-            cached: false,
-        };
+        let first = Block::free(blocks_start, len - blocks_start, 0);
         heap.tlsf.block_count = 1;
         heap.insert_free(first).map_err(|_| InitError::TooSmall)?;
         heap.initial_largest = heap.largest_free_block_size().saturating_sub(HEADER_SIZE);

@@ -403,15 +403,7 @@ impl Heap {
         let next = self.next_block(&b)?;
         let merge = self.check_mergeable(next)?;
         b.size = size;
-        let mut r = Block {
-            off: b.off.wrapping_add(size),
-            size: rest,
-            used: false,
-            slab: false,
-            prev_size: size,
-            req: 0,
-            cached: false,
-        };
+        let mut r = Block::free(b.off.wrapping_add(size), rest, size);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
         match (merge, next) {
             (Some((n, list)), _) => {
@@ -490,15 +482,7 @@ impl Heap {
                 gap = gap.wrapping_add(align);
             }
             if gap != 0 {
-                let g = Block {
-                    off: b.off,
-                    size: gap,
-                    used: false,
-                    slab: false,
-                    prev_size: b.prev_size,
-                    req: 0,
-                    cached: false,
-                };
+                let g = Block::free(b.off, gap, b.prev_size);
                 b = Block {
                     off: b.off.wrapping_add(gap),
                     size: b.size.wrapping_sub(gap),
@@ -532,13 +516,7 @@ impl Heap {
         // Marked free at once: if `b` merges into its predecessor, this
         // header stays behind, and a later free of `b` must read it as a
         // plain free block's (not a slab's, not parked in a per-CPU cache).
-        let mut m = Block {
-            used: false,
-            slab: false,
-            req: 0,
-            cached: false,
-            ..b
-        };
+        let mut m = Block::free(b.off, b.size, b.prev_size);
         self.set_block(&m);
         if let Some((n, list)) = next {
             self.unlink_checked(&n, list);
