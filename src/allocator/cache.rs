@@ -171,7 +171,7 @@ impl CacheInfo {
 
 /// Names of the built-in classes, as in the debugfs ABI (a test checks
 /// them against `class_size`).
-pub(super) const BUILTIN_NAMES: [&str; NUM_CACHES] = [
+pub const BUILTIN_NAMES: [&str; NUM_CACHES] = [
     "size-8",
     "size-16",
     "size-32",

@@ -96,7 +96,7 @@ mod stats;
 mod validate;
 
 pub use block::header_check_word;
-pub use cache::{CacheId, CacheInfo};
+pub use cache::{CacheId, CacheInfo, BUILTIN_NAMES};
 pub use debug::{
     DebugFlags, LARGE_RZ, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE, TRACK_BYTES,
 };

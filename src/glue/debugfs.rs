@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
-    allocator::{config::NUM_CACHES, size_class_for, Flags, Heap},
+    allocator::{config::NUM_CACHES, size_class_for, Flags, Heap, BUILTIN_NAMES},
 };
 use kernel::{
     debugfs::{Dir, File},
@@ -407,7 +407,7 @@ fn write_verify(k: &State, reader: &mut UserSliceReader) -> Result {
 
 fn write_origin(k: &State, o: Origin, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match o {
-        Origin::Class(i) => write!(f, "size-{}", 8usize << i),
+        Origin::Class(i) => f.write_str(BUILTIN_NAMES.get(i).copied().unwrap_or("?")),
         Origin::Large => f.write_str("large"),
         // Only custom-cache names need the heap lock, and only briefly.
         Origin::Cache(id) => match k.heap.lock().cache_info(id.index()) {
