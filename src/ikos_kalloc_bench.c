@@ -25,8 +25,9 @@
  * not depend on the size of the rest of the module's text. Under QEMU's
  * TCG placement matters: in one build, where the Rust code before it had
  * shrunk, kmalloc's batch64 measured 93 to 96 ns against 70 to 72 in
- * every other build (README, "In-kernel benchmark"); ikos_kalloc's entry
- * points have their own page for the same reason (src/glue/export.rs).
+ * every other build (Documentation/performance-log.md, "In-kernel
+ * benchmark"); ikos_kalloc's entry points have their own page for the
+ * same reason (src/glue/export.rs).
  */
 #define BENCH_TEXT __section(".text.ikos_bench")
 asm(".pushsection .text.ikos_bench,\"ax\",@progbits\n\t.p2align 12\n\t.popsection");

@@ -19,11 +19,11 @@
 //! splitting a larger one; plain TLSF, which tries the own list only as a
 //! last resort, leaves more holes: on the mixed trace of `kalloc-replay`
 //! the heap needed per peak live byte drops from 1.234 to 1.094 with this
-//! order (README, trace replay). It also means the largest free block
-//! can always be allocated exactly. Blocks are split when the remainder can
-//! hold a minimum block (32 bytes), the allocation keeping the low end, and
-//! coalesced immediately with both physical neighbours through the
-//! boundary tags.
+//! order (Documentation/performance-log.md, trace replay). It also means
+//! the largest free block can always be allocated exactly. Blocks are
+//! split when the remainder can hold a minimum block (32 bytes), the
+//! allocation keeping the low end, and coalesced immediately with both
+//! physical neighbours through the boundary tags.
 //!
 //! Realloc of a large block (see `Heap::realloc`) grows in place into a
 //! free successor when it can; else it moves down into a free predecessor

@@ -348,7 +348,8 @@ fn workloads(c: &mut Criterion) {
         workload(&mut g, "ikos_raw", Raw::new(HEAP), k, &s);
         workload(&mut g, "ikos_percpu", PerCpu::new(HEAP), k, &s);
         if matches!(k, Kind::FragMix) {
-            // The one workload the large-block cache slows down (README).
+            // The one workload the large-block cache slows down
+            // (Documentation/performance-log.md, Host benchmarks).
             let a = PerCpu::with_large(HEAP, false);
             workload(&mut g, "ikos_percpu_nolarge", a, k, &s);
         }
