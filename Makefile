@@ -160,7 +160,7 @@ lint: fmt-check clippy
 check: lint host-test vm-test vm-test-scanner
 
 clippy: kernel
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 	$(KMAKE) clean >/dev/null
 	mkdir -p out
 	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log

@@ -12,7 +12,8 @@
 # object of the same size live, which is the steady-state fast path.
 # percpu: through a per-CPU magazine (CpuCache), the kernel's fast path
 # without its uncontended per-CPU lock. system: the same loop as global on
-# the system allocator (glibc), for comparison. Then the large-block index:
+# the system allocator (glibc), mimalloc the same on mimalloc, for
+# comparison. Then the large-block index:
 # raw alloc+free pairs of 4,200 B on a 1 GiB heap fragmented with 10, 1,000
 # and 100,000 free blocks (holes=K, the fixture of the large_index bench);
 # then 64 B batches of 1,000 through a CpuCache (refills, drains, depot).
@@ -26,7 +27,7 @@ n2=${2:-110000}
 [ "$n2" -gt "$n1" ] || { echo "N2 must be larger than N1" >&2; exit 2; }
 
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release --locked --quiet --bin kalloc-fastpath
+cargo build --release --locked --quiet --features fastpath-mimalloc --bin kalloc-fastpath
 bin=target/release/kalloc-fastpath
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -53,13 +54,13 @@ per_pair() {
 		$((pair / 100)) $((pair % 100)) $((op / 100)) $((op % 100))
 }
 
-printf '%-6s %-7s %-5s %14s %14s %12s %10s\n' size mode hold "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
+printf '%-6s %-8s %-5s %14s %14s %12s %10s\n' size mode hold "Ir(N=$n1)" "Ir(N=$n2)" "Ir/pair" "Ir/op"
 for size in 64 16384; do
-	for mode in raw global percpu system; do
+	for mode in raw global percpu system mimalloc; do
 	for hold in no yes; do
 		h=()
 		[ "$hold" = yes ] && h=(hold)
-		printf '%-6s %-7s %-5s ' "$size" "$mode" "$hold"
+		printf '%-6s %-8s %-5s ' "$size" "$mode" "$hold"
 		per_pair "$size" "$mode" "${h[@]}"
 	done
 	done

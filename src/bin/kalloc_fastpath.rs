@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K] [batch=K]`: N alloc+free
+//! `kalloc-fastpath SIZE N [raw|global|percpu|system|mimalloc] [hold] [holes=K] [batch=K]`: N alloc+free
 //! pairs of SIZE bytes on a 64 MiB heap, through the raw `Heap` API
 //! (default), the `GlobalAlloc` adapter (its per-thread cache in front of
 //! a shared magazine and the heap, each behind a mutex) or a per-CPU
 //! magazine (`CpuCache`, the kernel's fast path without its uncontended
 //! lock; sizes that are not a size class take the raw path); `system` runs
-//! the same loop as `global` on the system allocator (glibc), for
+//! the same loop as `global` on the system allocator (glibc), and
+//! `mimalloc` on mimalloc (built with the feature `fastpath-mimalloc`), for
 //! comparison. With `hold`, one object of the same size stays allocated
 //! during the loop, so a size-class cache keeps its slab; without it,
 //! every pair on an otherwise empty cache creates and releases a slab (the
@@ -32,7 +33,7 @@ use ikos_kalloc::host::holes::make_holes;
 
 const HEAP: usize = 64 << 20;
 const USAGE: &str =
-    "usage: kalloc-fastpath SIZE N [raw|global|percpu|system] [hold] [holes=K] [batch=K]";
+    "usage: kalloc-fastpath SIZE N [raw|global|percpu|system|mimalloc] [hold] [holes=K] [batch=K]";
 
 /// How the pairs reach the allocator.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ enum Mode {
     Global,
     PerCpu,
     System,
+    /// Only with the feature `fastpath-mimalloc`.
+    #[cfg(feature = "fastpath-mimalloc")]
+    Mimalloc,
 }
 
 /// N + 1 pairs through a `CpuCache` on the locked heap `h`; with
@@ -120,20 +124,23 @@ fn global_pairs(a: &impl GlobalAlloc, layout: Layout, n: u64) -> u64 {
     failed
 }
 
-/// The `system` mode: [`global_pairs`] on the system allocator, with the
-/// held object (if any) from the same allocator.
-fn run_system(layout: Layout, n: u64, hold: bool) -> Result<u64, String> {
+/// The `system` and `mimalloc` modes: [`global_pairs`] on another
+/// allocator `a`, with the held object (if any) from the same allocator.
+fn run_other(a: &impl GlobalAlloc, layout: Layout, n: u64, hold: bool) -> Result<(), String> {
     // SAFETY: non-zero size (checked in `main`); freed below with it.
-    let held = hold.then(|| unsafe { System.alloc(layout) });
+    let held = hold.then(|| unsafe { a.alloc(layout) });
     if held.is_some_and(|p| p.is_null()) {
         return Err("cannot allocate the held object".into());
     }
-    let failed = global_pairs(&System, layout, n);
+    let failed = global_pairs(a, layout, n);
     if let Some(p) = held {
         // SAFETY: allocated above with this layout, not freed yet.
-        unsafe { System.dealloc(p, layout) };
+        unsafe { a.dealloc(p, layout) };
     }
-    Ok(failed)
+    match failed {
+        0 => Ok(()),
+        failed => Err(format!("{failed} failed operations")),
+    }
 }
 
 fn run(
@@ -146,10 +153,11 @@ fn run(
 ) -> Result<(), String> {
     let layout = Layout::from_size_align(size, 8).map_err(|e| e.to_string())?;
     if mode == Mode::System {
-        return match run_system(layout, n, hold)? {
-            0 => Ok(()),
-            failed => Err(format!("{failed} failed operations")),
-        };
+        return run_other(&System, layout, n, hold);
+    }
+    #[cfg(feature = "fastpath-mimalloc")]
+    if mode == Mode::Mimalloc {
+        return run_other(&mimalloc::MiMalloc, layout, n, hold);
     }
     let global = mode == Mode::Global;
     let g = KallocGlobal::new(if holes.is_some() { 1 << 30 } else { HEAP });
@@ -224,6 +232,8 @@ fn main() -> ExitCode {
         Some("global") => Some(Mode::Global),
         Some("percpu") => Some(Mode::PerCpu),
         Some("system") => Some(Mode::System),
+        #[cfg(feature = "fastpath-mimalloc")]
+        Some("mimalloc") => Some(Mode::Mimalloc),
         Some(_) => None,
     };
     let size = args.first().and_then(|s| s.parse::<usize>().ok());
