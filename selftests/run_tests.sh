@@ -28,9 +28,14 @@ for t in "$here"/tests/[0-9]*.sh; do
 		[ "$want" = 1 ] || continue
 	fi
 	echo "# group $name"
+	# The group is sourced and may set any variable, `name` too.
+	_group_name=$name
+	_group_t0=$(cut -d. -f1 /proc/uptime)
 	. "$t"
 	# A group must leave the module unloaded for the next one.
 	loaded && rmmod ikos_kalloc
+	# Guest seconds per group, to keep `make check` within its time budget.
+	echo "# group $_group_name took $(($(cut -d. -f1 /proc/uptime) - _group_t0)) s"
 done
 kmemleak_check
 tap_done
