@@ -3,8 +3,8 @@
 # over 4 KiB and 1 MiB, NULs, non-UTF-8, huge/negative/overflowing numbers,
 # sizes near usize::MAX, bad alignments, unknown flags and commands,
 # whitespace and case variants, valid commands) to every writable file.
-# Knobs: FUZZ_SECONDS (default 60), FUZZ_SEED (default: the fixed seed).
-e96_secs=${FUZZ_SECONDS:-60}
+# Knobs: FUZZ_SECONDS (default 30), FUZZ_SEED (default: the fixed seed).
+e96_secs=${FUZZ_SECONDS:-30}
 e96_seed=${FUZZ_SEED:-0}
 
 dmesg_mark
