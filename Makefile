@@ -166,7 +166,7 @@ clippy: kernel
 	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log
 	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
 
-RUST_ROOTS = src/ikos_kalloc.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs \
+RUST_ROOTS = src/ikos_kalloc.rs selftests/modules/ikos_kalloc_kunit.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs \
 	$(wildcard src/fuzz/fuzz_targets/*.rs)
 fmt: deps
 	$(RUSTFMT) --edition 2021 $(RUST_ROOTS) $(wildcard src/tests/*.rs)

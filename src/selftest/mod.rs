@@ -2,7 +2,8 @@
 
 //! The self-tests of the design document, written against the allocator core
 //! only, so the same source runs in the kernel (at load and on a `selftest`
-//! write, on a scratch heap of its own) and on the host (`cargo test`).
+//! write, on a scratch heap of its own), as the KUnit suite `ikos_kalloc`
+//! (`selftests/modules/ikos_kalloc_kunit.rs`) and on the host (`cargo test`).
 //!
 //! Every test leaves the heap as it found it: all its allocations are freed,
 //! `validate()` passes and `active_allocs` is back to its starting value.
@@ -63,9 +64,29 @@ pub const TESTS: &[SelfTest] = &[
     },
 ];
 
-/// Runs every test on `heap`, calling `report(number, name, result)` after
-/// each (numbers start at 1). After a test, `validate()` must pass and the
-/// live allocation count must be back where it was, else the test fails.
+impl SelfTest {
+    /// Runs the test on `heap`; after it, `validate()` must pass and the
+    /// live allocation count must be back where it was, else the test
+    /// fails.
+    pub fn run_checked(&self, heap: &mut Heap) -> Result<(), Failure> {
+        let before = heap.stats().active_allocs;
+        (self.run)(heap)?;
+        if heap.validate().is_err() {
+            return Err(Failure::new("heap invalid after the test", 0));
+        }
+        let after = heap.stats().active_allocs;
+        if after != before {
+            return Err(Failure::new(
+                "test leaked allocations",
+                after.wrapping_sub(before),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs every test on `heap` ([`SelfTest::run_checked`]), calling
+/// `report(number, name, result)` after each (numbers start at 1).
 /// Returns the number of failed tests.
 pub fn run_all(
     heap: &mut Heap,
@@ -73,18 +94,7 @@ pub fn run_all(
 ) -> usize {
     let mut failed = 0;
     for (i, t) in TESTS.iter().enumerate() {
-        let before = heap.stats().active_allocs;
-        let mut result = (t.run)(heap);
-        if result.is_ok() {
-            result = match heap.validate() {
-                Err(_) => Err(Failure::new("heap invalid after the test", 0)),
-                Ok(_) if heap.stats().active_allocs != before => Err(Failure::new(
-                    "test leaked allocations",
-                    heap.stats().active_allocs.wrapping_sub(before),
-                )),
-                Ok(_) => Ok(()),
-            };
-        }
+        let result = t.run_checked(heap);
         if result.is_err() {
             failed += 1;
         }
