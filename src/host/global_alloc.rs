@@ -33,7 +33,8 @@ use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::thread_cache::{
-    thread_capacity, thread_class, thread_slot, CacheKey, Put, Take, ThreadCache, THREAD_SLOTS,
+    held_slot, thread_capacity, thread_class, thread_slot, CacheKey, Put, Take, ThreadCache,
+    THREAD_SLOTS,
 };
 use crate::allocator::config::{class_size, NUM_CACHES};
 use crate::allocator::{CpuCache, FastFree, FastView, Flags, Heap, LARGE_CACHE_MAX_BLOCK};
@@ -142,13 +143,32 @@ impl KallocGlobal {
         self.with_thread_cache(|tc| tc.held_total()).unwrap_or(0)
     }
 
-    /// Runs `f` on the calling thread's cache; `None` when the thread has
-    /// no slot index.
+    /// Runs `f` on the calling thread's cache, claiming a slot index first
+    /// if the thread holds none; `None` when it cannot get one.
     #[inline(always)]
     fn with_thread_cache<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
-        let slot = self.slots.get(thread_slot()?)?;
+        self.with_cache_at(thread_slot(), f)
+    }
+
+    /// Runs `f` on the calling thread's cache if the thread holds a slot
+    /// index already (the fast paths: no claim, so no call that returns);
+    /// `None` otherwise.
+    #[inline(always)]
+    fn with_held_cache<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+        self.with_cache_at(held_slot(), f)
+    }
+
+    /// Runs `f` on the cache of `slot`, the slot index the calling thread
+    /// holds (`thread_slot` or `held_slot`).
+    #[inline(always)]
+    fn with_cache_at<R>(
+        &self,
+        slot: Option<usize>,
+        f: impl FnOnce(&mut ThreadCache) -> R,
+    ) -> Option<R> {
+        let slot = self.slots.get(slot?)?;
         // SAFETY: this thread holds the slot's index, so no other thread
-        // uses the cache; the adapter never calls `with_thread_cache` while
+        // uses the cache; the adapter never calls `with_cache_at` while
         // `f` of an outer call runs (the `&mut` is unique).
         Some(f(unsafe { &mut *slot.0.get() }))
     }
@@ -177,7 +197,17 @@ impl KallocGlobal {
         let Some(class) = thread_class(size, align) else {
             return self.alloc_large(size, align, zero);
         };
-        let r = self.with_thread_cache(|tc| match tc.pop(class) {
+        match self.with_held_cache(|tc| self.alloc_listed(tc, class, size, zero)) {
+            Some(p) => p,
+            None => self.alloc_unheld(class, size, zero),
+        }
+    }
+
+    /// Allocates an object of `class` for `size` bytes from `tc`, the
+    /// calling thread's cache, refilling it if it is empty.
+    #[inline(always)]
+    fn alloc_listed(&self, tc: &mut ThreadCache, class: usize, size: usize, zero: bool) -> *mut u8 {
+        match tc.pop(class) {
             Take::Object(p) => {
                 if zero {
                     // SAFETY: the object has at least `size` bytes and now
@@ -188,8 +218,16 @@ impl KallocGlobal {
             }
             Take::Empty => self.refill_and_alloc(tc, class, size, zero),
             Take::Damaged(_) => fatal("kalloc: thread cache object damaged (write after free)\n"),
-        });
-        match r {
+        }
+    }
+
+    /// [`KallocGlobal::alloc_layout`] of a size-class request when the
+    /// calling thread holds no slot index: claims one and allocates from
+    /// its cache, or (none left) on the shared path.
+    #[cold]
+    #[inline(never)]
+    fn alloc_unheld(&self, class: usize, size: usize, zero: bool) -> *mut u8 {
+        match self.with_thread_cache(|tc| self.alloc_listed(tc, class, size, zero)) {
             Some(p) => p,
             None => self.alloc_class(class, size, zero, None),
         }
@@ -339,10 +377,18 @@ impl KallocGlobal {
         true
     }
 
+    /// [`GlobalAlloc::dealloc`] of a block that is not a size-class object
+    /// (its layout is larger than 4096 bytes or aligned to more than 64).
+    #[cold]
+    #[inline(never)]
+    fn free_large(&self, p: *mut u8) {
+        self.free_shared(&mut self.lock_cache(), &self.fast().view, p);
+    }
+
     /// [`GlobalAlloc::dealloc`] of an object of `class` when the calling
-    /// thread's cache did not take it: binds the cache to the heap and
-    /// retries, or (no thread cache) frees it to the shared magazine,
-    /// marked as free.
+    /// thread's cache did not take it: claims a slot index if the thread
+    /// holds none, binds the cache to the heap and retries, or (no thread
+    /// cache) frees it to the shared magazine, marked as free.
     #[cold]
     #[inline(never)]
     fn free_class_slow(&self, class: usize, p: *mut u8) {
@@ -486,10 +532,9 @@ unsafe impl GlobalAlloc for KallocGlobal {
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         let Some(class) = thread_class(l.size().max(1), l.align()) else {
-            self.free_shared(&mut self.lock_cache(), &self.fast().view, p);
-            return;
+            return self.free_large(p);
         };
-        if self.with_thread_cache(|tc| self.free_thread(tc, class, p)) != Some(true) {
+        if self.with_held_cache(|tc| self.free_thread(tc, class, p)) != Some(true) {
             self.free_class_slow(class, p);
         }
     }

@@ -390,14 +390,18 @@ fn claim() -> Option<usize> {
     None
 }
 
+/// The calling thread's slot index if it holds one; never claims. The
+/// adapter's fast paths use this, so that they make no call that returns
+/// (a thread without an index takes the slow path, which claims one).
+#[inline(always)]
+pub fn held_slot() -> Option<usize> {
+    let i = SLOT.with(Cell::get);
+    (i < THREAD_SLOTS).then_some(i)
+}
+
 /// The calling thread's slot index, claimed on first use; `None` when all
 /// are taken or the thread is exiting.
 #[inline(always)]
 pub fn thread_slot() -> Option<usize> {
-    let i = SLOT.with(Cell::get);
-    if i < THREAD_SLOTS {
-        Some(i)
-    } else {
-        claim()
-    }
+    held_slot().or_else(claim)
 }

@@ -355,6 +355,87 @@ fn child_aborts(name: &str, scenario: &str, msg: &str) {
     assert!(err.contains(msg), "{scenario}: {err}");
 }
 
+/// Runs `f` on a new thread while other threads hold every slot index, so
+/// that `f`'s thread has none. Only in a child process: the other tests'
+/// threads would find no slot either.
+fn with_every_slot_taken(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let parked: Vec<_> = (0..THREAD_SLOTS)
+            .map(|_| {
+                let rx = std::sync::mpsc::channel::<()>();
+                let hold = hold_tx.clone();
+                let t = std::thread::spawn(move || {
+                    let _ = ikos_kalloc::host::thread_cache::thread_slot();
+                    hold.send(()).unwrap();
+                    let _ = rx.1.recv();
+                });
+                (rx.0, t)
+            })
+            .collect();
+        for _ in 0..THREAD_SLOTS {
+            hold_rx.recv().unwrap();
+        }
+        assert_eq!(ikos_kalloc::host::thread_cache::thread_slot(), None);
+        f();
+        drop(parked);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_thread_without_a_slot_uses_the_shared_path() {
+    const NAME: &str = "a_thread_without_a_slot_uses_the_shared_path";
+    if child().is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+            .env("KALLOC_CHILD", "no-slot")
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{:?} {o} {e}", out.status);
+        // The child really ran the scenario (not zero tests).
+        assert!(o.contains("no-slot: 400 allocations checked"), "{o}");
+        return;
+    }
+    let g = Arc::new(KallocGlobal::new(1 << 20));
+    let gg = Arc::clone(&g);
+    with_every_slot_taken(move || {
+        let mut live = Vec::new();
+        for (i, size) in [16, 64, 4096, 5000]
+            .into_iter()
+            .cycle()
+            .take(400)
+            .enumerate()
+        {
+            let l = Layout::from_size_align(size, 8).unwrap();
+            let p = alloc(&gg, l);
+            assert!(!p.is_null());
+            // SAFETY: `p` has `size` bytes.
+            unsafe { p.write_bytes(i as u8, size) };
+            live.push((p, l, i as u8));
+        }
+        // Nothing went to a thread cache: this thread has none.
+        assert_eq!(gg.thread_cached(), 0);
+        for (p, l, v) in live {
+            // SAFETY: `p` is live with `l.size()` bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(p, l.size()) };
+            assert!(bytes.iter().all(|&b| b == v));
+            free(&gg, p, l);
+        }
+        println!("no-slot: 400 allocations checked");
+    });
+    g.trim();
+    g.with(|h| {
+        assert_eq!(h.stats().active_allocs, 0);
+        h.validate().expect("valid");
+    });
+}
+
 /// The scenario the parent asked this process to run, if any.
 fn child() -> Option<String> {
     std::env::var("KALLOC_CHILD").ok()
@@ -383,30 +464,7 @@ fn double_free_aborts() {
             let q = alloc(&g, l) as usize;
             free(&g, q as *mut u8, l);
             g.with(|_| ());
-            let gg = Arc::clone(&g);
-            std::thread::spawn(move || {
-                let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-                let parked: Vec<_> = (0..THREAD_SLOTS)
-                    .map(|_| {
-                        let rx = std::sync::mpsc::channel::<()>();
-                        let hold = hold_tx.clone();
-                        let t = std::thread::spawn(move || {
-                            let _ = ikos_kalloc::host::thread_cache::thread_slot();
-                            hold.send(()).unwrap();
-                            let _ = rx.1.recv();
-                        });
-                        (rx.0, t)
-                    })
-                    .collect();
-                for _ in 0..THREAD_SLOTS {
-                    hold_rx.recv().unwrap();
-                }
-                assert_eq!(ikos_kalloc::host::thread_cache::thread_slot(), None);
-                free(&gg, q as *mut u8, l);
-                drop(parked);
-            })
-            .join()
-            .unwrap();
+            with_every_slot_taken(move || free(&g, q as *mut u8, l));
             return;
         }
     }
