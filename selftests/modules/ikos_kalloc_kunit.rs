@@ -59,7 +59,10 @@ mod tests {
     use kernel::prelude::*;
 
     /// Runs the self-test `name` on a fresh scratch heap; logs why it
-    /// failed, if it did.
+    /// failed, if it did. The cases return this `Result` and never
+    /// assert: a failed KUnit assertion ends the case's kthread without
+    /// running destructors, which would leak the scratch region. KUnit's
+    /// own check of the returned value runs after it was freed.
     fn run_case(name: &str) -> Result {
         let Some((i, test)) = TESTS.iter().enumerate().find(|(_, t)| t.name == name) else {
             pr_err!("no self-test named {}\n", name);
