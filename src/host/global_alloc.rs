@@ -11,6 +11,12 @@
 //!   layer with a single "CPU"): it refills and drains the thread lists in
 //!   batches, and parks large blocks of up to 32 KiB.
 //!
+//! The fast paths (a size-class `alloc` or `dealloc` on a thread that
+//! holds a slot index) make no call that returns: refills, drains, the
+//! claim of a slot index and blocks that are not size-class objects are
+//! cold functions reached by tail calls, so an out-of-line `alloc` or
+//! `dealloc` (the `#[global_allocator]` shim) saves no register.
+//!
 //! The heap mutex is taken only to refill or drain the shared magazines
 //! and for the other large blocks. Objects on a thread's lists count as
 //! allocated in the heap's statistics (as glibc's tcache chunks count as
