@@ -57,6 +57,8 @@
 //! entries become "ghosts" and its descriptor keeps a dead marker, so an
 //! immediate second free is still `DoubleFree`; once that memory is reused
 //! the pointer is reported as `NotAllocated` (still an error, heap unchanged).
+//! Heap-wide `P` poisons the released span, dead marker included, so with
+//! it even the immediate second free is `NotAllocated`.
 //!
 //! Deviations from the original brief, by design:
 //!

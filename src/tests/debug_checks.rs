@@ -300,6 +300,39 @@ fn slab_write_after_free_is_caught_by_validate_and_the_next_alloc() {
 }
 
 #[test]
+fn a_second_free_after_the_slab_went_back_is_refused_with_and_without_p() {
+    // Freeing a cache's last object returns its slab to the large pool.
+    // The released descriptor keeps a dead marker, so an immediate second
+    // free is still a double free; heap-wide `P` poisons the released span,
+    // marker included, and the second free is `NotAllocated` instead:
+    // refused all the same, heap unchanged, counted as an invalid free.
+    for (f, want) in [
+        ("", FreeError::DoubleFree),
+        ("ZUF", FreeError::DoubleFree),
+        ("P", FreeError::NotAllocated),
+        ("ZPUF", FreeError::NotAllocated),
+    ] {
+        let mut h = TestHeap::with_debug(HEAP, flags(f));
+        let p = h.alloc(128).unwrap();
+        h.free(p.as_ptr()).unwrap();
+        assert_eq!(h.stats().slabs_total, 0, "{f}: the slab went back");
+        let before = h.stats();
+        assert_eq!(h.free(p.as_ptr()), Err(want), "{f}");
+        let after = h.stats();
+        assert_eq!(
+            (after.double_frees, after.invalid_frees),
+            match want {
+                FreeError::DoubleFree => (before.double_frees + 1, before.invalid_frees),
+                _ => (before.double_frees, before.invalid_frees + 1),
+            },
+            "{f}"
+        );
+        assert_eq!(after.free_bytes, before.free_bytes, "{f}");
+        h.validate().unwrap();
+    }
+}
+
+#[test]
 fn large_write_after_free() {
     let mut h = TestHeap::with_debug(HEAP, DebugFlags::POISON);
     let a = h.alloc(10_000).unwrap();
