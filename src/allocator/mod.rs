@@ -57,8 +57,9 @@
 //! entries become "ghosts" and its descriptor keeps a dead marker, so an
 //! immediate second free is still `DoubleFree`; once that memory is reused
 //! the pointer is reported as `NotAllocated` (still an error, heap unchanged).
-//! Heap-wide `P` poisons the released span, dead marker included, so with
-//! it even the immediate second free is `NotAllocated`.
+//! Heap-wide `P` poisons the released span, dead marker included; the heap
+//! then keeps the geometry of the last four released spans outside the
+//! region (`GhostSlab`), so the immediate second free stays `DoubleFree`.
 //!
 //! Deviations from the original brief, by design:
 //!

@@ -51,7 +51,7 @@ use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
-use super::debug::{link_off, DebugFlags, C_DEBUG_MASK};
+use super::debug::{link_off, DebugFlags, GhostSlab, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::fast_view::fast_tag;
 use super::heap::Heap;
@@ -380,10 +380,37 @@ impl Heap {
             c.total_objs = c.total_objs.wrapping_sub(d.capacity);
         }
         if self.dbg.flags.contains(DebugFlags::POISON) {
-            // Heap-wide `P`: free large-block memory is poison.
+            // Heap-wide `P`: free large-block memory is poison, the dead
+            // descriptor too, so its geometry is kept outside the region.
+            self.remember_ghost(span, &d);
             self.poison_large(&b);
         }
         self.large_free(b)
+    }
+
+    /// Records the released span `span` (descriptor `d`) in the ring of
+    /// [`GhostSlab`]s, replacing an entry of the same span.
+    fn remember_ghost(&mut self, span: usize, d: &SlabDesc) {
+        let g = GhostSlab {
+            span: span as u32,
+            obj_start: d.obj_start,
+            stride: d.stride,
+            capacity: d.capacity,
+            bump: d.bump,
+        };
+        let ring = &mut self.dbg.ghosts;
+        let slot = match ring.iter().position(|e| e.span == g.span) {
+            Some(i) => i,
+            None => {
+                // `ghost_next` counts releases; taken modulo the ring.
+                let i = self.dbg.ghost_next % ring.len();
+                self.dbg.ghost_next = self.dbg.ghost_next.wrapping_add(1);
+                i
+            }
+        };
+        if let Some(e) = ring.get_mut(slot) {
+            *e = g;
+        }
     }
 
     /// Pushes `span` on list `state` of cache `ci`.
@@ -825,12 +852,38 @@ impl Heap {
     }
 
     /// Whether `obj` is an object start of the released slab `span` whose
-    /// dead descriptor is still intact (a free of it is a double free).
+    /// dead descriptor is still intact (a free of it is a double free), or,
+    /// when heap-wide `P` poisoned that descriptor, of a span the
+    /// [`GhostSlab`] ring remembers whose header is still a free block's
+    /// (its memory not reused).
     pub(super) fn slab_ghost_object(&self, span: usize, obj: usize) -> bool {
-        let Some(d) = self.mem.read::<SlabDesc>(span.wrapping_add(HEADER_SIZE)) else {
+        if let Some(d) = self.mem.read::<SlabDesc>(span.wrapping_add(HEADER_SIZE)) {
+            if d.prev == SLAB_DEAD ^ (span as u32) {
+                return Self::slab_obj_index(&d, obj).is_ok();
+            }
+        }
+        let Some(g) = self
+            .dbg
+            .ghosts
+            .iter()
+            .find(|g| g.span != 0 && g.span as usize == span)
+        else {
             return false;
         };
-        let mark = SLAB_DEAD ^ (span as u32);
-        d.prev == mark && Self::slab_obj_index(&d, obj).is_ok()
+        let d = SlabDesc {
+            magic: 0,
+            cache: 0,
+            next: 0,
+            prev: 0,
+            free_head: 0,
+            inuse: 0,
+            capacity: g.capacity,
+            bump: g.bump,
+            obj_start: g.obj_start,
+            stride: g.stride,
+            state: 0,
+            bitmap_words: 0,
+        };
+        self.block(span).is_ok_and(|b| !b.used) && Self::slab_obj_index(&d, obj).is_ok()
     }
 }

@@ -300,36 +300,60 @@ fn slab_write_after_free_is_caught_by_validate_and_the_next_alloc() {
 }
 
 #[test]
-fn a_second_free_after_the_slab_went_back_is_refused_with_and_without_p() {
+fn a_second_free_after_the_slab_went_back_is_a_double_free_with_and_without_p() {
     // Freeing a cache's last object returns its slab to the large pool.
     // The released descriptor keeps a dead marker, so an immediate second
-    // free is still a double free; heap-wide `P` poisons the released span,
-    // marker included, and the second free is `NotAllocated` instead:
-    // refused all the same, heap unchanged, counted as an invalid free.
-    for (f, want) in [
-        ("", FreeError::DoubleFree),
-        ("ZUF", FreeError::DoubleFree),
-        ("P", FreeError::NotAllocated),
-        ("ZPUF", FreeError::NotAllocated),
-    ] {
+    // free is still a double free. Heap-wide `P` poisons the released span,
+    // marker included; the heap then remembers the span's geometry outside
+    // the region (the last 4 released spans).
+    for f in ["", "ZUF", "P", "ZPUF"] {
         let mut h = TestHeap::with_debug(HEAP, flags(f));
         let p = h.alloc(128).unwrap();
         h.free(p.as_ptr()).unwrap();
         assert_eq!(h.stats().slabs_total, 0, "{f}: the slab went back");
         let before = h.stats();
-        assert_eq!(h.free(p.as_ptr()), Err(want), "{f}");
+        assert_eq!(h.free(p.as_ptr()), Err(FreeError::DoubleFree), "{f}");
         let after = h.stats();
-        assert_eq!(
-            (after.double_frees, after.invalid_frees),
-            match want {
-                FreeError::DoubleFree => (before.double_frees + 1, before.invalid_frees),
-                _ => (before.double_frees, before.invalid_frees + 1),
-            },
-            "{f}"
-        );
+        assert_eq!(after.double_frees, before.double_frees + 1, "{f}");
+        assert_eq!(after.invalid_frees, before.invalid_frees, "{f}");
         assert_eq!(after.free_bytes, before.free_bytes, "{f}");
         h.validate().unwrap();
     }
+}
+
+#[test]
+fn with_p_a_released_span_is_remembered_until_its_memory_is_reused() {
+    let mut h = TestHeap::with_debug(HEAP, DebugFlags::POISON);
+    // Five caches' last objects: the ring holds the last four spans.
+    let sizes = [16, 32, 64, 128, 256];
+    let ptrs: Vec<_> = sizes.iter().map(|&s| h.alloc(s).unwrap()).collect();
+    for p in &ptrs {
+        h.free(p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().slabs_total, 0);
+    // The oldest release fell out of the ring: its poisoned descriptor
+    // leaves nothing to tell, so that second free is `NotAllocated`.
+    assert_eq!(h.free(ptrs[0].as_ptr()), Err(FreeError::NotAllocated));
+    for p in &ptrs[1..] {
+        assert_eq!(h.free(p.as_ptr()), Err(FreeError::DoubleFree));
+    }
+    // A slot never handed out is not a double free.
+    // SAFETY: inside the released span (its second object slot).
+    let unused = unsafe { ptrs[4].as_ptr().add(256) };
+    assert_eq!(h.free(unused), Err(FreeError::NotAllocated));
+    // Reusing the memory ends it once it is written over (as without `P`,
+    // where the new owner's data overwrites the dead descriptor): a large
+    // block over the released spans, filled.
+    let big = h.alloc(200_000).unwrap();
+    assert!(big.as_ptr() <= ptrs[0].as_ptr());
+    fill(big, 200_000, 0x5a);
+    for p in &ptrs[1..] {
+        assert_ne!(h.free(p.as_ptr()), Err(FreeError::DoubleFree));
+    }
+    h.free(big.as_ptr()).unwrap();
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!((s.double_frees, s.active_allocs), (4, 0));
 }
 
 #[test]
