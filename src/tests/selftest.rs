@@ -7,7 +7,7 @@
 
 mod common;
 
-use ikos_kalloc::allocator::{Counter, Heap};
+use ikos_kalloc::allocator::{Counter, DebugFlags, Heap};
 use ikos_kalloc::selftest::{run_all, write_tap_line, Failure, SelfTest, MIN_HEAP, TESTS};
 
 #[test]
@@ -25,6 +25,20 @@ fn all_self_tests_pass_on_the_host() {
     let s = h.stats();
     assert_eq!(s.active_allocs, 0);
     assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+    h.validate().unwrap();
+}
+
+#[test]
+fn all_self_tests_pass_with_every_debug_flag_on() {
+    // Red zones, poison, owner records and sanity checks change layouts
+    // and paths; the self-tests assert behaviour, not layout.
+    let mut h = common::TestHeap::with_debug(MIN_HEAP, DebugFlags::ALL);
+    let mut tap = String::new();
+    let failed = run_all(&mut h, |n, name, r| {
+        write_tap_line(&mut tap, n, name, &r).unwrap();
+    });
+    assert_eq!(failed, 0, "{tap}");
+    assert_eq!(h.stats().active_allocs, 0);
     h.validate().unwrap();
 }
 
