@@ -54,7 +54,7 @@ use super::cache::{CacheDesc, CacheId};
 use super::config::{HEADER_SIZE, NUM_CACHES};
 use super::error::{CacheError, Corruption, CorruptionKind};
 use super::heap::Heap;
-use super::slab::slab_geometry_lead;
+use super::slab::{slab_geometry_lead, SlabDesc};
 
 /// Red-zone byte of a live object (`SLUB_RED_ACTIVE`).
 pub const RED_ACTIVE: u8 = 0xcc;
@@ -297,26 +297,8 @@ impl CacheDesc {
     }
 }
 
-/// How many released slabs heap-wide `P` remembers ([`GhostSlab`]).
+/// How many released slabs heap-wide `P` remembers (`DebugState::ghosts`).
 pub(super) const GHOST_SLABS: usize = 4;
-
-/// A slab span released while heap-wide `P` was on. The release poisons
-/// the span, its dead descriptor included, so the geometry that tells a
-/// double free of one of its objects (`Heap::slab_ghost_object`) is kept
-/// here, outside the region, for the last [`GHOST_SLABS`] releases.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct GhostSlab {
-    /// Region offset of the span (0: no entry).
-    pub(super) span: u32,
-    /// Region offset of its first object.
-    pub(super) obj_start: u32,
-    /// Object stride.
-    pub(super) stride: u32,
-    /// Objects the span held.
-    pub(super) capacity: u32,
-    /// Objects ever handed out from it.
-    pub(super) bump: u32,
-}
 
 /// Heap-wide debug state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -327,8 +309,10 @@ pub(super) struct DebugState {
     pub(super) seq: u64,
     /// Clock for owner tracking (ns), if the caller gave one.
     pub(super) clock: Option<fn() -> u64>,
-    /// The last slabs released under heap-wide `P` (a ring).
-    pub(super) ghosts: [GhostSlab; GHOST_SLABS],
+    /// Copies of the dead descriptors of the last slabs released under
+    /// heap-wide `P` (a ring): the release poisons the span, its dead
+    /// descriptor included, so `Heap::slab_ghost_object` reads the copy.
+    pub(super) ghosts: [SlabDesc; GHOST_SLABS],
     /// Spans recorded in `ghosts` so far; the next goes to slot
     /// `ghost_next % GHOST_SLABS`.
     pub(super) ghost_next: usize,

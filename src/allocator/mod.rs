@@ -58,8 +58,8 @@
 //! immediate second free is still `DoubleFree`; once that memory is reused
 //! the pointer is reported as `NotAllocated` (still an error, heap unchanged).
 //! Heap-wide `P` poisons the released span, dead marker included; the heap
-//! then keeps the geometry of the last four released spans outside the
-//! region (`GhostSlab`), so the immediate second free stays `DoubleFree`.
+//! then keeps copies of the last four dead descriptors outside the region
+//! (`DebugState::ghosts`), so the immediate second free stays `DoubleFree`.
 //!
 //! Deviations from the original brief, by design:
 //!

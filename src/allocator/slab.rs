@@ -51,7 +51,7 @@ use super::cache::C_ACTIVE;
 use super::config::{
     EMPTY_SLAB_RESERVE, HEADER_SIZE, SLAB_DEAD, SLAB_MAGIC, SLAB_MIN_OBJECTS, SLAB_TARGET_BYTES,
 };
-use super::debug::{link_off, DebugFlags, GhostSlab, C_DEBUG_MASK};
+use super::debug::{link_off, DebugFlags, C_DEBUG_MASK};
 use super::error::{AllocError, Corruption, CorruptionKind, FreeError};
 use super::fast_view::fast_tag;
 use super::heap::Heap;
@@ -101,7 +101,7 @@ impl SlabState {
 
 /// The slab descriptor stored right after the span's block header.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(super) struct SlabDesc {
     pub(super) magic: u32,
     pub(super) cache: u32,
@@ -381,25 +381,18 @@ impl Heap {
         }
         if self.dbg.flags.contains(DebugFlags::POISON) {
             // Heap-wide `P`: free large-block memory is poison, the dead
-            // descriptor too, so its geometry is kept outside the region.
-            self.remember_ghost(span, &d);
+            // descriptor too, so a copy of it is kept outside the region.
+            self.remember_ghost(dead);
             self.poison_large(&b);
         }
         self.large_free(b)
     }
 
-    /// Records the released span `span` (descriptor `d`) in the ring of
-    /// [`GhostSlab`]s, replacing an entry of the same span.
-    fn remember_ghost(&mut self, span: usize, d: &SlabDesc) {
-        let g = GhostSlab {
-            span: span as u32,
-            obj_start: d.obj_start,
-            stride: d.stride,
-            capacity: d.capacity,
-            bump: d.bump,
-        };
+    /// Keeps a copy of the dead descriptor `dead` in `DebugState::ghosts`,
+    /// replacing one of the same span (the same dead marker).
+    fn remember_ghost(&mut self, dead: SlabDesc) {
         let ring = &mut self.dbg.ghosts;
-        let slot = match ring.iter().position(|e| e.span == g.span) {
+        let slot = match ring.iter().position(|e| e.prev == dead.prev) {
             Some(i) => i,
             None => {
                 // `ghost_next` counts releases; taken modulo the ring.
@@ -409,7 +402,7 @@ impl Heap {
             }
         };
         if let Some(e) = ring.get_mut(slot) {
-            *e = g;
+            *e = dead;
         }
     }
 
@@ -853,37 +846,21 @@ impl Heap {
 
     /// Whether `obj` is an object start of the released slab `span` whose
     /// dead descriptor is still intact (a free of it is a double free), or,
-    /// when heap-wide `P` poisoned that descriptor, of a span the
-    /// [`GhostSlab`] ring remembers whose header is still a free block's
-    /// (its memory not reused).
+    /// when heap-wide `P` poisoned that descriptor, whose copy in
+    /// `DebugState::ghosts` says so while the span's header is still a
+    /// free block's (its memory not reused).
     pub(super) fn slab_ghost_object(&self, span: usize, obj: usize) -> bool {
-        if let Some(d) = self.mem.read::<SlabDesc>(span.wrapping_add(HEADER_SIZE)) {
-            if d.prev == SLAB_DEAD ^ (span as u32) {
-                return Self::slab_obj_index(&d, obj).is_ok();
-            }
+        let mark = SLAB_DEAD ^ (span as u32);
+        let dead = |d: &SlabDesc| d.prev == mark;
+        if let Some(d) = self
+            .mem
+            .read::<SlabDesc>(span.wrapping_add(HEADER_SIZE))
+            .filter(dead)
+        {
+            return Self::slab_obj_index(&d, obj).is_ok();
         }
-        let Some(g) = self
-            .dbg
-            .ghosts
-            .iter()
-            .find(|g| g.span != 0 && g.span as usize == span)
-        else {
-            return false;
-        };
-        let d = SlabDesc {
-            magic: 0,
-            cache: 0,
-            next: 0,
-            prev: 0,
-            free_head: 0,
-            inuse: 0,
-            capacity: g.capacity,
-            bump: g.bump,
-            obj_start: g.obj_start,
-            stride: g.stride,
-            state: 0,
-            bitmap_words: 0,
-        };
-        self.block(span).is_ok_and(|b| !b.used) && Self::slab_obj_index(&d, obj).is_ok()
+        self.dbg.ghosts.iter().find(|d| dead(d)).is_some_and(|d| {
+            self.block(span).is_ok_and(|b| !b.used) && Self::slab_obj_index(d, obj).is_ok()
+        })
     }
 }
