@@ -170,7 +170,7 @@ static void check_errors_and_stats(void)
 }
 
 /*
- * A freed large block of up to 32 KiB is parked in this CPU's cache and
+ * A freed large block of up to 64 KiB is parked in this CPU's cache and
  * handed out again to a request of about its size; while parked it is not
  * a live pointer, and a second free of it is a double free. Interrupts are
  * off so that the task stays on one CPU.

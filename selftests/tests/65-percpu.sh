@@ -129,7 +129,7 @@ e65_loop 400 449 free
 e65_loop 500 549 free
 expect_eq "percpu: nothing live" 0 "$(stat active_allocs)"
 
-# Large blocks up to 32 KiB: a freed one is parked on its CPU, and the next
+# Large blocks up to 64 KiB: a freed one is parked on its CPU, and the next
 # allocation there of about its size (within 1/8) takes it back without the
 # heap lock; reports first return parked blocks to the heap.
 e65_f=$(stat fast_allocs)
@@ -139,13 +139,13 @@ e65_r=$(taskset 1 sh -c "echo '800 16384' >$KALLOC_DIR/alloc
 	echo 800 >$KALLOC_DIR/free
 	echo '801 15000' >$KALLOC_DIR/alloc
 	awk '\$1 == 801 { print \$6 }' $KALLOC_DIR/handles
-	echo '802 40000' >$KALLOC_DIR/alloc
+	echo '802 70000' >$KALLOC_DIR/alloc
 	echo 802 >$KALLOC_DIR/free
-	echo '803 40000' >$KALLOC_DIR/alloc" | tr '\n' ' ')
+	echo '803 70000' >$KALLOC_DIR/alloc" | tr '\n' ' ')
 e65_o=${e65_r%% *}
 check "percpu: a 16 KiB block was allocated ($e65_r)" test -n "$e65_o"
 expect_eq "percpu: a 15000 B request reuses the parked 16 KiB block" "$e65_o $e65_o " "$e65_r"
-expect_eq "percpu: one large alloc and one large free on the fast path, 40000 B never" \
+expect_eq "percpu: one large alloc and one large free on the fast path, 70000 B never" \
 	"$((e65_f + 1)) $((e65_ff + 1))" "$(stat fast_allocs) $(stat fast_frees)"
 expect_eq "percpu: 2 large allocations live" 2 "$(stat large_allocs)"
 e65_loop 801 801 free
@@ -157,28 +157,28 @@ e65_loop 803 803 free
 check "percpu: validate ok after large frees" validate_ok
 expect_eq "percpu: nothing live after the large frees" 0 "$(stat active_allocs)"
 
-# A full large cache: eight parked 5000 B blocks, none of which fits a
-# 16 KiB request. Freeing a 16 KiB block returns the oldest four to the
+# A full large cache: sixteen parked 5000 B blocks, none of which fits a
+# 16 KiB request. Freeing a 16 KiB block returns the oldest eight to the
 # heap under its lock and parks the new one, which the next 16 KiB
 # allocation takes back without the lock. (Without the eviction that free
 # and that allocation both took the locked heap.)
 e65_f=$(stat fast_allocs)
 e65_ff=$(stat fast_frees)
-e65_r=$(taskset 1 sh -c "for i in 810 811 812 813 814 815 816 817; do
-		echo \"\$i 5000\" >$KALLOC_DIR/alloc
+e65_r=$(taskset 1 sh -c "i=810; while [ \$i -le 825 ]; do
+		echo \"\$i 5000\" >$KALLOC_DIR/alloc; i=\$((i + 1))
 	done
-	echo '820 16384' >$KALLOC_DIR/alloc
-	for i in 810 811 812 813 814 815 816 817; do echo \$i >$KALLOC_DIR/free; done
-	awk '\$1 == 820 { print \$6 }' $KALLOC_DIR/handles
-	echo 820 >$KALLOC_DIR/free
-	echo '821 16384' >$KALLOC_DIR/alloc
-	awk '\$1 == 821 { print \$6 }' $KALLOC_DIR/handles" | tr '\n' ' ')
+	echo '830 16384' >$KALLOC_DIR/alloc
+	i=810; while [ \$i -le 825 ]; do echo \$i >$KALLOC_DIR/free; i=\$((i + 1)); done
+	awk '\$1 == 830 { print \$6 }' $KALLOC_DIR/handles
+	echo 830 >$KALLOC_DIR/free
+	echo '831 16384' >$KALLOC_DIR/alloc
+	awk '\$1 == 831 { print \$6 }' $KALLOC_DIR/handles" | tr '\n' ' ')
 e65_o=${e65_r%% *}
 check "percpu: a 16 KiB block beside a full large cache ($e65_r)" test -n "$e65_o"
-expect_eq "percpu: a full large cache makes room: 9 parked, the 16 KiB block reused" \
-	"$((e65_f + 1)) $((e65_ff + 9)) $e65_o $e65_o " \
+expect_eq "percpu: a full large cache makes room: 17 parked, the 16 KiB block reused" \
+	"$((e65_f + 1)) $((e65_ff + 17)) $e65_o $e65_o " \
 	"$(stat fast_allocs) $(stat fast_frees) $e65_r"
-e65_loop 821 821 free
+e65_loop 831 831 free
 check "percpu: validate ok after the eviction" validate_ok
 expect_eq "percpu: nothing live after the eviction" 0 "$(stat active_allocs)"
 

@@ -17,6 +17,7 @@ use super::cache::CacheDesc;
 use super::config::{class_align, class_size, NUM_CACHES, PAGE_SIZE};
 use super::debug::C_DEBUG_MASK;
 use super::heap::Heap;
+use super::large_cache::{large_cache_budget, large_cache_max_block};
 use super::magazine::magazine_capacity;
 #[cfg(doc)]
 use super::magazine::CpuCache;
@@ -171,6 +172,11 @@ pub struct FastView {
     pub(super) blocks_start: usize,
     /// Whether large blocks may be parked (no heap-wide debug flags).
     pub(super) large_ok: bool,
+    /// Bytes of large blocks one CPU's cache parks at most on this region
+    /// (`large_cache_budget`).
+    pub(super) large_budget: usize,
+    /// Largest block parked (`large_cache_max_block` of the budget).
+    pub(super) large_max: usize,
 }
 
 // SAFETY: a `FastView` only performs atomic word accesses on the region
@@ -181,6 +187,17 @@ unsafe impl Send for FastView {}
 unsafe impl Sync for FastView {}
 
 impl FastView {
+    /// Bytes of large blocks one CPU's cache parks at most on this heap
+    /// (`large_cache_budget` of the region's length).
+    pub fn large_cache_budget(&self) -> usize {
+        self.large_budget
+    }
+
+    /// Largest block (header included) a CPU's cache parks on this heap.
+    pub fn large_cache_max_block(&self) -> usize {
+        self.large_max
+    }
+
     /// Class, object offset, bitmap word offset and bit of the object
     /// starting at region offset `off`, if it lies in a standard built-in
     /// slab.
@@ -269,6 +286,7 @@ impl Heap {
             }
             _ => 0,
         };
+        let large_budget = large_cache_budget(self.mem.len());
         FastView {
             // SAFETY: same region as the heap's, valid as long as the caller
             // promises; the view only makes atomic word accesses to shared
@@ -283,6 +301,8 @@ impl Heap {
             npages,
             blocks_start: self.blocks_start,
             large_ok: self.dbg.flags.is_empty(),
+            large_budget,
+            large_max: large_cache_max_block(large_budget),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! Per-CPU caches of freed large blocks: the fast path above 4 KiB.
 //!
 //! Each [`CpuCache`] also keeps up to [`LARGE_SLOTS`] freed large blocks of
-//! at most [`LARGE_CACHE_MAX_BLOCK`] bytes, [`LARGE_CACHE_BYTES`] in all.
+//! at most [`LARGE_CACHE_MAX_BLOCK`] bytes, [`LARGE_CACHE_BYTES`] in all
+//! (on a smaller heap, a sixteenth of the region in blocks of up to half
+//! that: [`large_cache_budget`]).
 //! A free of such a block on a CPU whose cache has room parks the block
 //! there instead of returning it to the TLSF lists; a later allocation on
 //! that CPU takes a parked block whose size fits the request within 1/8
@@ -16,6 +18,17 @@
 //! blocks that no later request fits. Large blocks are
 //! what the page allocator serves for `kmalloc`, so this is the path that
 //! competes with `alloc_pages` (the README's `pair16k` benchmark).
+//!
+//! The sizes. Random sizes of 4 KiB to 64 KiB (the kernel benchmark's
+//! `mixed-large`) fit a parked block within 1/8 about one time in seven
+//! with 8 slots, blocks of up to 32 KiB and 128 KiB per CPU, and most of
+//! the blocks parked were returned by an eviction later, so the cache
+//! cost more than it saved there (1.37x kmalloc); with 16 slots, 64 KiB
+//! and 512 KiB nearly one allocation in two reuses a parked block, and
+//! `mixed-large` is at 0.97x (Documentation/performance-log.md). The
+//! budget is a sixteenth of the region at most, so that the caches of a
+//! few CPUs cannot hold most of a small heap; an allocation that would
+//! fail takes the parked blocks back first in any case.
 //!
 //! Block states. For the TLSF a parked block is an ordinary used block, so
 //! its neighbours never merge with it. Its header carries the *cached* bit
@@ -56,11 +69,38 @@ use super::heap::Heap;
 use super::magazine::{CpuCache, FastFree};
 
 /// Blocks one CPU's cache parks at most.
-pub const LARGE_SLOTS: usize = 8;
-/// Largest block (header included) the cache parks: 32 KiB of payload.
-pub const LARGE_CACHE_MAX_BLOCK: usize = 32 * 1024 + HEADER_SIZE;
-/// Bytes of blocks one CPU's cache parks at most.
-pub const LARGE_CACHE_BYTES: usize = 128 * 1024;
+pub const LARGE_SLOTS: usize = 16;
+/// Largest block (header included) the cache parks: 64 KiB of payload.
+pub const LARGE_CACHE_MAX_BLOCK: usize = 64 * 1024 + HEADER_SIZE;
+/// Bytes of blocks one CPU's cache parks at most, on a region of at least
+/// 16 times as much (8 MiB, the module's default heap); a smaller region
+/// allows a sixteenth of its size ([`FastView::large_cache_budget`]).
+pub const LARGE_CACHE_BYTES: usize = 512 * 1024;
+
+/// The per-CPU byte budget of the large cache on a region of `len` bytes:
+/// [`LARGE_CACHE_BYTES`], or a sixteenth of the region if that is less,
+/// so that the caches of a few CPUs cannot hold most of a small heap.
+pub(super) const fn large_cache_budget(len: usize) -> usize {
+    let b = len / 16;
+    if b < LARGE_CACHE_BYTES {
+        b
+    } else {
+        LARGE_CACHE_BYTES
+    }
+}
+
+/// The largest block parked under a byte budget of `budget`:
+/// [`LARGE_CACHE_MAX_BLOCK`], or half the budget if that is less, so that
+/// the eviction of a full cache (down to half the budget) always makes
+/// room for the block being freed.
+pub(super) const fn large_cache_max_block(budget: usize) -> usize {
+    let b = budget / 2;
+    if b < LARGE_CACHE_MAX_BLOCK {
+        b
+    } else {
+        LARGE_CACHE_MAX_BLOCK
+    }
+}
 
 /// A parked block: header offset and block size.
 #[derive(Clone, Copy, Default)]
@@ -146,8 +186,7 @@ impl FastView {
         }
         let (size, used, slab, cached) = decode_w0(w0);
         let fits = hdr.checked_add(size).is_some_and(|e| e <= self.mem.len());
-        if !used || slab || cached || !fits || !(MIN_BLOCK..=LARGE_CACHE_MAX_BLOCK).contains(&size)
-        {
+        if !used || slab || cached || !fits || !(MIN_BLOCK..=self.large_max).contains(&size) {
             return None;
         }
         Some(Parkable { hdr, w0, size, req })
@@ -229,7 +268,7 @@ impl CpuCache {
         let Some(p) = v.mem.offset_of(ptr).and_then(|o| v.parkable(o)) else {
             return FastFree::Slow;
         };
-        if l.count >= LARGE_SLOTS || l.bytes.saturating_add(p.size) > LARGE_CACHE_BYTES {
+        if l.count >= LARGE_SLOTS || l.bytes.saturating_add(p.size) > v.large_budget {
             return FastFree::LargeFull;
         }
         // Fails if another CPU parked it first (a racing double free) or
@@ -320,7 +359,8 @@ impl Heap {
     /// [`Heap::large_cache_flush`] does, until at most half its slots and
     /// half its bytes are left.
     pub fn large_cache_evict(&mut self, cpu: &mut CpuCache) -> Result<usize, Corruption> {
-        self.large_cache_return(cpu, LARGE_SLOTS / 2, LARGE_CACHE_BYTES / 2)
+        let half = large_cache_budget(self.mem.len()) / 2;
+        self.large_cache_return(cpu, LARGE_SLOTS / 2, half)
     }
 
     /// Returns the oldest parked blocks of `cpu` (the first slots: a free

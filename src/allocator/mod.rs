@@ -19,7 +19,7 @@
 //!   O(1) alloc/free, immediate coalescing, any power-of-two alignment up to
 //!   the heap size.
 //! * `magazine`, `large_cache`: the per-CPU caches of the lock-free fast
-//!   path (size-class magazines; parked large blocks up to 32 KiB).
+//!   path (size-class magazines; parked large blocks up to 64 KiB).
 //! * `slab`: slab spans carved from the large allocator; per-cache empty,
 //!   partial and full lists (`cache`); O(1) owner lookup on free through
 //!   the page map (`pagemap`).

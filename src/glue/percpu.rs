@@ -26,7 +26,7 @@
 //! with `on_each_cpu_cond`), with the same constraint: the caller must be
 //! able to wait for other CPUs (interrupts enabled, task context).
 //!
-//! Each cache also parks up to 8 freed large blocks of at most 32 KiB
+//! Each cache also parks up to 16 freed large blocks of at most 64 KiB
 //! (`allocator/large_cache.rs`): a large allocation on the same CPU takes
 //! one back without the heap lock, as `kmalloc` takes pages from the page
 //! allocator's per-CPU lists.

@@ -9,7 +9,7 @@
 //!   without any lock or atomic read-modify-write;
 //! * one shared [`CpuCache`] behind its own mutex (the kernel's per-CPU
 //!   layer with a single "CPU"): it refills and drains the thread lists in
-//!   batches, and parks large blocks of up to 32 KiB.
+//!   batches, and parks large blocks of up to 64 KiB.
 //!
 //! The fast paths (a size-class `alloc` or `dealloc` on a thread that
 //! holds a slot index) make no call that returns: refills, drains, the

@@ -137,8 +137,13 @@ fn the_cache_is_bounded_and_small_or_huge_blocks_go_slow() {
     }
     h.free(small[LARGE_SLOTS].as_ptr()).unwrap();
     h.magazine_flush(&mut cpu).unwrap();
+    // A 4 MiB heap: a budget of 256 KiB, blocks of up to 64 KiB.
+    assert_eq!(
+        (v.large_cache_budget(), v.large_cache_max_block()),
+        (256 * 1024, LARGE_CACHE_MAX_BLOCK)
+    );
     let big = LARGE_CACHE_MAX_BLOCK - 16;
-    let n = LARGE_CACHE_BYTES / LARGE_CACHE_MAX_BLOCK;
+    let n = v.large_cache_budget() / LARGE_CACHE_MAX_BLOCK;
     let bigs: Vec<_> = (0..=n).map(|_| h.alloc(big).unwrap()).collect();
     for (i, p) in bigs.iter().enumerate() {
         let want = if i < n {
@@ -367,13 +372,18 @@ fn a_full_cache_returns_its_oldest_blocks_and_parks_the_new_one() {
 
 #[test]
 fn the_fit_window_and_the_byte_bound_are_inclusive() {
-    // 32 KiB of payload at most, 128 KiB of blocks per CPU.
+    // 16 slots, 64 KiB of payload at most, 512 KiB of blocks per CPU on a
+    // heap of 8 MiB (the module's default) or more.
     assert_eq!(
-        (LARGE_CACHE_MAX_BLOCK, LARGE_CACHE_BYTES),
-        (32 * 1024 + 16, 128 * 1024)
+        (LARGE_SLOTS, LARGE_CACHE_MAX_BLOCK, LARGE_CACHE_BYTES),
+        (16, 64 * 1024 + 16, 512 * 1024)
     );
-    let mut h = TestHeap::new(1 << 20);
+    let mut h = TestHeap::new(8 << 20);
     let v = view(&h);
+    assert_eq!(
+        (v.large_cache_budget(), v.large_cache_max_block()),
+        (LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK)
+    );
     let mut cpu = CpuCache::new();
     // A block of 18,432 bytes serves a request whose block (16,384 bytes)
     // is exactly an eighth smaller, and not one 16 bytes smaller still.
@@ -386,27 +396,67 @@ fn the_fit_window_and_the_byte_bound_are_inclusive() {
     let q = cpu.alloc_large(&v, 16_384 - 16, 16, false).expect("fits");
     assert_eq!(q, p);
     h.free(q.as_ptr()).unwrap();
-    // Four blocks of 32 KiB fill the 128 KiB exactly; a fifth does not fit.
-    let blocks: Vec<_> = (0..5).map(|_| h.alloc(32 * 1024 - 16).unwrap()).collect();
+    // Eight blocks of 64 KiB fill the 512 KiB exactly; a ninth does not fit.
+    let blocks: Vec<_> = (0..9).map(|_| h.alloc(64 * 1024 - 16).unwrap()).collect();
     for (i, b) in blocks.iter().enumerate() {
-        let want = if i < 4 {
+        let want = if i < 8 {
             FastFree::Done
         } else {
             FastFree::LargeFull
         };
         assert_eq!(cpu.free_large(&v, b.as_ptr()), want, "block {i}");
     }
-    assert_eq!(cpu.large_held(), 4);
+    assert_eq!(cpu.large_held(), 8);
     // Full by bytes (half the slots used): an eviction returns the oldest
-    // blocks until half the bytes are left, and the fifth fits then.
-    assert_eq!(h.large_cache_evict(&mut cpu), Ok(2));
-    assert_eq!(cpu.large_held(), 2);
-    assert_eq!(cpu.free_large(&v, blocks[4].as_ptr()), FastFree::Done);
+    // blocks until half the bytes are left, and the ninth fits then.
+    assert_eq!(h.large_cache_evict(&mut cpu), Ok(4));
+    assert_eq!(cpu.large_held(), 4);
+    assert_eq!(cpu.free_large(&v, blocks[8].as_ptr()), FastFree::Done);
     h.magazine_flush(&mut cpu).unwrap();
     h.validate().unwrap();
     let s = h.stats();
-    assert_eq!((s.active_allocs, s.total_allocs, s.fast_allocs), (0, 7, 1));
+    assert_eq!((s.active_allocs, s.total_allocs, s.fast_allocs), (0, 11, 1));
     assert_eq!(s.largest_free_block, s.initial_largest_free_block);
+}
+
+#[test]
+fn a_small_heap_parks_a_sixteenth_of_itself_in_blocks_of_up_to_half_that() {
+    // 1 MiB: a budget of 64 KiB, so blocks of up to 32 KiB, and an
+    // eviction (down to 32 KiB) always makes room for the block freed.
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    assert_eq!(
+        (v.large_cache_budget(), v.large_cache_max_block()),
+        (64 * 1024, 32 * 1024)
+    );
+    let mut cpu = CpuCache::new();
+    let over = h.alloc(32 * 1024).unwrap();
+    assert_eq!(cpu.free_large(&v, over.as_ptr()), FastFree::Slow);
+    h.free(over.as_ptr()).unwrap();
+    let blocks: Vec<_> = (0..3).map(|_| h.alloc(32 * 1024 - 16).unwrap()).collect();
+    assert_eq!(cpu.free_large(&v, blocks[0].as_ptr()), FastFree::Done);
+    assert_eq!(cpu.free_large(&v, blocks[1].as_ptr()), FastFree::Done);
+    assert_eq!(cpu.free_large(&v, blocks[2].as_ptr()), FastFree::LargeFull);
+    let mut evicted = None;
+    let r = cpu.free_large_with(&v, blocks[2].as_ptr(), |c| {
+        evicted = Some(h.large_cache_evict(c).unwrap());
+    });
+    assert_eq!((r, evicted, cpu.large_held()), (FastFree::Done, Some(1), 2));
+    h.magazine_flush(&mut cpu).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+    // The smallest heap the module accepts, 64 KiB: a budget of 4 KiB
+    // parks no large block at all.
+    let mut tiny = TestHeap::new(64 << 10);
+    let tv = view(&tiny);
+    assert_eq!(
+        (tv.large_cache_budget(), tv.large_cache_max_block()),
+        (4096, 2048)
+    );
+    let p = tiny.alloc(5000).unwrap();
+    assert_eq!(cpu.free_large(&tv, p.as_ptr()), FastFree::Slow);
+    tiny.free(p.as_ptr()).unwrap();
+    tiny.validate().unwrap();
 }
 
 #[test]
