@@ -80,26 +80,16 @@ pub const LARGE_CACHE_BYTES: usize = 512 * 1024;
 /// The per-CPU byte budget of the large cache on a region of `len` bytes:
 /// [`LARGE_CACHE_BYTES`], or a sixteenth of the region if that is less,
 /// so that the caches of a few CPUs cannot hold most of a small heap.
-pub(super) const fn large_cache_budget(len: usize) -> usize {
-    let b = len / 16;
-    if b < LARGE_CACHE_BYTES {
-        b
-    } else {
-        LARGE_CACHE_BYTES
-    }
+pub(super) fn large_cache_budget(len: usize) -> usize {
+    (len / 16).min(LARGE_CACHE_BYTES)
 }
 
 /// The largest block parked under a byte budget of `budget`:
 /// [`LARGE_CACHE_MAX_BLOCK`], or half the budget if that is less, so that
 /// the eviction of a full cache (down to half the budget) always makes
 /// room for the block being freed.
-pub(super) const fn large_cache_max_block(budget: usize) -> usize {
-    let b = budget / 2;
-    if b < LARGE_CACHE_MAX_BLOCK {
-        b
-    } else {
-        LARGE_CACHE_MAX_BLOCK
-    }
+pub(super) fn large_cache_max_block(budget: usize) -> usize {
+    (budget / 2).min(LARGE_CACHE_MAX_BLOCK)
 }
 
 /// A parked block: header offset and block size.
