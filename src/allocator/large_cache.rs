@@ -25,7 +25,7 @@
 //! the blocks parked were returned by an eviction later, so the cache
 //! cost more than it saved there (1.37x kmalloc); with 16 slots, 64 KiB
 //! and 512 KiB nearly one allocation in two reuses a parked block, and
-//! `mixed-large` is at 0.97x (Documentation/performance-log.md). The
+//! `mixed-large` is at 0.98x (Documentation/performance-log.md). The
 //! budget is a sixteenth of the region at most, so that the caches of a
 //! few CPUs cannot hold most of a small heap; an allocation that would
 //! fail takes the parked blocks back first in any case.
