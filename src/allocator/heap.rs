@@ -585,10 +585,36 @@ impl Heap {
     /// kept only when resized in place. A moved allocation counts as one
     /// allocation plus one free in the statistics.
     pub fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
+        self.realloc_counted(ptr, new_size, true)
+    }
+
+    /// Like [`Heap::realloc`], except that running out of memory for the
+    /// new block is returned without being counted as a failure: the
+    /// caller reclaims (drains per-CPU caches) and retries with `realloc`,
+    /// as with [`Heap::alloc_flags_retryable`].
+    pub fn realloc_retryable(
+        &mut self,
+        ptr: *mut u8,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, ReallocError> {
+        self.realloc_counted(ptr, new_size, false)
+    }
+
+    /// [`Heap::realloc`]; a failure to find memory for the new block is
+    /// counted only with `count_oom`.
+    fn realloc_counted(
+        &mut self,
+        ptr: *mut u8,
+        new_size: usize,
+        count_oom: bool,
+    ) -> Result<NonNull<u8>, ReallocError> {
         if ptr.is_null() {
-            return self
-                .alloc_flags(new_size, MIN_SIZE, Flags::NONE)
-                .map_err(ReallocError::Alloc);
+            let r = if count_oom {
+                self.alloc_flags(new_size, MIN_SIZE, Flags::NONE)
+            } else {
+                self.alloc_flags_retryable(new_size, MIN_SIZE, Flags::NONE)
+            };
+            return r.map_err(ReallocError::Alloc);
         }
         if new_size == 0 {
             let r = self.alloc_inner(0, MIN_SIZE, Flags::NONE, Placement::GoodFit);
@@ -646,6 +672,9 @@ impl Heap {
         // The new block goes as low as cheaply possible: a growing buffer
         // left high up would set the footprint (see `large`).
         let r = self.alloc_inner(new_size, MIN_SIZE, Flags::NONE, Placement::LowAddress);
+        if !count_oom && matches!(r, Err(AllocError::OutOfMemory)) {
+            return Err(ReallocError::Alloc(AllocError::OutOfMemory));
+        }
         let new = self
             .finish_alloc(r, Flags::NONE)
             .map_err(ReallocError::Alloc)?;

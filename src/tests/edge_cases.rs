@@ -332,3 +332,58 @@ fn cache_errors_leave_heap_unchanged() {
         assert!(!e.to_string().is_empty() && !e.to_string().contains('\n'));
     }
 }
+
+#[test]
+fn the_retryable_forms_leave_out_of_memory_uncounted() {
+    // What the kernel glue calls first: out of memory is returned without
+    // being counted, the glue takes back the per-CPU caches and retries
+    // with the counting form. Nothing else changes.
+    let mut f = fixture();
+    let (small, large) = (f.small, f.large);
+    let oom = Err(ReallocError::Alloc(AllocError::OutOfMemory));
+    assert_eq!(
+        unchanged(&mut f, |h| h.alloc_flags_retryable(2 << 20, 8, Flags::NONE)),
+        Err(AllocError::OutOfMemory)
+    );
+    assert_eq!(
+        unchanged(&mut f, |h| h.realloc_retryable(small.as_ptr(), 2 << 20)),
+        oom
+    );
+    assert_eq!(
+        unchanged(&mut f, |h| h.realloc_retryable(large.as_ptr(), 2 << 20)),
+        oom
+    );
+    let null = std::ptr::null_mut();
+    assert_eq!(
+        unchanged(&mut f, |h| h.realloc_retryable(null, 2 << 20)),
+        oom
+    );
+    assert_eq!(f.h.stats().failed_allocs, 0);
+    // Other failures are counted all the same.
+    assert_eq!(
+        unchanged(&mut f, |h| h.realloc_retryable(small.as_ptr(), 0)),
+        Err(ReallocError::Alloc(AllocError::ZeroSize))
+    );
+    assert_eq!(f.h.stats().failed_allocs, 1);
+    // The counting forms count out of memory.
+    assert_eq!(
+        unchanged(&mut f, |h| h.realloc(large.as_ptr(), 2 << 20)),
+        oom
+    );
+    assert_eq!(unchanged(&mut f, |h| h.realloc(null, 2 << 20)), oom);
+    assert_eq!(f.h.stats().failed_allocs, 3);
+    // With memory, the retryable form resizes like the other.
+    let p = f.h.realloc_retryable(small.as_ptr(), 200).unwrap();
+    assert!(check(p, 64, 1));
+    assert_eq!(f.h.usable_size(p.as_ptr()), Some(256));
+    let q = f.h.realloc_retryable(null, 100).unwrap();
+    let s = f.h.stats();
+    assert_eq!(
+        (s.active_allocs, s.total_allocs, s.failed_allocs),
+        (3, 4, 3)
+    );
+    for x in [p, q, large] {
+        f.h.free(x.as_ptr()).unwrap();
+    }
+    f.h.validate().unwrap();
+}
