@@ -66,6 +66,13 @@ void ikos_kfree(void *ptr);
 void *ikos_kalloc_aligned(size_t size, size_t align);
 /* Allocate @size bytes with KALLOC_* @flags; NULL for KALLOC_DMA. */
 void *ikos_kalloc_flags(size_t size, u32 flags);
+/* Resize @ptr to @new_size bytes, as krealloc() does: in place when it
+ * can, else into a new allocation (with ikos_kalloc()'s alignment, not the
+ * one @ptr may have had from ikos_kalloc_aligned()) that receives the old
+ * contents, after which @ptr is freed. NULL @ptr allocates; @new_size 0
+ * frees @ptr and returns NULL. On failure returns NULL and @ptr is
+ * untouched; a bad @ptr is reported in dmesg and counted, like a bad free. */
+void *ikos_krealloc(void *ptr, size_t new_size);
 
 /* Create a cache of @object_size-byte objects aligned to @align; NULL on
  * error (name taken, bad size or alignment, table full). */

@@ -10,6 +10,7 @@ EXPORT_SYMBOL_GPL(ikos_kalloc);
 EXPORT_SYMBOL_GPL(ikos_kfree);
 EXPORT_SYMBOL_GPL(ikos_kalloc_aligned);
 EXPORT_SYMBOL_GPL(ikos_kalloc_flags);
+EXPORT_SYMBOL_GPL(ikos_krealloc);
 EXPORT_SYMBOL_GPL(ikos_kalloc_cache_create);
 EXPORT_SYMBOL_GPL(ikos_kalloc_cache_alloc);
 EXPORT_SYMBOL_GPL(ikos_kalloc_cache_free);

@@ -210,6 +210,68 @@ static noinline_for_stack void check_large_reuse(void)
 	CHECK(ikos_kalloc_validate_heap() == 0);
 }
 
+/*
+ * ikos_krealloc(): in place while the usable size allows, else moved with
+ * the contents kept (across size classes and into a large block); NULL
+ * allocates, size 0 frees, a pointer into the middle of an allocation is
+ * refused and counted and leaves the allocation alone; all of it also
+ * with interrupts off.
+ */
+static noinline_for_stack void check_krealloc(void)
+{
+	struct ikos_kalloc_stats s0, s1;
+	unsigned long irqflags;
+	u8 *p, *q;
+
+	CHECK(ikos_kalloc_get_stats(&s0) == 0);
+	p = ikos_krealloc(NULL, 100);
+	CHECK(p && ikos_kalloc_usable_size(p) >= 100);
+	if (!p)
+		return;
+	memset(p, 0x3c, 100);
+	CHECK(ikos_krealloc(p, 50) == p);
+	q = ikos_krealloc(p, 3000);
+	CHECK(q && q != p && all_bytes(q, 100, 0x3c));
+	if (!q)
+		goto out;
+	CHECK(!ikos_kalloc_is_valid_pointer(p));
+	p = q;
+	memset(p, 0x3c, 3000);
+	q = ikos_krealloc(p, 20000);
+	CHECK(q && all_bytes(q, 3000, 0x3c) && ikos_kalloc_usable_size(q) >= 20000);
+	if (!q)
+		goto out;
+	p = q;
+	memset(p, 0x3c, 20000);
+	q = ikos_krealloc(p, 40000);
+	CHECK(q && all_bytes(q, 20000, 0x3c) && ikos_kalloc_usable_size(q) >= 40000);
+	if (!q)
+		goto out;
+	p = q;
+	CHECK(ikos_krealloc(p + 16, 10) == NULL);
+	CHECK(ikos_kalloc_is_valid_pointer(p) && all_bytes(p, 20000, 0x3c));
+	CHECK(ikos_krealloc(p, 0) == NULL);
+	CHECK(!ikos_kalloc_is_valid_pointer(p));
+	p = NULL;
+
+	spin_lock_irqsave(&client_lock, irqflags);
+	p = ikos_krealloc(NULL, 64);
+	q = p ? ikos_krealloc(p, 10000) : NULL;
+	if (q)
+		p = q;
+	spin_unlock_irqrestore(&client_lock, irqflags);
+	CHECK(p && q);
+	CHECK(ikos_kalloc_usable_size(p) >= 10000);
+	CHECK(ikos_krealloc(p, 0) == NULL);
+	p = NULL;
+out:
+	ikos_kfree(p);
+	CHECK(ikos_kalloc_get_stats(&s1) == 0);
+	CHECK(s1.active_allocs == s0.active_allocs);
+	CHECK(s1.invalid_frees == s0.invalid_frees + 1);
+	CHECK(ikos_kalloc_validate_heap() == 0);
+}
+
 static int __init ikos_kalloc_client_init(void)
 {
 	struct ikos_kalloc_stats start, end;
@@ -221,6 +283,7 @@ static int __init ikos_kalloc_client_init(void)
 	check_cache();
 	check_errors_and_stats();
 	check_large_reuse();
+	check_krealloc();
 	CHECK(ikos_kalloc_get_stats(&end) == 0);
 	CHECK(end.active_allocs == start.active_allocs);
 

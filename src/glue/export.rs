@@ -22,7 +22,7 @@ use super::{
     errors::{rate_limited, Shown},
     state::Kalloc,
 };
-use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap};
+use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap, ReallocError};
 use core::{
     ffi::c_void,
     ptr,
@@ -151,6 +151,25 @@ extern "C" fn ikos_kfree(p: *mut c_void) {
 fn free_slow(k: &Kalloc, p: *mut c_void) {
     if let Err(e) = k.free_slow(p.cast()) {
         rate_limited(&e);
+    }
+}
+
+/// `krealloc` for the heap: see `Kalloc::realloc`. Null for a size of 0
+/// (after freeing `p`) and on failure (`p` untouched); a bad `p` is
+/// reported in dmesg and counted, like a bad free.
+#[no_mangle]
+extern "C" fn ikos_krealloc(p: *mut c_void, new_size: usize) -> *mut c_void {
+    let Some(k) = state() else {
+        return ptr::null_mut();
+    };
+    match k.realloc(p.cast(), new_size) {
+        Ok(q) => out(Some(q)),
+        Err(ReallocError::Free(e)) => {
+            rate_limited(&ReallocError::Free(e));
+            ptr::null_mut()
+        }
+        // Counted by the heap, as a failed allocation is, and not logged.
+        Err(ReallocError::Alloc(_)) => ptr::null_mut(),
     }
 }
 

@@ -24,8 +24,8 @@ use super::{
     stress::StressLog,
 };
 use crate::allocator::{
-    config::NUM_CACHES, AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError,
-    Heap,
+    config::{MIN_SIZE, NUM_CACHES},
+    AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError, Heap, ReallocError,
 };
 use core::ptr::NonNull;
 use kernel::{
@@ -197,22 +197,74 @@ impl Kalloc {
         }
         let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
         match r {
-            Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
-                let retry = |h: &mut Heap| h.alloc_flags(size, align, flags);
-                match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
-                    Some(r) => r,
-                    // Atomic context: only this CPU's magazines can be had.
-                    None => {
-                        self.pcpu.flush_local(&self.heap);
-                        retry(&mut self.heap.lock())
-                    }
-                }
+            Err(AllocError::OutOfMemory) if self.reclaim_may_help(size) => {
+                self.reclaim_and_retry(|h| h.alloc_flags(size, align, flags))
             }
             Err(AllocError::OutOfMemory) => {
                 Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory))
             }
             r => r,
         }
+    }
+
+    /// Whether taking back what the per-CPU caches hold may let a request
+    /// of `size` bytes that found no memory succeed: not without the
+    /// caches, nor for more than the whole heap.
+    fn reclaim_may_help(&self, size: usize) -> bool {
+        self.pcpu.enabled() && size <= self.region.len()
+    }
+
+    /// Runs `retry` on the locked heap after taking back what the per-CPU
+    /// caches hold: every CPU's, with the fast path paused, where this
+    /// context can wait for the other CPUs; only this CPU's otherwise
+    /// (atomic context).
+    fn reclaim_and_retry<R>(&self, retry: impl Fn(&mut Heap) -> R) -> R {
+        match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
+            Some(r) => r,
+            None => {
+                self.pcpu.flush_local(&self.heap);
+                retry(&mut self.heap.lock())
+            }
+        }
+    }
+
+    /// Resizes `ptr` to `new_size` bytes, as `krealloc` does: a null `ptr`
+    /// allocates (like `alloc` with the default alignment), a `new_size` of
+    /// 0 frees `ptr` and gives `Ok(None)`. Otherwise [`Heap::realloc`] under
+    /// the heap lock: in place when it can, else a new block with the
+    /// default alignment, a copy and a free. A move that finds no memory
+    /// first takes back what the per-CPU caches hold, as an allocation
+    /// does. On failure `ptr` is untouched.
+    pub(crate) fn realloc(
+        &self,
+        ptr: *mut u8,
+        new_size: usize,
+    ) -> Result<Option<NonNull<u8>>, ReallocError> {
+        if ptr.is_null() {
+            return self
+                .alloc(new_size, MIN_SIZE, Flags::NONE)
+                .map(Some)
+                .map_err(ReallocError::Alloc);
+        }
+        if new_size == 0 {
+            if !self.free_fast(ptr) {
+                self.free_slow(ptr).map_err(ReallocError::Free)?;
+            }
+            return Ok(None);
+        }
+        let r = self.heap.lock().realloc_retryable(ptr, new_size);
+        match r {
+            Err(ReallocError::Alloc(AllocError::OutOfMemory))
+                if self.reclaim_may_help(new_size) =>
+            {
+                self.reclaim_and_retry(|h| h.realloc(ptr, new_size))
+            }
+            Err(ReallocError::Alloc(AllocError::OutOfMemory)) => Err(ReallocError::Alloc(
+                self.heap.lock().fail_alloc(AllocError::OutOfMemory),
+            )),
+            r => r,
+        }
+        .map(Some)
     }
 
     /// Frees `ptr` (kfree semantics), the inlined part: the magazine push,
