@@ -88,6 +88,17 @@ check "errors: verify mismatch logged as a 'verify: rejected' line" \
 	dmesg_has "ikos_kalloc: verify: rejected ("
 e40_rej "verify BYTE 256" EINVAL verify "1 256"
 
+# realloc.
+e40_rej "realloc unknown ID" ENOENT realloc "999 100"
+e40_rej "realloc size 0" EINVAL realloc "1 0"
+e40_rej "realloc missing size" EINVAL realloc "1"
+e40_rej "realloc extra token" EINVAL realloc "1 100 8"
+e40_rej "realloc of a custom cache's object" EINVAL realloc "2 100"
+e40_failed=$(stat failed_allocs)
+e40_rej "realloc larger than the heap" ENOMEM realloc "1 16777216"
+expect_eq "errors: realloc ENOMEM counted once in failed_allocs" $((e40_failed + 1)) "$(stat failed_allocs)"
+expect_write "errors: handle 1 still holds 0xaa after the rejected reallocs" OK "$KALLOC_DIR/verify" "1 0xaa"
+
 # caches (destroy size-64 first: it must not depend on the create below).
 e40_rej "caches destroy size-64" EINVAL caches "destroy size-64"
 e40_rej "caches create duplicate" EEXIST caches "create busy 64"

@@ -126,6 +126,35 @@ e50_verify 2 2 1
 expect_eq "content: the even half is still intact" 0 "$e50_vbad"
 e50_consistent "after reallocation"
 
+# realloc: a large block grown (in place or moved) and shrunk back keeps
+# its bytes; a slab object stays put while its size fits and moves to the
+# class of a larger size; stats count the move as one alloc and one free.
+e50_h() { awk -v id="$1" '$1 == id { print $2, $3, $4, $5, $6 }' "$KALLOC_DIR/handles"; }
+expect_write "content: alloc 5000 B for realloc" OK "$KALLOC_DIR/alloc" "5001 5000"
+expect_write "content: fill it with 0x5a" OK "$KALLOC_DIR/fill" "5001 0x5a"
+expect_write "content: realloc it to 12000 B" OK "$KALLOC_DIR/realloc" "5001 12000"
+expect_eq "content: handles shows 12000 B, usable 12000, in the large allocator" \
+	"12000 12000 large" "$(e50_h 5001 | awk '{ print $1, $3, $4 }')"
+expect_write "content: realloc it back to 5000 B" OK "$KALLOC_DIR/realloc" "5001 5000"
+expect_write "content: its first 5000 B still hold 0x5a" OK "$KALLOC_DIR/verify" "5001 0x5a"
+expect_write "content: alloc 100 B for realloc" OK "$KALLOC_DIR/alloc" "5002 100 64"
+e50_off=$(e50_h 5002 | awk '{ print $5 }')
+e50_t=$(stat total_allocs)
+e50_f=$(stat total_frees)
+expect_write "content: realloc it to 64 B" OK "$KALLOC_DIR/realloc" "5002 64"
+expect_eq "content: 64 B fit: same place, same class, same alignment" \
+	"64 64 128 size-128 $e50_off" "$(e50_h 5002)"
+expect_write "content: realloc it to 3000 B" OK "$KALLOC_DIR/realloc" "5002 3000"
+e50_r=$(e50_h 5002)
+expect_eq "content: 3000 B moved it to size-4096 with the default alignment" \
+	"3000 8 4096 size-4096" "${e50_r% *}"
+check "content: at another offset ($e50_r, was $e50_off)" test "${e50_r##* }" != "$e50_off"
+expect_eq "content: the move counted one alloc and one free" \
+	"$((e50_t + 1)) $((e50_f + 1))" "$(stat total_allocs) $(stat total_frees)"
+e50_consistent "after realloc"
+expect_write "content: free the realloc handles" OK "$KALLOC_DIR/free" "5001"
+expect_write "content: free the second one" OK "$KALLOC_DIR/free" "5002"
+
 e50_free 1 1
 expect_eq "content: freeing everything succeeds" 0 "$e50_bad"
 expect_eq "content: active_allocs 0 at the end" 0 "$(stat active_allocs)"

@@ -24,6 +24,11 @@ e99_exhaust() {
 	while [ $i -le $n ]; do kw "$KALLOC_DIR/verify" "$i $((i % 251))" || bad=$((bad + 1)); i=$((i + 1)); done
 	expect_eq "exhaust $1: all $n handles hold their own byte (no overlap)" 0 "$bad"
 	expect_eq "exhaust $1: failed_allocs counted the ENOMEM" 1 "$(stat failed_allocs)"
+	# A move that finds no memory takes back the per-CPU caches, retries
+	# and fails: ENOMEM, counted once, the handle unchanged.
+	expect_write "exhaust $1: realloc of handle 1 to 100000 B" ENOMEM "$KALLOC_DIR/realloc" "1 100000"
+	expect_eq "exhaust $1: failed_allocs counted it once" 2 "$(stat failed_allocs)"
+	expect_write "exhaust $1: handle 1 still holds its byte" OK "$KALLOC_DIR/verify" "1 1"
 	i=1
 	while [ $i -le $n ]; do kw "$KALLOC_DIR/free" "$i" || bad=$((bad + 1)); i=$((i + 1)); done
 	expect_eq "exhaust $1: every free succeeded" 0 "$bad"

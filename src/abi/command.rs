@@ -102,6 +102,15 @@ pub enum AllocCmd<'a> {
     },
 }
 
+/// A write to `realloc`: `ID NEWSIZE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReallocCmd {
+    /// Handle.
+    pub id: u64,
+    /// New size in bytes (non-zero).
+    pub size: usize,
+}
+
 /// A write to `fill` or `verify`: `ID BYTE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteCmd {
@@ -272,6 +281,15 @@ pub fn parse_free(line: &[u8]) -> Result<u64, ParseError> {
     let id = number(t.next().ok_or(ParseError::Empty)?)?;
     t.end()?;
     Ok(id)
+}
+
+/// Parses a write to `realloc`: `ID NEWSIZE`.
+pub fn parse_realloc(line: &[u8]) -> Result<ReallocCmd, ParseError> {
+    let mut t = Tokens::new(line)?;
+    let id = number(t.next().ok_or(ParseError::Empty)?)?;
+    let size = size(t.required()?)?;
+    t.end()?;
+    Ok(ReallocCmd { id, size })
 }
 
 /// Parses a write to `fill` or `verify`: `ID BYTE`.

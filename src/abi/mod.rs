@@ -11,7 +11,8 @@ pub mod command;
 
 pub use command::{
     debug_flags, parse_alloc, parse_bench, parse_byte_cmd, parse_caches, parse_free, parse_inject,
-    parse_leaks, parse_run, parse_scribble, parse_stress, AllocCmd, AllocFlags, ByteCmd, CachesCmd,
-    InjectCmd, ParseError, ScribbleCmd, BENCH_DEFAULT_OPS, BENCH_OPS, INJECT_MAX_OVERFLOW,
-    MAX_LINE, MAX_NAME, SCRIBBLE_BYTE, SCRIBBLE_MAX_LEN, STRESS_DEFAULT_SECONDS, STRESS_SECONDS,
+    parse_leaks, parse_realloc, parse_run, parse_scribble, parse_stress, AllocCmd, AllocFlags,
+    ByteCmd, CachesCmd, InjectCmd, ParseError, ReallocCmd, ScribbleCmd, BENCH_DEFAULT_OPS,
+    BENCH_OPS, INJECT_MAX_OVERFLOW, MAX_LINE, MAX_NAME, SCRIBBLE_BYTE, SCRIBBLE_MAX_LEN,
+    STRESS_DEFAULT_SECONDS, STRESS_SECONDS,
 };

@@ -16,7 +16,10 @@ use super::{
 };
 use crate::{
     abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
-    allocator::{config::NUM_CACHES, size_class_for, Flags, Heap, BUILTIN_NAMES},
+    allocator::{
+        config::{MIN_SIZE, NUM_CACHES},
+        size_class_for, Flags, Heap, ReallocError, BUILTIN_NAMES,
+    },
 };
 use kernel::{
     debugfs::{Dir, File},
@@ -40,6 +43,8 @@ pub(crate) struct DebugfsFiles {
     alloc: File<State>,
     #[pin]
     free: File<State>,
+    #[pin]
+    realloc: File<State>,
     #[pin]
     fill: File<State>,
     #[pin]
@@ -79,6 +84,7 @@ impl DebugfsFiles {
             caches <- dir.read_write_callback_file(c"caches", s.clone(), &show_caches, &write_caches),
             alloc <- dir.write_callback_file(c"alloc", s.clone(), &write_alloc),
             free <- dir.write_callback_file(c"free", s.clone(), &write_free),
+            realloc <- dir.write_callback_file(c"realloc", s.clone(), &write_realloc),
             fill <- dir.write_callback_file(c"fill", s.clone(), &write_fill),
             verify <- dir.write_callback_file(c"verify", s.clone(), &write_verify),
             handles <- dir.read_callback_file(c"handles", s.clone(), &show_handles),
@@ -333,6 +339,44 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
     // is still live for the allocator (and `active_allocs` counts it).
     k.release(id, h)?;
     handles.remove(&id);
+    Ok(())
+}
+
+fn write_realloc(k: &State, reader: &mut UserSliceReader) -> Result {
+    const FILE: &str = "realloc";
+    let line = read_line(FILE, reader)?;
+    let cmd = parsed(FILE, &line, abi::parse_realloc)?;
+    let mut handles = k.handles.lock();
+    let h = handles
+        .get_mut(&cmd.id)
+        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+    if let Origin::Cache(_) = h.origin {
+        return Err(reject(
+            FILE,
+            EINVAL,
+            &"an object of a custom cache has a fixed size",
+        ));
+    }
+    let old = k.at(h.offset);
+    let p = match k.realloc(old.as_ptr(), cmd.size) {
+        Ok(Some(p)) => p,
+        // The parser refuses size 0, the only way to get no pointer.
+        Ok(None) => return Err(EINVAL),
+        Err(e @ ReallocError::Alloc(a)) => return Err(reject(FILE, alloc_errno(a), &e)),
+        // A handle is a known live allocation: a refusal means damage.
+        Err(e @ ReallocError::Free(_)) => return Err(reject(FILE, EIO, &e)),
+    };
+    let mut heap = k.heap.lock();
+    heap.set_owner(p.as_ptr(), cmd.id.wrapping_add(1));
+    h.usable = heap.usable_size(p.as_ptr()).unwrap_or(cmd.size);
+    h.offset = heap.region_offset(p.as_ptr()).unwrap_or(0);
+    drop(heap);
+    // Moved: a new allocation with the default alignment.
+    if p != old {
+        h.align = MIN_SIZE;
+        h.origin = size_class_for(cmd.size, MIN_SIZE).map_or(Origin::Large, Origin::Class);
+    }
+    h.size = cmd.size;
     Ok(())
 }
 

@@ -88,6 +88,14 @@ fn alloc_rejections() {
 fn other_files() {
     assert_eq!(parse_free(b"42\n"), Ok(42));
     assert_eq!(parse_free(b"42 43"), Err(ParseError::TrailingGarbage));
+    assert_eq!(
+        parse_realloc(b"42 0x1000\n"),
+        Ok(ReallocCmd { id: 42, size: 4096 })
+    );
+    assert_eq!(parse_realloc(b"42 0"), Err(ParseError::ZeroSize));
+    assert_eq!(parse_realloc(b"42"), Err(ParseError::MissingArgument));
+    assert_eq!(parse_realloc(b"42 100 8"), Err(ParseError::TrailingGarbage));
+    assert_eq!(parse_realloc(b"x 100"), Err(ParseError::BadNumber));
     assert_eq!(parse_byte_cmd(b"3 255"), Ok(ByteCmd { id: 3, byte: 255 }));
     assert_eq!(parse_byte_cmd(b"3 0xAa"), Ok(ByteCmd { id: 3, byte: 0xaa }));
     assert_eq!(parse_byte_cmd(b"3 256"), Err(ParseError::BadNumber));
@@ -176,6 +184,9 @@ proptest! {
     fn arbitrary_bytes_never_panic(line in prop::collection::vec(any::<u8>(), 0..200)) {
         check_alloc(&line);
         let _ = parse_free(&line);
+        if let Ok(c) = parse_realloc(&line) {
+            prop_assert!(c.size > 0);
+        }
         let _ = parse_byte_cmd(&line);
         let _ = parse_caches(&line);
         let _ = parse_run(&line);

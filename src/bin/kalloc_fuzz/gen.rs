@@ -12,7 +12,7 @@ use crate::Opts;
 
 /// Every writable file except `inject`, which damages the heap on purpose.
 const FILES: &[&str] = &[
-    "alloc", "free", "fill", "verify", "caches", "selftest", "bench", "stress",
+    "alloc", "free", "realloc", "fill", "verify", "caches", "selftest", "bench", "stress",
 ];
 
 /// Handle IDs the fuzzer uses, so that frees and fills hit live handles.
@@ -85,6 +85,8 @@ enum Cmd {
         zero: bool,
     },
     Free(u64),
+    /// Resized: the bytes past the old size are unknown.
+    Realloc(u64),
     Fill(u64, u8),
     Verify(u64, u8),
     /// A valid command that does not touch handle contents.
@@ -136,9 +138,16 @@ fn valid(r: &mut Rng) -> (&'static str, String, Cmd) {
             let b = r.below(256) as u8;
             ("fill", format!("{id} {b}"), Cmd::Fill(id, b))
         }
-        65..=84 => {
+        65..=79 => {
             let b = r.below(256) as u8;
             ("verify", format!("{id} {b:#x}"), Cmd::Verify(id, b))
+        }
+        80..=84 => {
+            let size = match r.below(4) {
+                0..=2 => 1 + r.below(5000),
+                _ => 1 + r.below(200_000),
+            };
+            ("realloc", format!("{id} {size}"), Cmd::Realloc(id))
         }
         85..=97 => {
             let c = r.below(4);
@@ -208,7 +217,7 @@ fn damage(r: &mut Rng, file: &str, line: &str, big: &[u8]) -> Vec<u8> {
         2 | 3 => replace(&toks, at, r.pick(BAD_NUMBERS)),
         4 if file == "alloc" => replace(&toks, 2.min(toks.len()), r.pick(BAD_ALIGNS)),
         4 | 5 => replace(&toks, at, r.pick(BAD_WORDS)),
-        6 if file == "alloc" => {
+        6 if file == "alloc" || file == "realloc" => {
             let n = r.pick(&[
                 usize::MAX,
                 usize::MAX - 15,
@@ -349,6 +358,9 @@ pub(crate) fn fuzz(o: &Opts, limit: Duration) -> bool {
             }
             (Cmd::Free(id), Ok(())) => {
                 model.remove(&id);
+            }
+            (Cmd::Realloc(id), Ok(())) => {
+                model.insert(id, None);
             }
             (Cmd::Fill(id, b), Ok(())) => {
                 model.insert(id, Some(b));
