@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The [`Heap`] facade: initialisation, kmalloc-style allocation, free,
-//! realloc, custom-cache object allocation and pointer queries.
+//! custom-cache object allocation and pointer queries (resizing is in
+//! `realloc`).
 //!
 //! Routing: requests of at most `MAX_SIZE` bytes with an alignment of at most
 //! 64 go to the smallest size class whose size is at least
@@ -20,7 +21,7 @@ use super::config::{
 };
 use super::debug::{count_kind, DebugState};
 use super::depot::depot_bytes;
-use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError, ReallocError};
+use super::error::{AllocError, Corruption, CorruptionKind, FreeError, InitError};
 use super::flags::Flags;
 use super::large::{round16, Placement, TLSF_INDEX_BYTES};
 use super::magazine_heap::MagazineCounters;
@@ -280,6 +281,17 @@ impl Heap {
         }
     }
 
+    /// A kmalloc-style allocation of `size` bytes (default alignment, no
+    /// flags) whose large block is chosen by `placement`; counted like any.
+    pub(super) fn alloc_placed(
+        &mut self,
+        size: usize,
+        placement: Placement,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let r = self.alloc_inner(size, MIN_SIZE, Flags::NONE, placement);
+        self.finish_alloc(r, Flags::NONE)
+    }
+
     /// Counts `e` as a failed allocation made outside the heap's own entry
     /// points (a failed magazine refill) and returns it.
     pub fn fail_alloc(&mut self, e: AllocError) -> AllocError {
@@ -502,19 +514,19 @@ impl Heap {
     }
 
     /// Counts a refused free and returns its error.
-    fn reject_free(&mut self, e: FreeError) -> FreeError {
+    pub(super) fn reject_free(&mut self, e: FreeError) -> FreeError {
         let _ = self.finish_free(Err(e));
         e
     }
 
     /// Region offset of `ptr` if it points into the block area.
-    fn block_area_offset(&self, ptr: *const u8) -> Option<usize> {
+    pub(super) fn block_area_offset(&self, ptr: *const u8) -> Option<usize> {
         self.mem.offset_of(ptr).filter(|&o| o >= self.blocks_start)
     }
 
     /// The live large block whose payload starts at `off`. (`block`
     /// refuses a header that is misaligned or below the block area.)
-    fn large_at(&self, off: usize) -> Result<Block, FreeError> {
+    pub(super) fn large_at(&self, off: usize) -> Result<Block, FreeError> {
         let hdr = off
             .checked_sub(HEADER_SIZE)
             .ok_or(FreeError::NotAllocated)?;
@@ -574,129 +586,6 @@ impl Heap {
     /// True only for the start of a live allocation.
     pub fn is_valid_pointer(&self, ptr: *const u8) -> bool {
         self.usable_size(ptr).is_some()
-    }
-
-    /// Resizes an allocation; in place when possible (a large block also
-    /// moves down into a free predecessor, see `large`), otherwise
-    /// allocates, placing a large block as low as cheaply possible, copies
-    /// and frees. On failure the old allocation is untouched. A null
-    /// `ptr` behaves like `alloc`. A moved block has the default alignment
-    /// of `alloc` (16, or 8 for sizes up to 8); the original alignment is
-    /// kept only when resized in place. A moved allocation counts as one
-    /// allocation plus one free in the statistics.
-    pub fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
-        self.realloc_counted(ptr, new_size, true)
-    }
-
-    /// Like [`Heap::realloc`], except that running out of memory for the
-    /// new block is returned without being counted as a failure: the
-    /// caller reclaims (drains per-CPU caches) and retries with `realloc`,
-    /// as with [`Heap::alloc_flags_retryable`].
-    pub fn realloc_retryable(
-        &mut self,
-        ptr: *mut u8,
-        new_size: usize,
-    ) -> Result<NonNull<u8>, ReallocError> {
-        self.realloc_counted(ptr, new_size, false)
-    }
-
-    /// [`Heap::realloc`]; a failure to find memory for the new block is
-    /// counted only with `count_oom`.
-    fn realloc_counted(
-        &mut self,
-        ptr: *mut u8,
-        new_size: usize,
-        count_oom: bool,
-    ) -> Result<NonNull<u8>, ReallocError> {
-        if ptr.is_null() {
-            let r = if count_oom {
-                self.alloc_flags(new_size, MIN_SIZE, Flags::NONE)
-            } else {
-                self.alloc_flags_retryable(new_size, MIN_SIZE, Flags::NONE)
-            };
-            return r.map_err(ReallocError::Alloc);
-        }
-        if new_size == 0 {
-            let r = self.alloc_inner(0, MIN_SIZE, Flags::NONE, Placement::GoodFit);
-            return match self.finish_alloc(r, Flags::NONE) {
-                Ok(p) => Ok(p),
-                Err(e) => Err(ReallocError::Alloc(e)),
-            };
-        }
-        let Some(off) = self.block_area_offset(ptr) else {
-            return Err(ReallocError::Free(self.reject_free(FreeError::OutsideHeap)));
-        };
-        let old_usable = match self.pagemap_lookup(off) {
-            Ok(Some(span)) => match self.slab_live_usable(&span, off) {
-                Ok(usable) if new_size <= usable => return Ok(self.mem.ptr(off)),
-                r => r,
-            },
-            Ok(None) => match self.large_at(off) {
-                // A debug layout (red zone, owner record) is never resized in place.
-                Ok(b) if self.dbg.flags.changes_layout() => Ok(self.large_usable(&b)),
-                Ok(b) => {
-                    let req = new_size.min(u32::MAX as usize) as u32;
-                    match self.large_resize_in_place(b, new_size, req) {
-                        Ok(Some(nb)) => {
-                            self.ctr.requested_live = self
-                                .ctr
-                                .requested_live
-                                .wrapping_sub(u64::from(b.req))
-                                .wrapping_add(new_size as u64);
-                            return Ok(self.mem.ptr(nb.payload()));
-                        }
-                        // Only to a size a fresh allocation would also give
-                        // a large block, so the accounting is a move's.
-                        Ok(None) if new_size > MAX_SIZE => {
-                            match self.large_resize_backward(b, new_size, req) {
-                                Ok(Some(nb)) => {
-                                    self.count_backward_move(&b, &nb, new_size);
-                                    return Ok(self.mem.ptr(nb.payload()));
-                                }
-                                Ok(None) => Ok(b.payload_size()),
-                                Err(c) => Err(FreeError::Corrupted(c)),
-                            }
-                        }
-                        Ok(None) => Ok(b.payload_size()),
-                        Err(c) => Err(FreeError::Corrupted(c)),
-                    }
-                }
-                Err(e) => Err(e),
-            },
-            Err(c) => Err(FreeError::Corrupted(c)),
-        };
-        let old_usable = match old_usable {
-            Ok(u) => u,
-            Err(e) => return Err(ReallocError::Free(self.reject_free(e))),
-        };
-        // The new block goes as low as cheaply possible: a growing buffer
-        // left high up would set the footprint (see `large`).
-        let r = self.alloc_inner(new_size, MIN_SIZE, Flags::NONE, Placement::LowAddress);
-        if !count_oom && matches!(r, Err(AllocError::OutOfMemory)) {
-            return Err(ReallocError::Alloc(AllocError::OutOfMemory));
-        }
-        let new = self
-            .finish_alloc(r, Flags::NONE)
-            .map_err(ReallocError::Alloc)?;
-        let new_off = self.block_area_offset(new.as_ptr()).unwrap_or(0);
-        self.mem.copy(off, new_off, old_usable.min(new_size));
-        self.free(ptr).map_err(ReallocError::Free)?;
-        Ok(new)
-    }
-
-    /// Counts a realloc that moved block `old` down to `new` (holding
-    /// `new_size` bytes) as one allocation plus one free, like any moved
-    /// realloc.
-    fn count_backward_move(&mut self, old: &Block, new: &Block, new_size: usize) {
-        let c = &mut self.ctr;
-        c.total_allocs = c.total_allocs.wrapping_add(1);
-        c.total_frees = c.total_frees.wrapping_add(1);
-        c.requested_live = c
-            .requested_live
-            .wrapping_sub(u64::from(old.req))
-            .wrapping_add(new_size as u64);
-        c.requested_total = c.requested_total.wrapping_add(new_size as u64);
-        c.usable_total = c.usable_total.wrapping_add(new.payload_size() as u64);
     }
 }
 

@@ -23,6 +23,8 @@
 //! * `slab`: slab spans carved from the large allocator; per-cache empty,
 //!   partial and full lists (`cache`); O(1) owner lookup on free through
 //!   the page map (`pagemap`).
+//! * `realloc`: [`Heap::realloc`], and [`Heap::resize_in_place`] (which
+//!   moves no data) for a caller that copies without the heap lock.
 //! * `stats` and `validate`: exact accounting and a full consistency walk.
 //! * `region`: the only place that dereferences region memory; every access
 //!   is bounds- and alignment-checked.
@@ -93,6 +95,7 @@ mod large_cache;
 mod magazine;
 mod magazine_heap;
 mod pagemap;
+mod realloc;
 mod region;
 mod slab;
 mod stats;

@@ -197,8 +197,16 @@ impl Kalloc {
         }
         let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
         match r {
-            Err(AllocError::OutOfMemory) if self.reclaim_may_help(size) => {
-                self.reclaim_and_retry(|h| h.alloc_flags(size, align, flags))
+            Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
+                let retry = |h: &mut Heap| h.alloc_flags(size, align, flags);
+                match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
+                    Some(r) => r,
+                    // Atomic context: only this CPU's magazines can be had.
+                    None => {
+                        self.pcpu.flush_local(&self.heap);
+                        retry(&mut self.heap.lock())
+                    }
+                }
             }
             Err(AllocError::OutOfMemory) => {
                 Err(self.heap.lock().fail_alloc(AllocError::OutOfMemory))
@@ -207,34 +215,14 @@ impl Kalloc {
         }
     }
 
-    /// Whether taking back what the per-CPU caches hold may let a request
-    /// of `size` bytes that found no memory succeed: not without the
-    /// caches, nor for more than the whole heap.
-    fn reclaim_may_help(&self, size: usize) -> bool {
-        self.pcpu.enabled() && size <= self.region.len()
-    }
-
-    /// Runs `retry` on the locked heap after taking back what the per-CPU
-    /// caches hold: every CPU's, with the fast path paused, where this
-    /// context can wait for the other CPUs; only this CPU's otherwise
-    /// (atomic context).
-    fn reclaim_and_retry<R>(&self, retry: impl Fn(&mut Heap) -> R) -> R {
-        match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
-            Some(r) => r,
-            None => {
-                self.pcpu.flush_local(&self.heap);
-                retry(&mut self.heap.lock())
-            }
-        }
-    }
-
     /// Resizes `ptr` to `new_size` bytes, as `krealloc` does: a null `ptr`
     /// allocates (like `alloc` with the default alignment), a `new_size` of
-    /// 0 frees `ptr` and gives `Ok(None)`. Otherwise [`Heap::realloc`] under
-    /// the heap lock: in place when it can, else a new block with the
-    /// default alignment, a copy and a free. A move that finds no memory
-    /// first takes back what the per-CPU caches hold, as an allocation
-    /// does. On failure `ptr` is untouched.
+    /// 0 frees `ptr` and gives `Ok(None)`. In place when no data has to
+    /// move ([`Heap::resize_in_place`]); else a new allocation through
+    /// [`Kalloc::alloc`] (per-CPU caches, reclaim on failure), the copy
+    /// without the heap lock (a payload may be megabytes, and the lock
+    /// keeps interrupts off), then the old allocation freed. On failure
+    /// `ptr` is untouched.
     pub(crate) fn realloc(
         &self,
         ptr: *mut u8,
@@ -252,19 +240,31 @@ impl Kalloc {
             }
             return Ok(None);
         }
-        let r = self.heap.lock().realloc_retryable(ptr, new_size);
-        match r {
-            Err(ReallocError::Alloc(AllocError::OutOfMemory))
-                if self.reclaim_may_help(new_size) =>
-            {
-                self.reclaim_and_retry(|h| h.realloc(ptr, new_size))
+        let old_usable = {
+            let mut heap = self.heap.lock();
+            match heap.resize_in_place(ptr, new_size)? {
+                Some(p) => return Ok(Some(p)),
+                None => heap.usable_size(ptr).unwrap_or(0),
             }
-            Err(ReallocError::Alloc(AllocError::OutOfMemory)) => Err(ReallocError::Alloc(
-                self.heap.lock().fail_alloc(AllocError::OutOfMemory),
-            )),
-            r => r,
+        };
+        let new = self
+            .alloc(new_size, MIN_SIZE, Flags::NONE)
+            .map_err(ReallocError::Alloc)?;
+        // SAFETY: `ptr` is a live allocation of `old_usable` bytes (checked
+        // just now under the lock; the caller owns it until it is freed
+        // below) and `new` one of at least `new_size`, so both ranges are
+        // valid, and two live allocations do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), old_usable.min(new_size));
         }
-        .map(Some)
+        if !self.free_fast(ptr) {
+            // Live a moment ago: a refusal now means damage or a racing
+            // free by the caller; the heap counted it, the copy is done.
+            if let Err(e) = self.free_slow(ptr) {
+                errors::rate_limited(&ReallocError::Free(e));
+            }
+        }
+        Ok(Some(new))
     }
 
     /// Frees `ptr` (kfree semantics), the inlined part: the magazine push,

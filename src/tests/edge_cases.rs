@@ -334,56 +334,45 @@ fn cache_errors_leave_heap_unchanged() {
 }
 
 #[test]
-fn the_retryable_forms_leave_out_of_memory_uncounted() {
+fn retryable_allocation_leaves_out_of_memory_uncounted() {
     // What the kernel glue calls first: out of memory is returned without
     // being counted, the glue takes back the per-CPU caches and retries
-    // with the counting form. Nothing else changes.
+    // with `alloc_flags`, which counts it. Other errors count at once.
     let mut f = fixture();
-    let (small, large) = (f.small, f.large);
-    let oom = Err(ReallocError::Alloc(AllocError::OutOfMemory));
     assert_eq!(
         unchanged(&mut f, |h| h.alloc_flags_retryable(2 << 20, 8, Flags::NONE)),
         Err(AllocError::OutOfMemory)
     );
-    assert_eq!(
-        unchanged(&mut f, |h| h.realloc_retryable(small.as_ptr(), 2 << 20)),
-        oom
-    );
-    assert_eq!(
-        unchanged(&mut f, |h| h.realloc_retryable(large.as_ptr(), 2 << 20)),
-        oom
-    );
-    let null = std::ptr::null_mut();
-    assert_eq!(
-        unchanged(&mut f, |h| h.realloc_retryable(null, 2 << 20)),
-        oom
-    );
     assert_eq!(f.h.stats().failed_allocs, 0);
-    // Other failures are counted all the same.
     assert_eq!(
-        unchanged(&mut f, |h| h.realloc_retryable(small.as_ptr(), 0)),
-        Err(ReallocError::Alloc(AllocError::ZeroSize))
+        unchanged(&mut f, |h| h.alloc_flags_retryable(0, 8, Flags::NONE)),
+        Err(AllocError::ZeroSize)
     );
     assert_eq!(f.h.stats().failed_allocs, 1);
-    // The counting forms count out of memory.
-    assert_eq!(
-        unchanged(&mut f, |h| h.realloc(large.as_ptr(), 2 << 20)),
-        oom
-    );
-    assert_eq!(unchanged(&mut f, |h| h.realloc(null, 2 << 20)), oom);
-    assert_eq!(f.h.stats().failed_allocs, 3);
-    // With memory, the retryable form resizes like the other.
-    let p = f.h.realloc_retryable(small.as_ptr(), 200).unwrap();
-    assert!(check(p, 64, 1));
-    assert_eq!(f.h.usable_size(p.as_ptr()), Some(256));
-    let q = f.h.realloc_retryable(null, 100).unwrap();
+    let p = f.h.alloc_flags_retryable(100, 8, Flags::ZERO).unwrap();
+    // SAFETY: 100 bytes were just allocated at `p`.
+    let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 100) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    assert_eq!(f.h.stats().total_allocs, 3);
+    f.h.free(p.as_ptr()).unwrap();
+}
+
+#[test]
+fn resize_in_place_refuses_what_realloc_refuses() {
+    let mut f = fixture();
+    let small = f.small;
+    // SAFETY: stays in the allocation.
+    let mid = unsafe { small.as_ptr().add(4) };
+    let r = unchanged(&mut f, |h| h.resize_in_place(mid, 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::Interior)));
+    let r = unchanged(&mut f, |h| h.resize_in_place(std::ptr::null_mut(), 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::OutsideHeap)));
+    let r = unchanged(&mut f, |h| h.resize_in_place(small.as_ptr(), 0));
+    assert_eq!(r, Err(ReallocError::Alloc(AllocError::ZeroSize)));
     let s = f.h.stats();
-    assert_eq!(
-        (s.active_allocs, s.total_allocs, s.failed_allocs),
-        (3, 4, 3)
-    );
-    for x in [p, q, large] {
-        f.h.free(x.as_ptr()).unwrap();
-    }
-    f.h.validate().unwrap();
+    assert_eq!((s.invalid_frees, s.failed_allocs), (2, 1));
+    // A move it leaves to the caller, with nothing changed.
+    let r = unchanged(&mut f, |h| h.resize_in_place(small.as_ptr(), 100));
+    assert_eq!(r, Ok(None));
+    assert_eq!(f.h.resize_in_place(small.as_ptr(), 64), Ok(Some(small)));
 }

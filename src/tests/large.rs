@@ -260,6 +260,55 @@ fn realloc_grows_backwards_into_a_free_predecessor() {
     h.validate().unwrap();
 }
 
+/// `resize_in_place` grows into a free successor and shrinks, like
+/// `realloc`, but never moves data: where `realloc` would move the block
+/// down into its free predecessor it leaves the move to the caller, with
+/// nothing changed.
+#[test]
+fn resize_in_place_never_moves_the_payload() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(8_000).unwrap();
+    let p = h.alloc(10_000).unwrap();
+    let n = h.alloc(6_000).unwrap();
+    let guard = h.alloc(64 << 10).unwrap();
+    fill(p, 10_000, 7);
+    h.free(a.as_ptr()).unwrap();
+    h.free(n.as_ptr()).unwrap();
+    let before = h.stats();
+    assert_eq!(h.resize_in_place(p.as_ptr(), 20_000), Ok(None));
+    let same = h.stats();
+    assert_eq!(
+        (same.total_allocs, same.total_frees, same.requested_bytes),
+        (
+            before.total_allocs,
+            before.total_frees,
+            before.requested_bytes
+        )
+    );
+    assert_eq!(
+        (same.blocks_total, same.blocks_free),
+        (before.blocks_total, before.blocks_free)
+    );
+    assert!(check(p, 10_000, 7));
+    // Forwards, into the 6,016-byte successor: in place (the 16 bytes
+    // left are too few to split off).
+    assert_eq!(h.resize_in_place(p.as_ptr(), 16_000), Ok(Some(p)));
+    assert_eq!(h.usable_size(p.as_ptr()), Some(16_016));
+    assert_eq!(
+        h.stats().requested_bytes,
+        before.requested_bytes - 10_000 + 16_000
+    );
+    // Shrunk: in place, the tail split off.
+    assert_eq!(h.resize_in_place(p.as_ptr(), 5_000), Ok(Some(p)));
+    assert_eq!(h.usable_size(p.as_ptr()), Some(5_008));
+    assert!(check(p, 5_000, 7));
+    h.validate().unwrap();
+    for x in [p, guard] {
+        h.free(x.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
 /// A large block that cannot grow in place moves down into its free
 /// predecessor only for a size that a fresh allocation would also give a
 /// large block (above 4,096 bytes); a realloc to 4,096 bytes or less
