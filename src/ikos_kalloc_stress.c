@@ -57,10 +57,10 @@ struct worker {
 	struct task_struct *task;
 	int cpu;
 	u64 seed;
-	u64 allocs, frees, cross, alloc_fail, verify_fail;
+	u64 allocs, frees, cross, reallocs, alloc_fail, verify_fail;
 	struct hrtimer timer;
 	/* Updated by the timer, on the worker's CPU, in softirq context. */
-	u64 irq_ops, irq_alloc_fail, irq_verify_fail, irq_ticks;
+	u64 irq_ops, irq_reallocs, irq_alloc_fail, irq_verify_fail, irq_ticks;
 };
 
 static u64 rng_next(u64 *s)
@@ -111,6 +111,46 @@ static void irq_pair(struct worker *w, size_t size, u8 pattern)
 	w->irq_ops += 2;
 }
 
+/*
+ * Resizes the live object @o (filled with its pattern) to @size with
+ * ikos_krealloc(): the bytes both sizes hold must keep the pattern, the
+ * rest is filled. On failure @o is untouched. True if it was resized.
+ */
+static bool resize(struct ring_slot *o, size_t size, u64 *alloc_fail, u64 *verify_fail)
+{
+	u8 *q = ikos_krealloc(o->p, size);
+
+	if (!q) {
+		(*alloc_fail)++;
+		return false;
+	}
+	if (memchr_inv(q, o->pattern, min(size, o->size)))
+		(*verify_fail)++;
+	memset(q, o->pattern, size);
+	o->p = q;
+	o->size = size;
+	return true;
+}
+
+/* One allocate-fill-resize-check-free in softirq context. */
+static void irq_resize(struct worker *w, size_t size, size_t new_size, u8 pattern)
+{
+	struct ring_slot o = { .size = size, .pattern = pattern };
+
+	o.p = ikos_kalloc(size);
+	if (!o.p) {
+		w->irq_alloc_fail++;
+		return;
+	}
+	memset(o.p, pattern, size);
+	if (resize(&o, new_size, &w->irq_alloc_fail, &w->irq_verify_fail))
+		w->irq_reallocs++;
+	if (memchr_inv(o.p, pattern, o.size))
+		w->irq_verify_fail++;
+	ikos_kfree(o.p);
+	w->irq_ops += 2;
+}
+
 static enum hrtimer_restart irq_tick(struct hrtimer *t)
 {
 	struct worker *w = container_of(t, struct worker, timer);
@@ -119,6 +159,8 @@ static enum hrtimer_restart irq_tick(struct hrtimer *t)
 	irq_pair(w, 64, (u8)w->irq_ticks);
 	if (w->irq_ticks % 8 == 0)
 		irq_pair(w, 16384, (u8)~w->irq_ticks);
+	if (w->irq_ticks % 8 == 4)
+		irq_resize(w, 100, 6000, (u8)w->irq_ticks);
 	hrtimer_forward_now(t, ns_to_ktime(IRQ_PERIOD_NS));
 	return HRTIMER_RESTART;
 }
@@ -150,6 +192,10 @@ static int stress_thread(void *data)
 			w->allocs++;
 			memset(n.p, n.pattern, n.size);
 		}
+		/* Every 4th kmalloc-style object is resized once, to a new size. */
+		if (n.p && !n.cached && (r >> 20) % 4 == 0 &&
+		    resize(&n, pick_size(rng_next(&w->seed)), &w->alloc_fail, &w->verify_fail))
+			w->reallocs++;
 		if ((r >> 56) % 8 == 0 && n.p) {
 			/* A short-lived local object: freed right here. */
 			release(s, w, &n);
@@ -232,11 +278,12 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 		res->alloc_failures += w->alloc_fail;
 		res->verify_failures += w->verify_fail + w->irq_verify_fail;
 		res->irq_ops += w->irq_ops;
+		res->reallocs += w->reallocs + w->irq_reallocs;
 		res->alloc_failures += w->irq_alloc_fail;
 	}
 	res->frees += drain.frees;
 	res->verify_failures += drain.verify_fail;
-	res->ops = res->allocs + res->frees + res->irq_ops;
+	res->ops = res->allocs + res->frees + res->reallocs + res->irq_ops;
 	if (ikos_kalloc_get_stats(&after)) {
 		ret = ret ?: -ENODEV;
 		goto out;

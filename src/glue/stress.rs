@@ -18,6 +18,7 @@ pub(crate) struct StressResult {
     frees: u64,
     cross_cpu_frees: u64,
     irq_ops: u64,
+    reallocs: u64,
     alloc_failures: u64,
     verify_failures: u64,
     free_errors: u64,
@@ -64,7 +65,7 @@ impl StressLog {
         let Some(r) = &self.last else {
             return writeln!(f, "# no stress run yet: echo run [SECONDS] > stress");
         };
-        let rows: [(&str, u64); 11] = [
+        let rows: [(&str, u64); 12] = [
             ("threads", u64::from(r.threads)),
             ("seconds", u64::from(r.seconds)),
             ("ops", r.ops),
@@ -72,6 +73,7 @@ impl StressLog {
             ("frees", r.frees),
             ("cross_cpu_frees", r.cross_cpu_frees),
             ("irq_ops", r.irq_ops),
+            ("reallocs", r.reallocs),
             ("alloc_failures", r.alloc_failures),
             ("verify_failures", r.verify_failures),
             ("free_errors", r.free_errors),
