@@ -211,6 +211,21 @@ static noinline_for_stack void check_large_reuse(void)
 }
 
 /*
+ * Fills @size bytes of @p with 0x3c and resizes it to @new_size with
+ * ikos_krealloc(): the @size bytes must be kept. The new pointer, or NULL
+ * (then @p is still valid).
+ */
+static u8 *grow_filled(u8 *p, size_t size, size_t new_size)
+{
+	u8 *q;
+
+	memset(p, 0x3c, size);
+	q = ikos_krealloc(p, new_size);
+	CHECK(q && all_bytes(q, size, 0x3c) && ikos_kalloc_usable_size(q) >= new_size);
+	return q;
+}
+
+/*
  * ikos_krealloc(): in place while the usable size allows, else moved with
  * the contents kept (across size classes and into a large block); NULL
  * allocates, size 0 frees, a pointer into the middle of an allocation is
@@ -236,15 +251,11 @@ static noinline_for_stack void check_krealloc(void)
 		goto out;
 	CHECK(!ikos_kalloc_is_valid_pointer(p));
 	p = q;
-	memset(p, 0x3c, 3000);
-	q = ikos_krealloc(p, 20000);
-	CHECK(q && all_bytes(q, 3000, 0x3c) && ikos_kalloc_usable_size(q) >= 20000);
+	q = grow_filled(p, 3000, 20000);
 	if (!q)
 		goto out;
 	p = q;
-	memset(p, 0x3c, 20000);
-	q = ikos_krealloc(p, 40000);
-	CHECK(q && all_bytes(q, 20000, 0x3c) && ikos_kalloc_usable_size(q) >= 40000);
+	q = grow_filled(p, 20000, 40000);
 	if (!q)
 		goto out;
 	p = q;

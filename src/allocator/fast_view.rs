@@ -175,8 +175,6 @@ pub struct FastView {
     /// Bytes of large blocks one CPU's cache parks at most on this region
     /// (`large_cache_budget`).
     pub(super) large_budget: usize,
-    /// Largest block parked (`large_cache_max_block` of the budget).
-    pub(super) large_max: usize,
 }
 
 // SAFETY: a `FastView` only performs atomic word accesses on the region
@@ -195,7 +193,7 @@ impl FastView {
 
     /// Largest block (header included) a CPU's cache parks on this heap.
     pub fn large_cache_max_block(&self) -> usize {
-        self.large_max
+        large_cache_max_block(self.large_budget)
     }
 
     /// Class, object offset, bitmap word offset and bit of the object
@@ -286,7 +284,6 @@ impl Heap {
             }
             _ => 0,
         };
-        let large_budget = large_cache_budget(self.mem.len());
         FastView {
             // SAFETY: same region as the heap's, valid as long as the caller
             // promises; the view only makes atomic word accesses to shared
@@ -301,8 +298,7 @@ impl Heap {
             npages,
             blocks_start: self.blocks_start,
             large_ok: self.dbg.flags.is_empty(),
-            large_budget,
-            large_max: large_cache_max_block(large_budget),
+            large_budget: large_cache_budget(self.mem.len()),
         }
     }
 }

@@ -176,7 +176,12 @@ impl FastView {
         }
         let (size, used, slab, cached) = decode_w0(w0);
         let fits = hdr.checked_add(size).is_some_and(|e| e <= self.mem.len());
-        if !used || slab || cached || !fits || !(MIN_BLOCK..=self.large_max).contains(&size) {
+        if !used
+            || slab
+            || cached
+            || !fits
+            || !(MIN_BLOCK..=self.large_cache_max_block()).contains(&size)
+        {
             return None;
         }
         Some(Parkable { hdr, w0, size, req })

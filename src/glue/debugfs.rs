@@ -18,9 +18,10 @@ use crate::{
     abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
     allocator::{
         config::{MIN_SIZE, NUM_CACHES},
-        size_class_for, Flags, Heap, ReallocError, BUILTIN_NAMES,
+        Flags, Heap, ReallocError, BUILTIN_NAMES,
     },
 };
+use core::ptr::NonNull;
 use kernel::{
     debugfs::{Dir, File},
     fmt,
@@ -288,8 +289,7 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
             let p = k
                 .alloc(size, align, flags)
                 .map_err(|e| reject(FILE, alloc_errno(e), &e))?;
-            let origin = size_class_for(size, align).map_or(Origin::Large, Origin::Class);
-            (p, size, align, origin)
+            (p, size, align, Origin::sized(size, align))
         }
         AllocCmd::FromCache { cache, .. } => {
             let mut heap = k.heap.lock();
@@ -308,12 +308,7 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
             (p, info.object_size, info.align, origin)
         }
     };
-    let mut heap = k.heap.lock();
-    // Owner tracking names the handle (tag = ID + 1; 0 means untagged).
-    heap.set_owner(ptr.as_ptr(), id.wrapping_add(1));
-    let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
-    let offset = heap.region_offset(ptr.as_ptr()).unwrap_or(0);
-    drop(heap);
+    let (offset, usable) = tag_handle(k, id, ptr, size);
     handles.insert(node.into_node(
         id,
         Handle {
@@ -325,6 +320,16 @@ fn write_alloc(k: &State, reader: &mut UserSliceReader) -> Result {
         },
     ));
     Ok(())
+}
+
+/// Names handle `id` as the owner of the allocation at `ptr` (owner
+/// tracking; tag = ID + 1, 0 means untagged) and returns the allocation's
+/// region offset and usable size (`size` if the allocator does not say).
+fn tag_handle(k: &State, id: u64, ptr: NonNull<u8>, size: usize) -> (usize, usize) {
+    let mut heap = k.heap.lock();
+    heap.set_owner(ptr.as_ptr(), id.wrapping_add(1));
+    let usable = heap.usable_size(ptr.as_ptr()).unwrap_or(size);
+    (heap.region_offset(ptr.as_ptr()).unwrap_or(0), usable)
 }
 
 fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
@@ -366,15 +371,11 @@ fn write_realloc(k: &State, reader: &mut UserSliceReader) -> Result {
         // A handle is a known live allocation: a refusal means damage.
         Err(e @ ReallocError::Free(_)) => return Err(reject(FILE, EIO, &e)),
     };
-    let mut heap = k.heap.lock();
-    heap.set_owner(p.as_ptr(), cmd.id.wrapping_add(1));
-    h.usable = heap.usable_size(p.as_ptr()).unwrap_or(cmd.size);
-    h.offset = heap.region_offset(p.as_ptr()).unwrap_or(0);
-    drop(heap);
+    (h.offset, h.usable) = tag_handle(k, cmd.id, p, cmd.size);
     // Moved: a new allocation with the default alignment.
     if p != old {
         h.align = MIN_SIZE;
-        h.origin = size_class_for(cmd.size, MIN_SIZE).map_or(Origin::Large, Origin::Class);
+        h.origin = Origin::sized(cmd.size, MIN_SIZE);
     }
     h.size = cmd.size;
     Ok(())

@@ -25,7 +25,8 @@ use super::{
 };
 use crate::allocator::{
     config::{MIN_SIZE, NUM_CACHES},
-    AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError, Heap, ReallocError,
+    size_class_for, AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError,
+    Heap, ReallocError,
 };
 use core::ptr::NonNull;
 use kernel::{
@@ -44,6 +45,14 @@ pub(crate) enum Origin {
     Large,
     /// A custom cache (`alloc ID cache=NAME`).
     Cache(CacheId),
+}
+
+impl Origin {
+    /// Where a kmalloc-style request of `size` bytes aligned to `align`
+    /// goes: its size class, or the large-block allocator.
+    pub(crate) fn sized(size: usize, align: usize) -> Origin {
+        size_class_for(size, align).map_or(Origin::Large, Origin::Class)
+    }
 }
 
 /// One live allocation made through the `alloc` file.
@@ -235,10 +244,7 @@ impl Kalloc {
                 .map_err(ReallocError::Alloc);
         }
         if new_size == 0 {
-            if !self.free_fast(ptr) {
-                self.free_slow(ptr).map_err(ReallocError::Free)?;
-            }
-            return Ok(None);
+            return self.free(ptr).map(|()| None).map_err(ReallocError::Free);
         }
         let old_usable = {
             let mut heap = self.heap.lock();
@@ -257,12 +263,10 @@ impl Kalloc {
         unsafe {
             core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), old_usable.min(new_size));
         }
-        if !self.free_fast(ptr) {
-            // Live a moment ago: a refusal now means damage or a racing
-            // free by the caller; the heap counted it, the copy is done.
-            if let Err(e) = self.free_slow(ptr) {
-                errors::rate_limited(&ReallocError::Free(e));
-            }
+        // Live a moment ago: a refusal now means damage or a racing free
+        // by the caller; the heap counted it, the copy is done.
+        if let Err(e) = self.free(ptr) {
+            errors::rate_limited(&ReallocError::Free(e));
         }
         Ok(Some(new))
     }
@@ -276,6 +280,16 @@ impl Kalloc {
     #[inline(always)]
     pub(crate) fn free_fast(&self, ptr: *mut u8) -> bool {
         self.pcpu.free_fast(ptr)
+    }
+
+    /// Frees `ptr` (kfree semantics): [`Kalloc::free_fast`], then
+    /// [`Kalloc::free_slow`] if it declined.
+    pub(crate) fn free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if self.free_fast(ptr) {
+            Ok(())
+        } else {
+            self.free_slow(ptr)
+        }
     }
 
     /// Frees `ptr` after [`Kalloc::free_fast`] declined.

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::ptr::NonNull;
+
 use common::{check, fill, Rng, TestHeap};
 use ikos_kalloc::allocator::FreeError;
 
@@ -217,12 +219,10 @@ fn own_list_head_too_small_falls_back_to_good_fit() {
     assert_eq!(h.stats().blocks_total, 1);
 }
 
-/// Realloc that cannot grow in place moves the block down into its free
-/// predecessor (and free successor) when they are large enough together;
-/// it counts as one allocation plus one free, and the old pointer is dead.
-#[test]
-fn realloc_grows_backwards_into_a_free_predecessor() {
-    let mut h = TestHeap::new(1 << 20);
+/// A 10,000-byte block `p` filled with seed 7, between a free 8,016-byte
+/// block `a` before it and a free 6,016-byte block after it, then a 64 KiB
+/// `guard`: returns `(a, p, guard)`.
+fn between_free_neighbours(h: &mut TestHeap) -> (NonNull<u8>, NonNull<u8>, NonNull<u8>) {
     let a = h.alloc(8_000).unwrap();
     let p = h.alloc(10_000).unwrap();
     let n = h.alloc(6_000).unwrap();
@@ -230,6 +230,16 @@ fn realloc_grows_backwards_into_a_free_predecessor() {
     fill(p, 10_000, 7);
     h.free(a.as_ptr()).unwrap();
     h.free(n.as_ptr()).unwrap();
+    (a, p, guard)
+}
+
+/// Realloc that cannot grow in place moves the block down into its free
+/// predecessor (and free successor) when they are large enough together;
+/// it counts as one allocation plus one free, and the old pointer is dead.
+#[test]
+fn realloc_grows_backwards_into_a_free_predecessor() {
+    let mut h = TestHeap::new(1 << 20);
+    let (a, p, guard) = between_free_neighbours(&mut h);
     let before = h.stats();
     // 10,016 + 6,016 < 20,016: forward growth alone cannot do it; with the
     // 8,016-byte predecessor it fits.
@@ -267,13 +277,7 @@ fn realloc_grows_backwards_into_a_free_predecessor() {
 #[test]
 fn resize_in_place_never_moves_the_payload() {
     let mut h = TestHeap::new(1 << 20);
-    let a = h.alloc(8_000).unwrap();
-    let p = h.alloc(10_000).unwrap();
-    let n = h.alloc(6_000).unwrap();
-    let guard = h.alloc(64 << 10).unwrap();
-    fill(p, 10_000, 7);
-    h.free(a.as_ptr()).unwrap();
-    h.free(n.as_ptr()).unwrap();
+    let (_, p, guard) = between_free_neighbours(&mut h);
     let before = h.stats();
     assert_eq!(h.resize_in_place(p.as_ptr(), 20_000), Ok(None));
     let same = h.stats();
