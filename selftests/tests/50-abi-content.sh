@@ -152,6 +152,12 @@ check "content: at another offset ($e50_r, was $e50_off)" test "${e50_r##* }" !=
 expect_eq "content: the move counted one alloc and one free" \
 	"$((e50_t + 1)) $((e50_f + 1))" "$(stat total_allocs) $(stat total_frees)"
 e50_consistent "after realloc"
+# FLAGS may follow SIZE directly (ALIGN starts with a digit, a flag never).
+expect_write "content: alloc '5003 200 zero' (FLAGS right after SIZE)" OK "$KALLOC_DIR/alloc" "5003 200 zero"
+expect_eq "content: it has the default alignment 8 in size-256" \
+	"200 8 256 size-256" "$(e50_h 5003 | awk '{ print $1, $2, $3, $4 }')"
+expect_write "content: it verifies 0" OK "$KALLOC_DIR/verify" "5003 0"
+expect_write "content: free it" OK "$KALLOC_DIR/free" "5003"
 expect_write "content: free the realloc handles" OK "$KALLOC_DIR/free" "5001"
 expect_write "content: free the second one" OK "$KALLOC_DIR/free" "5002"
 

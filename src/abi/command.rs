@@ -11,12 +11,14 @@
 
 use core::fmt;
 
+use crate::allocator::config::CACHE_NAME_LEN;
 use crate::allocator::DebugFlags;
 
 /// Longest accepted command line in bytes (one page, newline included).
 pub const MAX_LINE: usize = 4096;
-/// Longest cache name in bytes.
-pub const MAX_NAME: usize = 31;
+/// Longest cache name in bytes: the core's limit, so every cache a C
+/// caller can name with `[A-Za-z0-9_.-]` can be named here too.
+pub const MAX_NAME: usize = CACHE_NAME_LEN;
 
 /// Why a command line was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +61,7 @@ impl fmt::Display for ParseError {
             Self::ZeroSize => "size 0",
             Self::BadAlign => "alignment is not a power of two",
             Self::BadFlag => "unknown flag (want zero,atomic,dma,high)",
-            Self::BadName => "bad cache name (1-31 chars of [A-Za-z0-9_.-])",
+            Self::BadName => "bad cache name (1-32 chars of [A-Za-z0-9_.-])",
             Self::UnknownCommand => "unknown command",
             Self::BadDebugFlags => "bad debug flags (letters of ZPUF, or - for none)",
         })
@@ -250,7 +252,8 @@ fn name(tok: &str) -> Result<&str, ParseError> {
     }
 }
 
-/// Parses a write to `alloc`: `ID SIZE [ALIGN] [FLAGS]` or `ID cache=NAME`.
+/// Parses a write to `alloc`: `ID SIZE [ALIGN] [FLAGS]` or `ID cache=NAME`;
+/// FLAGS may follow SIZE directly.
 pub fn parse_alloc(line: &[u8]) -> Result<AllocCmd<'_>, ParseError> {
     let mut t = Tokens::new(line)?;
     let id = number(t.next().ok_or(ParseError::Empty)?)?;
@@ -261,8 +264,16 @@ pub fn parse_alloc(line: &[u8]) -> Result<AllocCmd<'_>, ParseError> {
         return Ok(AllocCmd::FromCache { id, cache });
     }
     let size = size(second)?;
-    let align = align(t.next())?;
-    let flags = match t.next() {
+    // ALIGN is a number, so starts with a digit; a flag never does.
+    let mut next = t.next();
+    let align = match next {
+        Some(tok) if tok.starts_with(|c: char| c.is_ascii_digit()) => {
+            next = t.next();
+            align(Some(tok))?
+        }
+        _ => DEFAULT_ALIGN,
+    };
+    let flags = match next {
         Some(tok) => flags(tok)?,
         None => AllocFlags::default(),
     };

@@ -33,6 +33,27 @@ fn alloc_forms() {
             }
         })
     );
+    // The longest name the core takes (32 bytes) is accepted.
+    assert_eq!(
+        parse_alloc(b"1 cache=abcdefghijklmnopqrstuvwxyz012345"),
+        Ok(AllocCmd::FromCache {
+            id: 1,
+            cache: "abcdefghijklmnopqrstuvwxyz012345"
+        })
+    );
+    // FLAGS right after SIZE: the default alignment.
+    assert_eq!(
+        parse_alloc(b"3 64 zero"),
+        Ok(AllocCmd::Sized {
+            id: 3,
+            size: 64,
+            align: 8,
+            flags: AllocFlags {
+                zero: true,
+                ..AllocFlags::default()
+            }
+        })
+    );
     assert_eq!(
         parse_alloc(b"18446744073709551615 cache=my_cache.1"),
         Ok(AllocCmd::FromCache {
@@ -56,6 +77,10 @@ fn alloc_rejections() {
         (b"1 10 8 zero,", BadFlag),
         (b"1 10 8 ZERO", BadFlag),
         (b"1 10 8 zero extra", TrailingGarbage),
+        (b"1 10 zero 8", TrailingGarbage),
+        (b"1 10 x", BadFlag),
+        (b"1 10 zero zero", TrailingGarbage),
+        (b"1 10 0x", BadNumber),
         (b"1 -5", BadNumber),
         (b"1 +5", BadNumber),
         (b"-1 5", BadNumber),
