@@ -223,11 +223,13 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 	struct worker *workers, drain = { .cpu = -1 };
 	struct stress *s;
 	unsigned int cpu, n = 0, i;
-	int ret = 0;
+	int ret, err;
 
 	memset(res, 0, sizeof(*res));
-	if (ikos_kalloc_get_stats(&before))
-		return -ENODEV;
+	/* -ENODEV, or -EWOULDBLOCK during CPU hotplug: passed on. */
+	ret = ikos_kalloc_get_stats(&before);
+	if (ret)
+		return ret;
 	s = kzalloc(sizeof(*s), GFP_KERNEL);
 	workers = kcalloc(nr_cpu_ids, sizeof(*workers), GFP_KERNEL);
 	if (!s || !workers) {
@@ -284,8 +286,9 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 	res->frees += drain.frees;
 	res->verify_failures += drain.verify_fail;
 	res->ops = res->allocs + res->frees + res->reallocs + res->irq_ops;
-	if (ikos_kalloc_get_stats(&after)) {
-		ret = ret ?: -ENODEV;
+	err = ikos_kalloc_get_stats(&after);
+	if (err) {
+		ret = ret ?: err;
 		goto out;
 	}
 	res->free_errors = snap_errors(&after) - snap_errors(&before);

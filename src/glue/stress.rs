@@ -4,6 +4,7 @@
 //! `src/ikos_kalloc_stress.c` (one kthread per online CPU on the C API,
 //! objects freed across CPUs) and shows the last results.
 
+use super::errors;
 use kernel::ffi::{c_int, c_uint};
 use kernel::{fmt, prelude::*};
 
@@ -37,14 +38,20 @@ pub(crate) struct StressLog {
 
 /// Runs the stress test for `seconds` and keeps the results. Process
 /// context only; sleeps for the whole run. `EIO` if the run found a
-/// problem (a changed pattern, a refused free, a leak).
+/// problem (a changed pattern, a refused free, a leak); the C side's
+/// errno, logged, if it could not run (`ENOMEM`, a kthread error,
+/// `EWOULDBLOCK` during CPU hotplug, `ENODEV`).
 pub(crate) fn run(log: &mut StressLog, seconds: u32) -> Result {
     let mut res = StressResult::default();
     // SAFETY: `res` is a valid, writable `struct ikos_stress_result`; the
     // call is made from process context as it requires.
     let rc = unsafe { ikos_stress_run(seconds, &mut res) };
     if rc != 0 {
-        return Err(Error::from_errno(rc));
+        return Err(errors::reject(
+            "stress",
+            Error::from_errno(rc),
+            &"the run could not start or finish (no memory, no thread, or CPU hotplug)",
+        ));
     }
     log.last = Some(res);
     if res.verify_failures != 0 || res.free_errors != 0 || res.leaked != 0 {
