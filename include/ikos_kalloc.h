@@ -9,12 +9,19 @@
  * locked heap), the rest under an IRQ-safe spinlock_t. As for kmalloc, that
  * excludes hard-irq-only contexts such as HRTIMER_MODE_HARD callbacks,
  * where PREEMPT_RT cannot take a spinlock_t (lockdep reports an invalid
- * wait context there on every kernel). ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are
- * exact because they visit every CPU's caches with an IPI: where that is
- * not allowed (interrupts disabled, interrupt handler), and while a CPU is
- * being brought online or offline, they return -EWOULDBLOCK (-EAGAIN), and, as with on_each_cpu(), they must not be called while
- * holding a lock that other CPUs take with interrupts disabled. Memory comes from the module's vmalloc heap: it is
- * virtually contiguous, not physically contiguous, and not DMA-capable.
+ * wait context there on every kernel).
+ *
+ * ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are exact
+ * because they visit every CPU's caches with an IPI. Where that is not
+ * allowed, that is outside task context (hard or soft interrupt handlers,
+ * timer callbacks, tasklets) or with interrupts disabled, and while a CPU
+ * is being brought online or offline, they return -EWOULDBLOCK (-EAGAIN);
+ * with the module parameter percpu=0 there are no caches to visit and they
+ * never refuse. As with on_each_cpu(), they must not be called while
+ * holding a lock that other CPUs take with interrupts disabled.
+ *
+ * Memory comes from the module's vmalloc heap: it is virtually contiguous,
+ * not physically contiguous, and not DMA-capable.
  * Before the module has finished loading, and after it began unloading,
  * allocations return NULL.
  */
@@ -64,7 +71,8 @@ void *ikos_kalloc(size_t size);
 void ikos_kfree(void *ptr);
 /* Allocate @size bytes aligned to @align (a power of two, 8 .. heap size). */
 void *ikos_kalloc_aligned(size_t size, size_t align);
-/* Allocate @size bytes with KALLOC_* @flags; NULL for KALLOC_DMA. */
+/* Allocate @size bytes with KALLOC_* @flags; NULL for KALLOC_DMA and for
+ * unknown flag bits (reported in dmesg). */
 void *ikos_kalloc_flags(size_t size, u32 flags);
 /* Resize @ptr to @new_size bytes, as krealloc() does: in place when it
  * can, else into a new allocation (with ikos_kalloc()'s alignment, not the
@@ -74,14 +82,18 @@ void *ikos_kalloc_flags(size_t size, u32 flags);
  * untouched; a bad @ptr is reported in dmesg and counted, like a bad free. */
 void *ikos_krealloc(void *ptr, size_t new_size);
 
-/* Create a cache of @object_size-byte objects aligned to @align; NULL on
- * error (name taken, bad size or alignment, table full). */
+/* Create a cache of @object_size-byte objects (1 .. 4096) aligned to
+ * @align (a power of two, 8 .. 4096). @name: 1 to 32 printable ASCII
+ * characters, no space (debugfs `caches` can name only [A-Za-z0-9_.-]).
+ * NULL on error (name taken or invalid, bad size or alignment, table full,
+ * module not loaded). */
 struct ikos_kalloc_cache *ikos_kalloc_cache_create(const char *name,
 						    size_t object_size,
 						    size_t align);
 void *ikos_kalloc_cache_alloc(struct ikos_kalloc_cache *cache);
 void ikos_kalloc_cache_free(struct ikos_kalloc_cache *cache, void *ptr);
-/* 0, -EBUSY while objects are live, -ENOENT for a stale handle. */
+/* 0, -EBUSY while objects are live, -ENOENT for a stale handle, -EINVAL
+ * for a built-in size class, -ENODEV if the module is not available. */
 int ikos_kalloc_cache_destroy(struct ikos_kalloc_cache *cache);
 
 /* Usable size of a live allocation, 0 for anything else. */

@@ -5,7 +5,7 @@
 //!
 //! Plain `no_std` code (like `allocator/`), compiled into the module and into
 //! the host crate, where property tests feed it arbitrary bytes. The ABI itself
-//! is documented in `Documentation/ikos_kalloc-debugfs.rst`.
+//! is documented in `Documentation/debugfs-ikos_kalloc.rst`.
 
 pub mod command;
 

@@ -73,9 +73,10 @@
 //! * `requested_bytes` counts a size-class object at its class size (see
 //!   `stats`); it is exact for large blocks and custom caches, and the
 //!   cumulative `requested_total` is exact for every allocation.
-//! * Raw damage to a header's boundary-tag word is reported as `BadMagic`:
-//!   the check word covers all header words, so `BoundaryTagMismatch` only
-//!   appears for well-formed headers that disagree with their neighbour.
+//! * Raw damage to a header's boundary tag (word 1, which the check word
+//!   does not cover, see `block`) is reported as `BoundaryTagMismatch`
+//!   against the previous block's verified size; damage to the words the
+//!   check word covers as `BadMagic`.
 
 mod block;
 mod cache;

@@ -2,8 +2,9 @@
 
 //! The self-tests of the design document, written against the allocator core
 //! only, so the same source runs in the kernel (at load and on a `selftest`
-//! write, on a scratch heap of its own), as the KUnit suite `ikos_kalloc`
-//! (`selftests/modules/ikos_kalloc_kunit.rs`) and on the host (`cargo test`).
+//! write, on a scratch heap of its own), as the KUnit suites `ikos_kalloc`
+//! and `ikos_kalloc_debug` (`selftests/modules/ikos_kalloc_kunit.rs`) and on
+//! the host (`cargo test`).
 //!
 //! Every test leaves the heap as it found it: all its allocations are freed,
 //! `validate()` passes and `active_allocs` is back to its starting value.
