@@ -592,9 +592,10 @@ impl Heap {
 /// Size-class index used for a kmalloc-style request (exposed for tests).
 #[inline]
 pub fn size_class_for(size: usize, align: usize) -> Option<usize> {
-    let align = align.max(MIN_SIZE);
+    // The power-of-two check comes first: `alloc_flags` refuses 0, 3, ...
+    // (`BadAlign`), so the fast paths that route on this must not take them.
     if size == 0 || !align.is_power_of_two() || align > CLASS_MAX_ALIGN {
         return None;
     }
-    class_index(size.max(align))
+    class_index(size.max(align.max(MIN_SIZE)))
 }

@@ -9,7 +9,9 @@ use ikos_kalloc::allocator::config::{
     class_align, class_size, CLASS_MAX_ALIGN, MAX_SIZE, NUM_CACHES, SLAB_MIN_OBJECTS,
     SLAB_TARGET_BYTES,
 };
-use ikos_kalloc::allocator::{size_class_for, slab_geometry, CacheError, CacheId, FreeError};
+use ikos_kalloc::allocator::{
+    size_class_for, slab_geometry, AllocError, CacheError, CacheId, Flags, FreeError,
+};
 
 #[test]
 fn slab_size_table() {
@@ -302,7 +304,17 @@ fn every_request_goes_to_the_smallest_class_that_holds_it() {
     }
     assert_eq!(size_class_for(8, CLASS_MAX_ALIGN * 2), None);
     assert_eq!(size_class_for(8, 24), None);
+    // What `alloc_flags` refuses as `BadAlign`, the fast path's routing must
+    // not take either (before, `align.max(8)` made these 8).
     let mut h = TestHeap::new(1 << 20);
+    for align in [0, 3, 5, 6, 7] {
+        assert_eq!(size_class_for(16, align), None, "align {align}");
+        assert_eq!(
+            h.alloc_flags(16, align, Flags::NONE).err(),
+            Some(AllocError::BadAlign),
+            "align {align}"
+        );
+    }
     for i in 0..NUM_CACHES {
         let edge = class_size(i);
         for size in [edge - 1, edge, edge + 1] {
