@@ -9,7 +9,10 @@
  * locked heap), the rest under an IRQ-safe spinlock_t. As for kmalloc, that
  * excludes hard-irq-only contexts such as HRTIMER_MODE_HARD callbacks,
  * where PREEMPT_RT cannot take a spinlock_t (lockdep reports an invalid
- * wait context there on every kernel).
+ * wait context there on every kernel). When the heap is full, an
+ * allocation by a preemptible caller takes back every CPU's cached objects
+ * (an IPI to each) and retries; any other caller, e.g. one holding a
+ * spinlock, only its own CPU's.
  *
  * ikos_kalloc_get_stats() and ikos_kalloc_validate_heap() are exact
  * because they visit every CPU's caches with an IPI. Where that is not

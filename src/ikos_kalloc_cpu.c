@@ -21,6 +21,20 @@ bool ikos_kalloc_can_sync_cpus(void)
 	return !irqs_disabled() && in_task();
 }
 
+bool ikos_kalloc_preemptible(void);
+
+/*
+ * Whether the caller is preemptible (task context, interrupts and
+ * preemption enabled, so it holds no spinlock): only then may an
+ * allocation that ran out of memory wait for every CPU to give back its
+ * caches. A caller holding a spinlock that another CPU is spinning on with
+ * interrupts disabled would wait for an IPI that CPU never takes.
+ */
+bool ikos_kalloc_preemptible(void)
+{
+	return preemptible();
+}
+
 void __percpu *ikos_kalloc_percpu_alloc(size_t size, size_t align);
 void ikos_kalloc_percpu_free(void __percpu *p);
 void *ikos_kalloc_percpu_ptr(void __percpu *p, unsigned int cpu);

@@ -5,11 +5,20 @@
  * checks the results. Loading fails with -EINVAL if any check fails; dmesg
  * says which. Used by selftests/tests/90-c-api.sh.
  */
+#include <linux/completion.h>
+#include <linux/cpumask.h>
+#include <linux/delay.h>
 #include <linux/errno.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <ikos_kalloc.h>
+
+static bool oom_under_lock;
+module_param(oom_under_lock, bool, 0444);
+MODULE_PARM_DESC(oom_under_lock,
+		 "instead of the checks: an allocation that runs out of memory under a spinlock another CPU spins on with IRQs off must return NULL, not wait for that CPU");
 
 static int checks, failures;
 
@@ -283,9 +292,84 @@ out:
 	CHECK(ikos_kalloc_validate_heap() == 0);
 }
 
+/*
+ * oom_under_lock: CPU 0 holds oom_lock and makes an allocation the heap
+ * cannot satisfy while CPU 1 spins on oom_lock with interrupts disabled.
+ * Reclaiming the other CPU's caches would need an IPI that CPU 1 never
+ * takes until CPU 0 lets go: the allocation must fail (NULL) instead.
+ */
+static DEFINE_SPINLOCK(oom_lock);
+static atomic_t oom_stage = ATOMIC_INIT(0);
+static DECLARE_COMPLETION(oom_spinner_done);
+static DECLARE_COMPLETION(oom_holder_done);
+static void *oom_result;	/* set by oom_holder before oom_holder_done */
+
+static int oom_spinner(void *unused)
+{
+	unsigned long flags;
+
+	while (atomic_read(&oom_stage) != 1)
+		cpu_relax();
+	atomic_set(&oom_stage, 2);
+	spin_lock_irqsave(&oom_lock, flags);
+	spin_unlock_irqrestore(&oom_lock, flags);
+	complete(&oom_spinner_done);
+	return 0;
+}
+
+static int oom_holder(void *size)
+{
+	spin_lock(&oom_lock);
+	atomic_set(&oom_stage, 1);
+	while (atomic_read(&oom_stage) != 2)
+		cpu_relax();
+	mdelay(20);	/* the spinner is now spinning with interrupts off */
+	oom_result = ikos_kalloc((size_t)size);
+	spin_unlock(&oom_lock);
+	complete(&oom_holder_done);
+	return 0;
+}
+
+static int run_oom_under_lock(void)
+{
+	struct ikos_kalloc_stats st;
+	struct task_struct *holder, *spinner;
+
+	if (num_online_cpus() < 2 || !cpu_online(0) || !cpu_online(1)) {
+		pr_info("ikos_kalloc_client: oom under lock: needs CPUs 0 and 1, skipped\n");
+		return 0;
+	}
+	if (ikos_kalloc_get_stats(&st))
+		return -ENODEV;
+	/* Larger than anything free, not larger than the heap. */
+	holder = kthread_create_on_cpu(oom_holder, (void *)(uintptr_t)st.heap_size, 0,
+				       "ikos_oom_holder/%u");
+	if (IS_ERR(holder))
+		return PTR_ERR(holder);
+	spinner = kthread_create_on_cpu(oom_spinner, NULL, 1, "ikos_oom_spinner/%u");
+	if (IS_ERR(spinner)) {
+		kthread_stop(holder);
+		return PTR_ERR(spinner);
+	}
+	wake_up_process(spinner);
+	wake_up_process(holder);
+	wait_for_completion(&oom_holder_done);
+	wait_for_completion(&oom_spinner_done);
+	if (oom_result) {
+		pr_err("ikos_kalloc_client: oom under lock: got %p, not NULL\n", oom_result);
+		ikos_kfree(oom_result);
+		return -EINVAL;
+	}
+	pr_info("ikos_kalloc_client: oom under lock: NULL, no deadlock\n");
+	return 0;
+}
+
 static int __init ikos_kalloc_client_init(void)
 {
 	struct ikos_kalloc_stats start, end;
+
+	if (oom_under_lock)
+		return run_oom_under_lock();
 
 	CHECK(ikos_kalloc_get_stats(&start) == 0);
 	check_basic();

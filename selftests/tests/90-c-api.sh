@@ -17,3 +17,15 @@ check "c-api: ikos_kalloc is pinned while the client is loaded" sh -c "! rmmod i
 check "c-api: ikos_kalloc still loaded" loaded
 check "c-api: client unloads" rmmod ikos_kalloc_client
 expect_eq "c-api: ikos_kalloc unloads after the client" OK "$(unload)"
+
+# An allocation that runs out of memory while its caller holds a spinlock
+# that the other CPU spins on with interrupts off must not wait for that
+# CPU to give back its caches (an IPI it never takes): it returns NULL.
+dmesg_mark
+expect_eq "c-api: load ikos_kalloc with the minimum heap (64 KiB)" OK "$(load heap_size=65536)"
+capi_err=$(insmod /modules/ikos_kalloc_client.ko oom_under_lock=1 2>&1)
+expect_eq "c-api: an out-of-memory ikos_kalloc under a contended spinlock returns" OK "$(errno_name "$capi_err")"
+check "c-api: it returned NULL (dmesg)" dmesg_has "ikos_kalloc_client: oom under lock: NULL, no deadlock"
+expect_eq "c-api: the failure was counted" 1 "$(stat failed_allocs)"
+check "c-api: client unloads after the out-of-memory check" rmmod ikos_kalloc_client
+expect_eq "c-api: ikos_kalloc unloads after the out-of-memory check" OK "$(unload)"

@@ -66,6 +66,7 @@ use kernel::{
 extern "C" {
     /// Whether the caller may wait for other CPUs (`src/ikos_kalloc_cpu.c`).
     fn ikos_kalloc_can_sync_cpus() -> bool;
+    fn ikos_kalloc_preemptible() -> bool;
 }
 
 /// The cache of one CPU.
@@ -413,6 +414,24 @@ impl PerCpu {
         }
         let _hotplug = NoHotplug::try_new()?;
         Some(self.quiesce_held(heap, flush, f))
+    }
+
+    /// [`PerCpu::try_quiesce`] for an allocation that ran out of memory,
+    /// only where the caller is preemptible: an allocation may be made
+    /// under a spinlock (like `kmalloc(GFP_ATOMIC)`), and another CPU
+    /// spinning on that lock with interrupts off would never take the IPI.
+    /// The reports (`stats`, `validate`) state that rule for their callers
+    /// instead; an allocation cannot.
+    pub(crate) fn try_reclaim<R>(
+        &self,
+        heap: &SpinLockIrq<Heap>,
+        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+    ) -> Option<R> {
+        // SAFETY: a query without side effects.
+        if !unsafe { ikos_kalloc_preemptible() } {
+            return None;
+        }
+        self.try_quiesce(heap, true, f)
     }
 
     /// [`PerCpu::quiesce`] once CPU hotplug is held off.

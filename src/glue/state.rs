@@ -154,8 +154,8 @@ impl Kalloc {
     /// blocks parked on this CPU on the per-CPU fast path, everything else
     /// (and everything while reports pause the fast path) on the locked
     /// heap. When the heap runs out, the objects and blocks cached by every
-    /// CPU (only this CPU's where the context cannot wait for other CPUs
-    /// or CPU hotplug is in progress) are given back and the request
+    /// CPU (only this CPU's where the caller is not preemptible, e.g. holds
+    /// a spinlock, or CPU hotplug is in progress) are given back and the request
     /// is retried once before it fails (unless it is larger than the whole
     /// heap, which no reclaim can satisfy).
     ///
@@ -208,9 +208,9 @@ impl Kalloc {
         match r {
             Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
                 let retry = |h: &mut Heap| h.alloc_flags(size, align, flags);
-                match self.pcpu.try_quiesce(&self.heap, true, |h, _| retry(h)) {
+                match self.pcpu.try_reclaim(&self.heap, |h, _| retry(h)) {
                     Some(r) => r,
-                    // Atomic context: only this CPU's magazines can be had.
+                    // Not preemptible: only this CPU's magazines can be had.
                     None => {
                         self.pcpu.flush_local(&self.heap);
                         retry(&mut self.heap.lock())
