@@ -52,9 +52,9 @@ const HEAP_SIZE_MIN: usize = 64 * 1024;
 const HEAP_SIZE_MAX: usize = 1024 * 1024 * 1024;
 
 struct IkosKalloc {
-    // Field order is drop order: the debugfs files go first, so no reader or
-    // writer can still be inside the state when it is torn down.
-    _files: Pin<KBox<DebugfsFiles>>,
+    // Taken first by `drop`, so no reader or writer can still be inside the
+    // state when it is torn down, nor using the C API when it stops.
+    files: Option<Pin<KBox<DebugfsFiles>>>,
     _state: Arc<Kalloc>,
 }
 
@@ -138,7 +138,7 @@ impl kernel::Module for IkosKalloc {
         }
         glue::export::publish(&state);
         Ok(Self {
-            _files: files,
+            files: Some(files),
             _state: state,
         })
     }
@@ -146,8 +146,13 @@ impl kernel::Module for IkosKalloc {
 
 impl Drop for IkosKalloc {
     fn drop(&mut self) {
-        // Runs before the fields drop: the C API stops reaching the heap
-        // before the debugfs files and the state go away.
+        // A running `stress` write ends early; removing the debugfs files
+        // waits for it and every other reader and writer (`stress` and
+        // `bench` use the C API from this module's own threads, which hold
+        // no reference on it). Only then does the C API stop reaching the
+        // heap, before the state goes away.
+        glue::stress::cancel();
+        drop(self.files.take());
         glue::export::retract();
         pr_info!("unloaded\n");
     }
