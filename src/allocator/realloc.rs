@@ -39,7 +39,10 @@ impl Heap {
     /// Resizes an allocation; in place when possible (a large block also
     /// moves down into a free predecessor, see `large`), otherwise
     /// allocates, placing a large block as low as cheaply possible, copies
-    /// and frees. On failure the old allocation is untouched. A null
+    /// and frees. On failure the old allocation is untouched; if freeing it
+    /// after the copy finds damage (debug checks), the new block is freed
+    /// again (one allocation and one free in the counters) and the error
+    /// returned. A null
     /// `ptr` behaves like `alloc`. A moved block has the default alignment
     /// of `alloc` (16, or 8 for sizes up to 8); the original alignment is
     /// kept only when resized in place. A moved allocation counts as one
@@ -61,7 +64,13 @@ impl Heap {
             .map_err(ReallocError::Alloc)?;
         let new_off = self.block_area_offset(new.as_ptr()).unwrap_or(0);
         self.mem.copy(off, new_off, old_usable.min(new_size));
-        self.free(ptr).map_err(ReallocError::Free)?;
+        if let Err(e) = self.free(ptr) {
+            // The old block's debug checks (red zone, poison, sanity) found
+            // damage only now: give the new block back, so the caller, who
+            // keeps `ptr`, loses nothing.
+            let _ = self.free(new.as_ptr());
+            return Err(ReallocError::Free(e));
+        }
         Ok(new)
     }
 

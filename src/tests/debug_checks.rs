@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::{cache_desc, check, fill, Rng, TestHeap};
 use ikos_kalloc::allocator::{
     AllocError, CacheError, Corruption, CorruptionKind, DebugFlags, Flags, FreeError, InjectError,
-    POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
+    ReallocError, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE,
 };
 use proptest::prelude::*;
 
@@ -722,6 +722,31 @@ fn realloc_with_debug_layouts() {
     }
     h.free(p.as_ptr()).unwrap();
     assert_eq!(h.stats().corruptions, 0);
+}
+
+/// A move whose free of the old object finds its red zone overwritten
+/// (only after the new block was allocated and filled) gives the new block
+/// back: no live allocation and no bytes are added, the old object stays.
+#[test]
+fn realloc_that_finds_the_old_red_zone_damaged_leaks_nothing() {
+    let mut h = TestHeap::with_debug(1 << 20, DebugFlags::REDZONE);
+    let p = h.alloc(100).unwrap();
+    let usable = h.usable_size(p.as_ptr()).unwrap();
+    // SAFETY: one byte past the usable size is the object's red zone,
+    // inside the heap's region.
+    unsafe { p.as_ptr().add(usable).write(0) };
+    let before = h.stats();
+    let e = h.realloc(p.as_ptr(), 10_000).unwrap_err();
+    assert!(
+        matches!(e, ReallocError::Free(FreeError::Corrupted(c)) if c.kind == CorruptionKind::RedZone),
+        "{e:?}"
+    );
+    let after = h.stats();
+    assert_eq!(after.active_allocs, before.active_allocs);
+    assert_eq!(after.used_bytes, before.used_bytes);
+    assert_eq!(after.large_allocs, before.large_allocs);
+    assert_eq!(after.corruptions, before.corruptions + 1);
+    assert_eq!(h.usable_size(p.as_ptr()), Some(usable));
 }
 
 proptest! {
