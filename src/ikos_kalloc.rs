@@ -54,7 +54,7 @@ const HEAP_SIZE_MAX: usize = 1024 * 1024 * 1024;
 struct IkosKalloc {
     // Taken first by `drop`, so no reader or writer can still be inside the
     // state when it is torn down, nor using the C API when it stops.
-    files: Option<Pin<KBox<DebugfsFiles>>>,
+    files: Option<DebugfsFiles>,
     _state: Arc<Kalloc>,
 }
 
@@ -120,10 +120,7 @@ impl kernel::Module for IkosKalloc {
             Kalloc::new(region, module_parameters::percpu.value(), debug),
             GFP_KERNEL,
         )?;
-        let files = KBox::pin_init(
-            DebugfsFiles::new(state.clone(), module_parameters::fault_injection.value()),
-            GFP_KERNEL,
-        )?;
+        let files = DebugfsFiles::new(&state, module_parameters::fault_injection.value())?;
         if debug.is_empty() {
             pr_info!("loaded: heap of {} bytes\n", size);
         } else {
@@ -146,12 +143,12 @@ impl kernel::Module for IkosKalloc {
 
 impl Drop for IkosKalloc {
     fn drop(&mut self) {
-        // A running `stress` write ends early; removing the debugfs files
-        // waits for it and every other reader and writer (`stress` and
-        // `bench` use the C API from this module's own threads, which hold
-        // no reference on it). Only then does the C API stop reaching the
-        // heap, before the state goes away.
-        glue::stress::cancel();
+        // No debugfs file is open (an open file pins the module, see
+        // `glue::debugfs_dir`). Removing the files first still orders the
+        // teardown: nothing of theirs runs after the C API stops reaching
+        // the heap (`stress` and `bench` use the C API from this module's
+        // own threads, which hold no reference on it), nor after the state
+        // goes away.
         drop(self.files.take());
         glue::export::retract();
         pr_info!("unloaded\n");

@@ -30,15 +30,10 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
-#include <linux/wait.h>
 #include <ikos_kalloc.h>
 #include "ikos_kalloc_stress.h"
 
 #define RING_SLOTS 256
-
-/* Set once, at module exit: a running stress test ends early. */
-static bool stress_stopping;
-static DECLARE_WAIT_QUEUE_HEAD(stress_stop_wq);
 /* Period of each worker's interrupt-context allocations. */
 #define IRQ_PERIOD_NS (200 * NSEC_PER_USEC)
 
@@ -265,8 +260,7 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 	for (i = 0; i < n; i++)
 		wake_up_process(workers[i].task);
 	if (!ret)
-		wait_event_interruptible_timeout(stress_stop_wq, READ_ONCE(stress_stopping),
-						 (unsigned long)seconds * HZ);
+		msleep_interruptible(seconds * 1000);
 	for (i = 0; i < n; i++)
 		kthread_stop(workers[i].task);
 
@@ -304,10 +298,4 @@ out:
 	kfree(workers);
 	kfree(s);
 	return ret;
-}
-
-void ikos_stress_cancel(void)
-{
-	WRITE_ONCE(stress_stopping, true);
-	wake_up_all(&stress_stop_wq);
 }

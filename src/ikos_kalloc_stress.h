@@ -25,8 +25,4 @@ struct ikos_stress_result {
  * 0, -ENOMEM, -ENODEV (no heap) or the error of kthread creation. */
 int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res);
 
-/* Module exit: a running ikos_stress_run() stops its workers now (its
- * results cover the time it ran), later ones at once. */
-void ikos_stress_cancel(void);
-
 #endif

@@ -9,9 +9,10 @@
 
 use super::{
     bench, debug,
+    debugfs_dir::{DebugfsDir, FileSpec, State},
     errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
     heapmap, selftest,
-    state::{Handle, Kalloc, Origin},
+    state::{Handle, Origin},
     stress,
 };
 use crate::{
@@ -22,96 +23,75 @@ use crate::{
     },
 };
 use core::ptr::NonNull;
-use kernel::{
-    debugfs::{Dir, File},
-    fmt,
-    prelude::*,
-    rbtree::RBTreeNodeReservation,
-    sync::Arc,
-    uaccess::UserSliceReader,
-};
+use kernel::{fmt, prelude::*, rbtree::RBTreeNodeReservation, uaccess::UserSliceReader};
 
-type State = Arc<Kalloc>;
+/// A file that can be read.
+const fn ro(name: &'static CStr, show: super::debugfs_dir::ShowFn) -> FileSpec {
+    FileSpec {
+        name,
+        show: Some(show),
+        write: None,
+    }
+}
 
-/// The debugfs directory and its files. Dropping it removes them all.
-#[pin_data]
+/// A file that can be read and written.
+const fn rw(
+    name: &'static CStr,
+    show: super::debugfs_dir::ShowFn,
+    write: super::debugfs_dir::WriteFn,
+) -> FileSpec {
+    FileSpec {
+        name,
+        show: Some(show),
+        write: Some(write),
+    }
+}
+
+/// A file that can only be written.
+const fn wo(name: &'static CStr, write: super::debugfs_dir::WriteFn) -> FileSpec {
+    FileSpec {
+        name,
+        show: None,
+        write: Some(write),
+    }
+}
+
+/// Every file but the fault-injection ones.
+const FILES: [FileSpec; 15] = [
+    ro(c"stats", show_stats),
+    rw(c"caches", show_caches, write_caches),
+    wo(c"alloc", write_alloc),
+    wo(c"free", write_free),
+    wo(c"realloc", write_realloc),
+    wo(c"fill", write_fill),
+    wo(c"verify", write_verify),
+    ro(c"handles", show_handles),
+    ro(c"validate", show_validate),
+    rw(c"selftest", show_selftest, write_selftest),
+    rw(c"bench", show_bench, write_bench),
+    ro(c"heapmap", show_heapmap),
+    rw(c"shrink", show_shrink, write_shrink),
+    rw(c"stress", show_stress, write_stress),
+    rw(c"leaks", show_leaks, write_leaks),
+];
+
+/// With `fault_injection=1` only.
+const FAULT_FILES: [FileSpec; 2] = [wo(c"inject", write_inject), wo(c"scribble", write_scribble)];
+
+/// `/sys/kernel/debug/ikos_kalloc/` and its files. Dropping it removes them
+/// all, after the reads and writes in progress.
 pub(crate) struct DebugfsFiles {
-    #[pin]
-    stats: File<State>,
-    #[pin]
-    caches: File<State>,
-    #[pin]
-    alloc: File<State>,
-    #[pin]
-    free: File<State>,
-    #[pin]
-    realloc: File<State>,
-    #[pin]
-    fill: File<State>,
-    #[pin]
-    verify: File<State>,
-    #[pin]
-    handles: File<State>,
-    #[pin]
-    validate: File<State>,
-    #[pin]
-    selftest: File<State>,
-    #[pin]
-    bench: File<State>,
-    #[pin]
-    heapmap: File<State>,
-    #[pin]
-    shrink: File<State>,
-    #[pin]
-    stress: File<State>,
-    #[pin]
-    leaks: File<State>,
-    /// `inject`, only with `fault_injection=1`.
-    inject: Option<Pin<KBox<File<State>>>>,
-    /// `scribble`, only with `fault_injection=1`.
-    scribble: Option<Pin<KBox<File<State>>>>,
-    // Dropped after the files it contains.
-    _dir: Dir,
+    _dir: DebugfsDir,
 }
 
 impl DebugfsFiles {
     /// Creates `/sys/kernel/debug/ikos_kalloc/` and its files; `inject`
-    /// only when `fault_injection` is set.
-    pub(crate) fn new(state: State, fault_injection: bool) -> impl PinInit<Self, Error> {
-        let dir = Dir::new(c"ikos_kalloc");
-        let s = state;
-        try_pin_init!(Self {
-            stats <- dir.read_callback_file(c"stats", s.clone(), &show_stats),
-            caches <- dir.read_write_callback_file(c"caches", s.clone(), &show_caches, &write_caches),
-            alloc <- dir.write_callback_file(c"alloc", s.clone(), &write_alloc),
-            free <- dir.write_callback_file(c"free", s.clone(), &write_free),
-            realloc <- dir.write_callback_file(c"realloc", s.clone(), &write_realloc),
-            fill <- dir.write_callback_file(c"fill", s.clone(), &write_fill),
-            verify <- dir.write_callback_file(c"verify", s.clone(), &write_verify),
-            handles <- dir.read_callback_file(c"handles", s.clone(), &show_handles),
-            validate <- dir.read_callback_file(c"validate", s.clone(), &show_validate),
-            selftest <- dir.read_write_callback_file(c"selftest", s.clone(), &show_selftest, &write_selftest),
-            bench <- dir.read_write_callback_file(c"bench", s.clone(), &show_bench, &write_bench),
-            heapmap <- dir.read_callback_file(c"heapmap", s.clone(), &show_heapmap),
-            shrink <- dir.read_write_callback_file(c"shrink", s.clone(), &show_shrink, &write_shrink),
-            stress <- dir.read_write_callback_file(c"stress", s.clone(), &show_stress, &write_stress),
-            leaks <- dir.read_write_callback_file(c"leaks", s.clone(), &show_leaks, &write_leaks),
-            inject: match fault_injection {
-                true => Some(KBox::pin_init(
-                    dir.write_callback_file(c"inject", s.clone(), &write_inject),
-                    GFP_KERNEL,
-                )?),
-                false => None,
-            },
-            scribble: match fault_injection {
-                true => Some(KBox::pin_init(
-                    dir.write_callback_file(c"scribble", s, &write_scribble),
-                    GFP_KERNEL,
-                )?),
-                false => None,
-            },
-            _dir: dir,
-        }? Error)
+    /// and `scribble` only when `fault_injection` is set.
+    pub(crate) fn new(state: &State, fault_injection: bool) -> Result<Self> {
+        let extra: &[FileSpec] = if fault_injection { &FAULT_FILES } else { &[] };
+        Ok(Self {
+            _dir: DebugfsDir::new(c"ikos_kalloc", state, Iterator::chain(FILES.iter(), extra))?,
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 pub(crate) mod bench;
 pub(crate) mod debug;
 pub(crate) mod debugfs;
+pub(crate) mod debugfs_dir;
 pub(crate) mod errors;
 pub(crate) mod export;
 pub(crate) mod heapmap;

@@ -28,15 +28,6 @@ pub(crate) struct StressResult {
 
 extern "C" {
     fn ikos_stress_run(seconds: c_uint, res: *mut StressResult) -> c_int;
-    fn ikos_stress_cancel();
-}
-
-/// Module exit: a running stress test ends now, so removing the debugfs
-/// files (which waits for the `stress` write) does not wait for the rest
-/// of its SECONDS; any later run ends at once.
-pub(crate) fn cancel() {
-    // SAFETY: sets a flag and wakes a wait queue; any context.
-    unsafe { ikos_stress_cancel() }
 }
 
 /// The last run's results, if any.
