@@ -19,8 +19,11 @@
 //! splitting a larger one; plain TLSF, which tries the own list only as a
 //! last resort, leaves more holes: on the mixed trace of `kalloc-replay`
 //! the heap needed per peak live byte drops from 1.234 to 1.094 with this
-//! order (Documentation/performance-log.md, trace replay). It also means
-//! the largest free block can always be allocated exactly. Blocks are
+//! order (Documentation/performance-log.md, trace replay). When neither
+//! step finds a block, the own list is walked for the first block that
+//! holds the request (only on the way to out of memory; bounded by the
+//! free count), so the largest free block can always be allocated exactly,
+//! even when a smaller block of its class heads the list. Blocks are
 //! split when the remainder can hold a minimum block (32 bytes), the
 //! allocation keeping the low end, and coalesced immediately with both
 //! physical neighbours through the boundary tags.
@@ -360,10 +363,10 @@ impl Heap {
             }
         }
         let Some((fl, sl)) = round_to_class(need).and_then(mapping) else {
-            return Ok(None);
+            return self.take_from_own_list(need);
         };
         let Some((fl, sl)) = self.find_list(fl, sl)? else {
-            return Ok(None);
+            return self.take_from_own_list(need);
         };
         let (fl, sl) = match placement {
             Placement::LowAddress => self.lowest_head_list((fl, sl), LOW_ADDRESS_LISTS)?,
@@ -387,6 +390,30 @@ impl Heap {
         }
         self.remove_free(&b)?;
         Ok(Some(b))
+    }
+
+    /// The last resort of [`Self::take_block`], when no list of the
+    /// rounded-up class or above has a block: the first block of `need`'s
+    /// own list that holds `need` (its head did not). A walk of one list,
+    /// bounded by the free count like `largest_free_block_size`, and only
+    /// on the way to out of memory; it makes the reported largest free
+    /// block always allocatable.
+    fn take_from_own_list(&mut self, need: usize) -> Result<Option<Block>, Corruption> {
+        let Some((fl, sl)) = mapping(need) else {
+            return Ok(None);
+        };
+        let mut cur = self.list_head(fl, sl);
+        let mut steps = 0;
+        while cur != 0 && steps <= self.tlsf.free_count {
+            let b = self.free_neighbour(cur)?;
+            if b.size >= need {
+                self.remove_free(&b)?;
+                return Ok(Some(b));
+            }
+            cur = self.links(cur).0;
+            steps += 1;
+        }
+        Ok(None)
     }
 
     /// Splits `b` (not on any list) after `size` bytes when the remainder can

@@ -76,6 +76,32 @@ fn largest_block_can_be_allocated_exactly() {
     assert_eq!(h.stats().largest_free_block, largest);
 }
 
+/// The largest free block stays allocatable when a smaller block of the
+/// same list heads it: neither the head nor a rounded-up class holds the
+/// request, so the own list is walked.
+#[test]
+fn largest_block_behind_a_smaller_head_of_its_list_is_allocatable() {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(20_400).unwrap();
+    let _s1 = h.alloc(5000).unwrap();
+    let b = h.alloc(20_000).unwrap();
+    let _s2 = h.alloc(5000).unwrap();
+    let all = h.stats().largest_free_block;
+    let rest = h.alloc(all).unwrap();
+    h.free(a.as_ptr()).unwrap();
+    // b, freed last, heads the list that also holds the larger a.
+    h.free(b.as_ptr()).unwrap();
+    let largest = h.stats().largest_free_block;
+    assert_eq!(largest, 20_400);
+    let p = h.alloc(largest).expect("the largest free block");
+    assert_eq!(p, a, "a's block, behind b in the list");
+    assert_eq!(h.stats().largest_free_block, 20_000);
+    h.validate().unwrap();
+    h.free(p.as_ptr()).unwrap();
+    h.free(rest.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
 #[test]
 fn realloc_in_place_grow_and_shrink() {
     let mut h = TestHeap::new(1 << 20);
