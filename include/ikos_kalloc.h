@@ -96,7 +96,8 @@ struct ikos_kalloc_cache *ikos_kalloc_cache_create(const char *name,
 void *ikos_kalloc_cache_alloc(struct ikos_kalloc_cache *cache);
 void ikos_kalloc_cache_free(struct ikos_kalloc_cache *cache, void *ptr);
 /* 0, -EBUSY while objects are live, -ENOENT for a stale handle, -EINVAL
- * for a built-in size class, -ENODEV if the module is not available. */
+ * for a built-in size class, -EIO if its slabs are found damaged (dmesg),
+ * -ENODEV if the module is not available. */
 int ikos_kalloc_cache_destroy(struct ikos_kalloc_cache *cache);
 
 /* Usable size of a live allocation, 0 for anything else. */

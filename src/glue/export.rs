@@ -19,7 +19,7 @@
 //! pointer is reported and counted, not dereferenced.
 
 use super::{
-    errors::{rate_limited, Shown},
+    errors::{cache_errno, rate_limited, Shown},
     state::Kalloc,
 };
 use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap, ReallocError};
@@ -226,9 +226,12 @@ extern "C" fn ikos_kalloc_cache_destroy(cache: *mut c_void) -> c_int {
     };
     match with_heap(|h| h.cache_destroy(id)) {
         Some(Ok(())) => 0,
-        Some(Err(CacheError::Busy)) => EBUSY.to_errno(),
-        Some(Err(CacheError::BuiltIn)) => EINVAL.to_errno(),
-        Some(Err(_)) => ENOENT.to_errno(),
+        Some(Err(e)) => {
+            if let CacheError::Corrupted(_) = e {
+                rate_limited(&e);
+            }
+            cache_errno(e).to_errno()
+        }
         None => ENODEV.to_errno(),
     }
 }

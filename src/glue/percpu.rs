@@ -91,9 +91,15 @@ unsafe impl Sync for CpuSlot {}
 
 impl CpuSlot {
     /// Takes the busy flag; false if it is taken (by the code this
-    /// interrupted). Call on the slot's CPU only, with preemption disabled.
+    /// interrupted).
+    ///
+    /// # Safety
+    ///
+    /// Only on the slot's CPU, with preemption disabled until the flag is
+    /// released: the load and store below are not one atomic operation,
+    /// which is safe only against interrupts on the same CPU.
     #[inline(always)]
-    fn try_take(&self) -> bool {
+    unsafe fn try_take(&self) -> bool {
         if self.busy.load(Ordering::Relaxed) {
             return false;
         }
@@ -217,8 +223,12 @@ impl PerCpu {
     #[inline(always)]
     fn local_fast(&self) -> Option<LocalCache<'_>> {
         let pin = NoPreempt::new();
-        let slot = self.cpus.local(&pin);
-        if !slot.try_take() {
+        // SAFETY: `slot` is used only inside the `LocalCache` that also
+        // holds `pin`, and not after it.
+        let slot = unsafe { self.cpus.local(&pin) };
+        // SAFETY: `slot` is this CPU's (`local`), and `pin` keeps
+        // preemption off until the `LocalCache` releases the flag.
+        if !unsafe { slot.try_take() } {
             return None;
         }
         Some(LocalCache { slot, _pin: pin })
@@ -443,7 +453,9 @@ impl PerCpu {
     ) -> R {
         let mut scratch = self.scratch.lock();
         let mut checked: Result<usize, Corruption> = Ok(0);
-        for cpu in 0..self.cpus.cpus() {
+        // A CPU number that is not possible has no cache: skipped, or the
+        // scratch would be absorbed and checked again as if it were its.
+        for cpu in (0..self.cpus.cpus()).filter(|&c| self.cpus.get(c).is_some()) {
             let out = &mut *scratch;
             self.on_cpu(
                 cpu,
@@ -617,9 +629,9 @@ unsafe extern "C" fn job_on_cpu(info: *mut c_void) {
     let Some(slot) = job.pcpu.cpus.get(job.cpu) else {
         return;
     };
-    // In an interrupt handler: preemption is off, and the flag is only
-    // taken on this CPU.
-    if slot.try_take() {
+    // SAFETY: the job's CPU is this one (checked above), and an interrupt
+    // handler runs with preemption off until it releases the flag.
+    if unsafe { slot.try_take() } {
         // SAFETY: on the job's CPU, holding its busy flag.
         unsafe { job.run() };
         slot.release();

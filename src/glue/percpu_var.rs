@@ -62,8 +62,15 @@ impl<T> PerCpuVar<T> {
     }
 
     /// The instance of the CPU `pin` keeps this task on (`this_cpu_ptr()`).
+    ///
+    /// # Safety
+    ///
+    /// The result must not be used after `pin` is dropped (the task may
+    /// then run on another CPU). Its lifetime is not tied to `pin` so that
+    /// a caller can keep both in one struct, as `percpu`'s `LocalCache`
+    /// does.
     #[inline(always)]
-    pub(crate) fn local<'a>(&'a self, pin: &NoPreempt) -> &'a T {
+    pub(crate) unsafe fn local<'a>(&'a self, pin: &NoPreempt) -> &'a T {
         let p = self
             .pcpu
             .wrapping_byte_add(pin.this_cpu_offset())

@@ -18,8 +18,11 @@ pub(crate) struct VmallocRegion {
     layout: Layout,
 }
 
-// SAFETY: The region is plain memory owned by this value; it has no thread
-// affinity, and all access to its contents is serialised by the heap lock.
+// SAFETY: The region is plain memory owned by this value, with no thread
+// affinity. Its contents are accessed by the heap under the heap lock, by
+// the per-CPU fast path with atomic word operations and on objects it owns
+// (`FastView`), and by the owners of live allocations; none through this
+// value.
 unsafe impl Send for VmallocRegion {}
 // SAFETY: `&VmallocRegion` only exposes the pointer and length, never the
 // contents, so sharing it between threads is sound.
