@@ -398,3 +398,22 @@ fn a_looping_top_list_does_not_hang_the_largest_free_block_scan() {
     h.poke32(free + 16, next);
     h.validate().unwrap();
 }
+
+/// The last-resort walk of a request's own list (`take_from_own_list`)
+/// ends on a list that loops: a request just larger than the only free
+/// block finds its head too small and no larger class, walks the list,
+/// and fails with out-of-memory after the free-block count of steps.
+#[test]
+fn a_looping_own_list_does_not_hang_the_last_resort_walk() {
+    let mut h = TestHeap::new(1 << 20);
+    let largest = h.stats().largest_free_block;
+    let free = h.metadata_bytes();
+    let next = h.peek32(free + 16);
+    h.poke32(free + 16, free as u32);
+    assert_eq!(
+        h.alloc_flags(largest + 16, 8, Flags::NONE).err(),
+        Some(AllocError::OutOfMemory)
+    );
+    h.poke32(free + 16, next);
+    h.validate().unwrap();
+}
