@@ -50,8 +50,8 @@
 
 use core::fmt;
 
-use super::cache::{CacheDesc, CacheId};
-use super::config::{HEADER_SIZE, NUM_CACHES};
+use super::cache::{CacheDesc, CacheId, C_BUILTIN};
+use super::config::{class_align, class_size, HEADER_SIZE, NUM_CACHES};
 use super::error::{CacheError, Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::slab::{slab_geometry_lead, SlabDesc};
@@ -279,6 +279,27 @@ impl CacheDesc {
             self.stride as usize
         };
         SlotLayout::new(d, self.object_size as usize, self.align as usize, plain)
+    }
+
+    /// Whether stride, capacity and span size are what the object size,
+    /// alignment and debug flags give ([`CacheDesc::apply_debug`]), and for
+    /// built-in class `ci` whether size and alignment are the class's:
+    /// damage there would give slabs whose objects overlap, which no other
+    /// check sees. For `validate` and `slab_new`.
+    pub(super) fn geometry_is_derived(&self, ci: usize) -> bool {
+        if self.flags & C_BUILTIN != 0
+            && (ci >= NUM_CACHES
+                || self.object_size as usize != class_size(ci)
+                || self.align as usize != class_align(ci))
+        {
+            return false;
+        }
+        if self.object_size == 0 || !self.align.is_power_of_two() {
+            return false;
+        }
+        let mut d = *self;
+        d.apply_debug(self.debug());
+        (d.stride, d.capacity, d.span_size) == (self.stride, self.capacity, self.span_size)
     }
 
     /// Sets the debug flags and derives stride, capacity, span size and

@@ -289,6 +289,11 @@ impl Heap {
     pub(super) fn slab_new(&mut self, ci: usize) -> Result<usize, AllocError> {
         // What the new slab needs of the descriptor (not a copy of it).
         let c = self.cache(ci);
+        if !c.geometry_is_derived(ci) {
+            return Err(
+                Corruption::new(CorruptionKind::CacheMismatch, ci, u64::from(c.capacity)).into(),
+            );
+        }
         let (span_size, cap, stride) = (c.span_size as usize, c.capacity as usize, c.stride);
         let (align, usable, tag) = ((c.align as usize).max(8), c.usable(), fast_tag(ci, c));
         let debug = c.flags & C_DEBUG_MASK != 0;

@@ -360,6 +360,13 @@ impl Heap {
                 }
                 continue;
             }
+            if !c.geometry_is_derived(ci) {
+                return Err(err(
+                    CorruptionKind::CacheMismatch,
+                    ci,
+                    u64::from(c.capacity),
+                ));
+            }
             for st in 0..3 {
                 let mut n = 0u32;
                 let mut prev = 0usize;

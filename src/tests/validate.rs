@@ -30,10 +30,11 @@ mod common;
 
 use common::cache_desc::{ACTIVE_OBJS, COUNT_PARTIAL, HEAD_EMPTY, SPAN_SIZE, TOTAL_OBJS};
 use common::slab_desc::{BUMP, CACHE, CAPACITY, INUSE, OBJ_START, PREV, STRIDE, WORDS};
-use common::TestHeap;
+use common::{cache_desc, TestHeap};
 use ikos_kalloc::allocator::config::{PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
 use ikos_kalloc::allocator::{
-    free_list_of, header_check_word, CorruptionKind, Counter, FreeError, ValidationReport,
+    free_list_of, header_check_word, size_class_for, AllocError, CorruptionKind, Counter, Flags,
+    FreeError, ValidationReport,
 };
 
 /// The fixture: the heap, the slab span, the large block's header and the
@@ -416,4 +417,39 @@ fn a_page_map_entry_naming_a_large_block_stops_a_free() {
     h.poke32(e, 0);
     h.free(big).unwrap();
     h.validate().unwrap();
+}
+
+/// A cache's stride, capacity or span size that its object size,
+/// alignment and debug flags do not give is damage: with the stride of
+/// `size-128` at 64, two 100-byte objects would overlap. `validate` finds
+/// it with no slab yet, and no slab is made from it.
+#[test]
+fn a_damaged_cache_geometry_is_found_and_makes_no_slab() {
+    for (field, value) in [
+        (cache_desc::STRIDE, 64),
+        (cache_desc::CAPACITY, 7),
+        (cache_desc::SPAN_SIZE, 4096),
+    ] {
+        let mut h = TestHeap::new(1 << 20);
+        let ci = size_class_for(100, 8).unwrap();
+        let at = h.cache_desc_offset(ci) + field;
+        let saved = h.peek32(at);
+        h.poke32(at, value);
+        let c = h.validate().unwrap_err();
+        assert_eq!(
+            (c.kind, c.offset),
+            (CorruptionKind::CacheMismatch, ci),
+            "field {field}"
+        );
+        let e = h.alloc_flags(100, 8, Flags::NONE).unwrap_err();
+        assert!(
+            matches!(e, AllocError::Corrupted(c) if c.kind == CorruptionKind::CacheMismatch),
+            "field {field}: {e:?}"
+        );
+        assert_eq!(h.stats().slabs_total, 0);
+        h.poke32(at, saved);
+        h.validate().unwrap();
+        let p = h.alloc(100).unwrap();
+        h.free(p.as_ptr()).unwrap();
+    }
 }
