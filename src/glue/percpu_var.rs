@@ -38,9 +38,15 @@ unsafe impl<T: Sync> Sync for PerCpuVar<T> {}
 unsafe impl<T: Send> Send for PerCpuVar<T> {}
 
 impl<T> PerCpuVar<T> {
-    /// Allocates the variable and initialises it to `init()` on every
-    /// possible CPU.
-    pub(crate) fn new(init: impl Fn() -> T) -> Result<Self> {
+    /// Allocates the variable and initialises it on every possible CPU by
+    /// `init`, which gets the address of that CPU's instance (so a large
+    /// `T` is built in place, not on the stack).
+    ///
+    /// # Safety
+    ///
+    /// `init` must initialise the `T` at its argument (valid for writes,
+    /// aligned, uninitialised) completely.
+    pub(crate) unsafe fn new(init: impl Fn(*mut T)) -> Result<Self> {
         // SAFETY: a plain allocation; null on failure.
         let pcpu = unsafe { ikos_kalloc_percpu_alloc(mem::size_of::<T>(), mem::align_of::<T>()) };
         if pcpu.is_null() {
@@ -50,9 +56,10 @@ impl<T> PerCpuVar<T> {
             // SAFETY: `pcpu` is a live per-CPU allocation.
             let p = unsafe { ikos_kalloc_percpu_ptr(pcpu, cpu) }.cast::<T>();
             if !p.is_null() {
-                // SAFETY: this CPU's instance: `size_of::<T>()` bytes aligned
-                // for `T`, not initialised yet, not reachable by anyone else.
-                unsafe { p.write(init()) };
+                // This CPU's instance: `size_of::<T>()` bytes aligned for
+                // `T`, not initialised yet, not reachable by anyone else;
+                // `init` initialises it (the function's contract).
+                init(p);
             }
         }
         Ok(PerCpuVar {

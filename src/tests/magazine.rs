@@ -11,6 +11,7 @@ use std::ptr::NonNull;
 use std::sync::{mpsc, Arc, Mutex};
 
 use common::{check, fast_alloc, fast_free, fill, release_model, view, Rng, TestHeap};
+use ikos_kalloc::allocator::config::NUM_CACHES;
 use ikos_kalloc::allocator::{
     magazine_capacity, size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree,
     FastView, FreeError, Heap, Pop,
@@ -19,9 +20,36 @@ use proptest::prelude::*;
 
 #[test]
 fn pair_reuses_one_object_and_stats_stay_exact() {
+    pair_scenario(CpuCache::new());
+}
+
+/// The same with a cache written by `CpuCache::init_in_place` over bytes
+/// that are not zero: a field it left out would show (the kernel glue
+/// builds its per-CPU caches that way).
+#[test]
+fn a_cache_built_in_place_is_an_empty_cache() {
+    let mut m = std::mem::MaybeUninit::<CpuCache>::uninit();
+    // SAFETY: writes bytes into the uninitialised value, then initialises
+    // every field of it (the function's contract: valid, aligned).
+    let cpu = unsafe {
+        m.as_mut_ptr()
+            .cast::<u8>()
+            .write_bytes(0xa5, std::mem::size_of::<CpuCache>());
+        CpuCache::init_in_place(m.as_mut_ptr());
+        m.assume_init()
+    };
+    assert!(!cpu.is_paused());
+    assert_eq!(cpu.large_held(), 0);
+    for class in 0..NUM_CACHES {
+        assert_eq!(cpu.held(class), 0, "class {class}");
+    }
+    pair_scenario(cpu);
+}
+
+/// 1,001 pairs of 64 bytes through `cpu`, an empty cache.
+fn pair_scenario(mut cpu: CpuCache) {
     let mut h = TestHeap::new(1 << 20);
     let v = view(&h);
-    let mut cpu = CpuCache::new();
     let first = fast_alloc(&mut h, &v, &mut cpu, 64);
     fast_free(&mut h, &v, &mut cpu, first.as_ptr()).unwrap();
     for _ in 0..1000 {
