@@ -453,3 +453,27 @@ fn a_damaged_cache_geometry_is_found_and_makes_no_slab() {
         h.free(p.as_ptr()).unwrap();
     }
 }
+
+/// A custom cache's object size of 0 or an alignment that is not a power
+/// of two is damage even where the geometry they would give is unchanged
+/// (an 8-byte object: sizes 0 to 8 give the same stride; an alignment of 0
+/// is not one to compute with).
+#[test]
+fn a_damaged_custom_cache_size_or_alignment_is_found() {
+    for (field, value) in [(cache_desc::OBJECT_SIZE, 0), (cache_desc::ALIGN, 0)] {
+        let mut h = TestHeap::new(1 << 20);
+        let id = h.cache_create("eight", 8, 8).unwrap();
+        let at = h.cache_desc_offset(id.index()) + field;
+        let saved = h.peek32(at);
+        h.poke32(at, value);
+        let c = h.validate().unwrap_err();
+        assert_eq!(
+            (c.kind, c.offset),
+            (CorruptionKind::CacheMismatch, id.index()),
+            "field {field}"
+        );
+        assert!(h.cache_alloc(id).is_err(), "field {field}");
+        h.poke32(at, saved);
+        h.validate().unwrap();
+    }
+}

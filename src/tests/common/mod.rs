@@ -40,6 +40,8 @@ pub(crate) mod slab_desc {
 /// Offsets from `Heap::cache_desc_offset(i)` of a cache descriptor's
 /// fields (`u32` from offset 32 on; the name comes first).
 pub(crate) mod cache_desc {
+    pub(crate) const OBJECT_SIZE: usize = 44;
+    pub(crate) const ALIGN: usize = 48;
     pub(crate) const STRIDE: usize = 52;
     pub(crate) const CAPACITY: usize = 56;
     pub(crate) const SPAN_SIZE: usize = 60;
