@@ -477,3 +477,18 @@ fn a_damaged_custom_cache_size_or_alignment_is_found() {
         h.validate().unwrap();
     }
 }
+
+/// A built-in class's object size that is not the class's is damage even
+/// where the stride it gives is unchanged (60 bytes in `size-64`).
+#[test]
+fn a_built_in_class_with_another_object_size_is_found() {
+    let mut h = TestHeap::new(1 << 20);
+    let ci = size_class_for(64, 8).unwrap();
+    let at = h.cache_desc_offset(ci) + cache_desc::OBJECT_SIZE;
+    assert_eq!(h.peek32(at), 64);
+    h.poke32(at, 60);
+    let c = h.validate().unwrap_err();
+    assert_eq!((c.kind, c.offset), (CorruptionKind::CacheMismatch, ci));
+    h.poke32(at, 64);
+    h.validate().unwrap();
+}
