@@ -18,6 +18,7 @@ use kernel::{
     prelude::*,
     rbtree::RBTree,
     sync::atomic::Relaxed,
+    sync::Arc,
     time::{ClockSource, Monotonic},
     uaccess::UserSliceReader,
 };
@@ -152,6 +153,17 @@ pub(crate) fn exit_summary(heap: &Heap) {
 }
 
 /// `leaks` (r): tracked live allocations older than the threshold.
+/// The bytes a read of `leaks` takes at most, about: a line per live
+/// allocation while owners are tracked (the size hint of its buffer).
+pub(crate) fn leaks_read_size(k: &Arc<Kalloc>) -> usize {
+    let heap = k.heap.lock();
+    if heap.tracking() {
+        256 + (heap.stats().active_allocs as usize).saturating_mul(128)
+    } else {
+        0
+    }
+}
+
 pub(crate) fn show_leaks(k: &Kalloc, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let threshold = u64::from(k.leaks_threshold_ms.load(Relaxed));
     let heap = k.heap.lock();

@@ -31,6 +31,21 @@ const fn ro(name: &'static CStr, show: super::debugfs_dir::ShowFn) -> FileSpec {
         name,
         show: Some(show),
         write: None,
+        size: None,
+    }
+}
+
+/// A file that can be read, whose size grows with the heap.
+const fn ro_sized(
+    name: &'static CStr,
+    show: super::debugfs_dir::ShowFn,
+    size: super::debugfs_dir::SizeFn,
+) -> FileSpec {
+    FileSpec {
+        name,
+        show: Some(show),
+        write: None,
+        size: Some(size),
     }
 }
 
@@ -44,6 +59,7 @@ const fn rw(
         name,
         show: Some(show),
         write: Some(write),
+        size: None,
     }
 }
 
@@ -53,6 +69,7 @@ const fn wo(name: &'static CStr, write: super::debugfs_dir::WriteFn) -> FileSpec
         name,
         show: None,
         write: Some(write),
+        size: None,
     }
 }
 
@@ -69,10 +86,13 @@ const FILES: [FileSpec; 15] = [
     ro(c"validate", show_validate),
     rw(c"selftest", show_selftest, write_selftest),
     rw(c"bench", show_bench, write_bench),
-    ro(c"heapmap", show_heapmap),
+    ro_sized(c"heapmap", show_heapmap, heapmap::read_size),
     rw(c"shrink", show_shrink, write_shrink),
     rw(c"stress", show_stress, write_stress),
-    rw(c"leaks", show_leaks, write_leaks),
+    FileSpec {
+        size: Some(debug::leaks_read_size),
+        ..rw(c"leaks", show_leaks, write_leaks)
+    },
 ];
 
 /// With `fault_injection=1` only.

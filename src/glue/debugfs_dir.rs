@@ -28,13 +28,20 @@ pub(crate) type State = Arc<Kalloc>;
 pub(crate) type ShowFn = fn(&State, &mut fmt::Formatter<'_>) -> fmt::Result;
 /// Takes one write to a file.
 pub(crate) type WriteFn = fn(&State, &mut UserSliceReader) -> Result;
+/// The bytes a read is expected to take, 0 for "small" (one page).
+pub(crate) type SizeFn = fn(&State) -> usize;
 
 /// One file: its name and what a read and a write do (mode 0400, 0600 or
-/// 0200 by which are present).
+/// 0200 by which are present), and for a file whose contents grow with
+/// the heap, the size a read is expected to take: the `seq_file` buffer
+/// is then allocated at open, so the show function (a walk of the heap
+/// under its lock) runs once rather than again for every doubling of a
+/// one-page buffer.
 pub(crate) struct FileSpec {
     pub(crate) name: &'static CStr,
     pub(crate) show: Option<ShowFn>,
     pub(crate) write: Option<WriteFn>,
+    pub(crate) size: Option<SizeFn>,
 }
 
 /// What a file's inode points to.
@@ -43,6 +50,7 @@ struct Entry {
     state: State,
     show: Option<ShowFn>,
     write: Option<WriteFn>,
+    size: Option<SizeFn>,
 }
 
 extern "C" {
@@ -90,6 +98,7 @@ impl DebugfsDir {
                     state: state.clone(),
                     show: s.show,
                     write: s.write,
+                    size: s.size,
                 },
                 GFP_KERNEL,
             )?;
@@ -150,6 +159,26 @@ unsafe extern "C" fn ikos_debugfs_show(m: *mut bindings::seq_file, _unused: *mut
     let seq = unsafe { SeqFile::from_raw(m) };
     seq_print!(seq, "{}", Shown(&e.state, show));
     0
+}
+
+/// Largest `seq_file` buffer a size hint asks for at open.
+const MAX_SIZE_HINT: usize = 16 << 20;
+
+/// The open callback's size hint for a readable file: 0 (a one-page
+/// buffer that grows as needed) or the expected size plus a quarter.
+///
+/// # Safety
+///
+/// `data` is the private data of a file of a live [`DebugfsDir`] (an
+/// [`Entry`]).
+#[no_mangle]
+unsafe extern "C" fn ikos_debugfs_size_hint(data: *mut c_void) -> usize {
+    // SAFETY: by the function's contract.
+    let e = unsafe { &*data.cast::<Entry>() };
+    match e.size.map(|f| f(&e.state)) {
+        Some(n) if n > kernel::page::PAGE_SIZE => n.saturating_add(n / 4).min(MAX_SIZE_HINT),
+        _ => 0,
+    }
 }
 
 /// The write callback of every writable file: `count` bytes at `buf`.

@@ -6,10 +6,20 @@
 
 use super::state::Kalloc;
 use crate::allocator::{Heap, SlabOccupancy};
-use kernel::fmt;
+use kernel::{fmt, sync::Arc};
 
 /// Pages per row of the picture.
 const ROW: usize = 64;
+
+/// The bytes a read takes, about: the header, one row per 64 pages and
+/// one line per slab (the size hint of `heapmap`'s buffer).
+pub(crate) fn read_size(k: &Arc<Kalloc>) -> usize {
+    let (pages, slabs) = {
+        let heap = k.heap.lock();
+        (heap.len() / 4096, heap.stats().slabs_total)
+    };
+    512 + pages.div_ceil(ROW) * (ROW + 8) + slabs * 64
+}
 
 /// Writes the heap map. Runs under the heap lock (fast path paused): it
 /// only formats into the seq_file buffer, which never sleeps.
