@@ -35,6 +35,7 @@ use super::config::{class_size, NUM_CACHES};
 use super::error::{Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::magazine::Entry;
+use super::magazine_heap::HeldSums;
 
 /// Most entries the depot keeps per class.
 pub const DEPOT_MAX_ENTRIES: usize = 1024;
@@ -228,6 +229,11 @@ impl Heap {
     /// Checks every depot entry like a magazine entry (see
     /// `Heap::check_cached_entry`); returns how many were checked.
     pub fn depot_check(&self) -> Result<usize, Corruption> {
+        self.depot_check_into(&mut HeldSums::default())
+    }
+
+    /// [`Heap::depot_check`], adding the entries to `sums`.
+    pub(super) fn depot_check_into(&self, sums: &mut HeldSums) -> Result<usize, Corruption> {
         let mut n = 0usize;
         for class in 0..NUM_CACHES {
             let have = self.depot_count(class);
@@ -242,7 +248,9 @@ impl Heap {
             for i in 0..have {
                 let bad = Corruption::new(CorruptionKind::MagazineEntry, class, i as u64);
                 let e = words.get(i).and_then(|&w| Entry::from_depot(w));
-                self.check_cached_entry(class, e.ok_or(bad)?)?;
+                let e = e.ok_or(bad)?;
+                self.check_cached_entry(class, e)?;
+                sums.add(class, e.obj());
                 n += 1;
             }
         }

@@ -11,6 +11,42 @@ use super::fast_view::fast_tag;
 use super::heap::Heap;
 use super::magazine::{magazine_capacity, ClassEvents, CpuCache, Entry};
 
+/// Per size class, how many objects magazines (or the depot) hold and the
+/// sum of [`held_hash`] over them: what [`Heap::validate_with`] compares
+/// with the objects the slabs handed out but to no caller. The counts
+/// alone agree when one object is held twice in place of another (a
+/// copied magazine or depot entry); the sums do not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldSums {
+    pub(super) count: [usize; NUM_CACHES],
+    pub(super) hash: [u64; NUM_CACHES],
+}
+
+impl HeldSums {
+    /// Objects counted, over all classes.
+    pub fn objects(&self) -> usize {
+        self.count.iter().sum()
+    }
+
+    /// Counts object `obj` (a region offset) of class `class`.
+    pub(super) fn add(&mut self, class: usize, obj: usize) {
+        if let (Some(c), Some(h)) = (self.count.get_mut(class), self.hash.get_mut(class)) {
+            *c += 1;
+            *h = h.wrapping_add(held_hash(obj));
+        }
+    }
+}
+
+/// A bijective mix of an object's offset (SplitMix64's finalizer), so two
+/// different objects never have the same hash: a multiset of objects with
+/// one held twice in place of another always has another sum.
+pub(super) fn held_hash(obj: usize) -> u64 {
+    let mut x = (obj as u64) ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Counters of the per-CPU layer kept by the heap.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct MagazineCounters {
@@ -237,6 +273,16 @@ impl Heap {
         match first_err {
             Some(c) => Err(c),
             None => Ok(n),
+        }
+    }
+
+    /// Adds the objects `cpu`'s magazines hold to `sums` (once
+    /// [`Heap::magazine_check`] accepted them), for [`Heap::validate_with`].
+    pub fn add_magazine_sums(&self, cpu: &CpuCache, sums: &mut HeldSums) {
+        for (class, m) in cpu.mags.iter().enumerate() {
+            for e in m.slots.iter().take(m.count) {
+                sums.add(class, e.obj());
+            }
         }
     }
 

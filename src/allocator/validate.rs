@@ -9,10 +9,11 @@
 //! [`Corruption`] instead of a crash or an endless loop.
 
 use super::block::Block;
-use super::config::{FL_COUNT, MIN_BLOCK, PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
+use super::config::{FL_COUNT, MIN_BLOCK, NUM_CACHES, PAGE_SIZE, SL_COUNT, TOTAL_CACHES};
 use super::error::{Corruption, CorruptionKind};
 use super::heap::Heap;
 use super::large::mapping;
+use super::magazine_heap::{held_hash, HeldSums};
 use super::pagemap::GHOST;
 use super::slab::{SlabState, BITMAP_OFF};
 
@@ -50,6 +51,8 @@ struct Tally {
     /// Live objects (bitmap bits set).
     live: u32,
     cap: u32,
+    /// The sum of `held_hash` over the taken objects that are not live.
+    held_hash: u64,
 }
 
 /// Totals gathered during the block walk.
@@ -75,7 +78,20 @@ fn err(kind: CorruptionKind, off: usize, detail: u64) -> Corruption {
 impl Heap {
     /// Checks the whole heap; on damage bumps the corruption counter.
     pub fn validate(&mut self) -> Result<ValidationReport, Corruption> {
-        self.validate_inner().map_err(|c| self.note_corruption(c))
+        self.validate_with(&HeldSums::default())
+    }
+
+    /// [`Heap::validate`], told what the CPU caches hold (`cpus`, gathered
+    /// with [`Heap::add_magazine_sums`] while they are paused). For every
+    /// size class whose held objects are all accounted for, by the depot
+    /// and `cpus` together, the held objects must be exactly the objects
+    /// its slabs handed out but to no caller, each once (a copied entry
+    /// holds one object twice with the counts still right). `validate`
+    /// makes that check for the classes whose held objects are all in the
+    /// depot.
+    pub fn validate_with(&mut self, cpus: &HeldSums) -> Result<ValidationReport, Corruption> {
+        self.validate_inner(cpus)
+            .map_err(|c| self.note_corruption(c))
     }
 
     /// True when `validate` finds damage.
@@ -96,14 +112,16 @@ impl Heap {
         )
     }
 
-    fn validate_inner(&self) -> Result<ValidationReport, Corruption> {
+    fn validate_inner(&self, cpus: &HeldSums) -> Result<ValidationReport, Corruption> {
         let mut rep = ValidationReport::default();
         let mut w = Walk::default();
         let mut tally = [Tally::default(); TOTAL_CACHES];
         self.walk_blocks(&mut rep, &mut w, &mut tally)?;
         self.check_free_lists(&mut rep, &w)?;
         self.check_caches(&w, &tally)?;
-        rep.depot_objects_checked = self.depot_check()?;
+        let mut held = *cpus;
+        rep.depot_objects_checked = self.depot_check_into(&mut held)?;
+        self.check_held(&tally, &held)?;
         self.check_pagemap(&mut rep)?;
         self.check_stats(&w, &tally)?;
         Ok(rep)
@@ -137,6 +155,7 @@ impl Heap {
                 rep.used_blocks += 1;
                 if b.slab {
                     self.check_slab(&b, rep, w, tally)?;
+                    self.tally_held(&b, tally)?;
                 } else if b.cached {
                     w.large_parked += 1;
                     w.large_parked_bytes = w.large_parked_bytes.wrapping_add(b.size as u64);
@@ -399,6 +418,53 @@ impl Heap {
             let cached = t.inuse.wrapping_sub(t.live);
             if cached != self.magazine_cached(ci) {
                 return Err(err(CorruptionKind::MagazineEntry, ci, u64::from(cached)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the [`held_hash`] of every object of slab `b` that is taken
+    /// but not live (held by a magazine or the depot) to its class's
+    /// tally. Every object below `bump` is live, on the free list or held;
+    /// `check_slab` accepted the slab, so its bitmap and free list are
+    /// sound.
+    fn tally_held(&self, b: &Block, tally: &mut [Tally; TOTAL_CACHES]) -> Result<(), Corruption> {
+        let d = self.slab_desc(b.off)?;
+        let Some(t) = tally.get_mut(d.cache as usize) else {
+            return Ok(());
+        };
+        let link = self.cache(d.cache as usize).link_off();
+        let mut sum = t.held_hash;
+        for idx in 0..d.bump as usize {
+            if !self.slab_bit(b.off, idx) {
+                let obj = (d.obj_start as usize).wrapping_add(idx.wrapping_mul(d.stride as usize));
+                sum = sum.wrapping_add(held_hash(obj));
+            }
+        }
+        let (mut cur, mut n) = (d.free_head as usize, 0u32);
+        while cur != 0 && n < d.bump {
+            sum = sum.wrapping_sub(held_hash(cur));
+            cur = self.mem.rd32(cur.wrapping_add(link)) as usize;
+            n += 1;
+        }
+        t.held_hash = sum;
+        Ok(())
+    }
+
+    /// For every size class whose held objects `held` (depot and CPU
+    /// caches) accounts for completely, the sum of their hashes must be
+    /// that of the objects its slabs hold for magazines.
+    fn check_held(&self, tally: &[Tally; TOTAL_CACHES], held: &HeldSums) -> Result<(), Corruption> {
+        for class in 0..NUM_CACHES {
+            let (Some(&n), Some(&h), Some(t)) = (
+                held.count.get(class),
+                held.hash.get(class),
+                tally.get(class),
+            ) else {
+                continue;
+            };
+            if n == self.magazine_cached(class) as usize && h != t.held_hash {
+                return Err(err(CorruptionKind::MagazineEntry, class, n as u64));
             }
         }
         Ok(())

@@ -480,7 +480,7 @@ fn show_validate(k: &State, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     // handle behind a report).
     let handles = k.handles.lock();
     let (result, owner) = k.quiesced(false, |heap, mags| {
-        let r = mags.and_then(|n| Ok((heap.validate()?, n)));
+        let r = mags.and_then(|m| Ok((heap.validate_with(&m)?, m.objects())));
         let owner = r
             .as_ref()
             .err()

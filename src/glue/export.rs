@@ -22,7 +22,7 @@ use super::{
     errors::{cache_errno, rate_limited, Shown},
     state::Kalloc,
 };
-use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap, ReallocError};
+use crate::allocator::{CacheError, CacheId, Corruption, Flags, Heap, HeldSums, ReallocError};
 use core::{
     ffi::c_void,
     ptr,
@@ -65,7 +65,7 @@ fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 /// heap is not available, `EAGAIN` (`EWOULDBLOCK`) where the context cannot
 /// wait for the other CPUs (interrupts disabled, interrupt handler) or a
 /// CPU is being brought online or offline.
-fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R) -> Result<R> {
+fn with_quiesced<R>(f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R) -> Result<R> {
     state()
         .ok_or(ENODEV)?
         .try_quiesced(false, f)
@@ -250,7 +250,7 @@ extern "C" fn ikos_kalloc_is_valid_pointer(p: *const c_void) -> bool {
 
 #[no_mangle]
 extern "C" fn ikos_kalloc_validate_heap() -> c_int {
-    match with_quiesced(|h, mags| mags.and_then(|_| h.validate())) {
+    match with_quiesced(|h, mags| mags.and_then(|m| h.validate_with(&m))) {
         Ok(Ok(_)) => 0,
         Ok(Err(c)) => {
             pr_err!("ikos_kalloc_validate_heap: {}\n", Shown(&c));

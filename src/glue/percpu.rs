@@ -45,8 +45,8 @@
 
 use super::{hotplug::NoHotplug, percpu_var::PerCpuVar, preempt::NoPreempt};
 use crate::allocator::{
-    size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap, Pop,
-    LARGE_CACHE_MAX_BLOCK,
+    size_class_for, AllocError, Corruption, CpuCache, FastFree, FastView, Flags, Heap, HeldSums,
+    Pop, LARGE_CACHE_MAX_BLOCK,
 };
 use core::{
     cell::UnsafeCell,
@@ -409,10 +409,10 @@ impl PerCpu {
         &self,
         heap: &SpinLockIrq<Heap>,
         flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> R {
         if !self.enabled {
-            return f(&mut heap.lock(), Ok(0));
+            return f(&mut heap.lock(), Ok(HeldSums::default()));
         }
         // SAFETY: the caller may sleep, by the function's contract.
         let _hotplug = unsafe { NoHotplug::new() };
@@ -426,7 +426,7 @@ impl PerCpu {
         &self,
         heap: &SpinLockIrq<Heap>,
         flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> Option<R> {
         if !self.enabled {
             return Some(self.quiesce(heap, flush, f));
@@ -448,7 +448,7 @@ impl PerCpu {
     pub(crate) fn try_reclaim<R>(
         &self,
         heap: &SpinLockIrq<Heap>,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> Option<R> {
         // SAFETY: a query without side effects.
         if !unsafe { ikos_kalloc_preemptible() } {
@@ -462,10 +462,11 @@ impl PerCpu {
         &self,
         heap: &SpinLockIrq<Heap>,
         flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> R {
         let mut scratch = self.scratch.lock();
-        let mut checked: Result<usize, Corruption> = Ok(0);
+        // What the CPU caches hold, for an exact `validate_with`.
+        let mut checked: Result<HeldSums, Corruption> = Ok(HeldSums::default());
         // A CPU number that is not possible has no cache: skipped, or the
         // scratch would be absorbed and checked again as if it were its.
         for cpu in (0..self.cpus.cpus()).filter(|&c| self.cpus.get(c).is_some()) {
@@ -485,7 +486,7 @@ impl PerCpu {
                 pr_err!("large cache flush: {}\n", crate::glue::errors::Shown(&e));
             }
             match (h.magazine_check(&scratch), &mut checked) {
-                (Ok(n), Ok(total)) => *total += n,
+                (Ok(_), Ok(sums)) => h.add_magazine_sums(&scratch, sums),
                 (Err(e), Ok(_)) => checked = Err(e),
                 _ => {}
             }

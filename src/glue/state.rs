@@ -26,7 +26,7 @@ use super::{
 use crate::allocator::{
     config::{MIN_SIZE, NUM_CACHES},
     size_class_for, AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError,
-    Heap, ReallocError,
+    Heap, HeldSums, ReallocError,
 };
 use core::ptr::NonNull;
 use kernel::{
@@ -310,7 +310,7 @@ impl Kalloc {
     pub(crate) fn quiesced<R>(
         &self,
         flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> R {
         self.pcpu.quiesce(&self.heap, flush, f)
     }
@@ -320,7 +320,7 @@ impl Kalloc {
     pub(crate) fn try_quiesced<R>(
         &self,
         flush: bool,
-        f: impl FnOnce(&mut Heap, Result<usize, Corruption>) -> R,
+        f: impl FnOnce(&mut Heap, Result<HeldSums, Corruption>) -> R,
     ) -> Option<R> {
         self.pcpu.try_quiesce(&self.heap, flush, f)
     }
@@ -397,7 +397,7 @@ impl PinnedDrop for Kalloc {
         let (active, result) = self.quiesced(true, |heap, mags| {
             (
                 heap.stats().active_allocs,
-                mags.and_then(|_| heap.validate()),
+                mags.and_then(|m| heap.validate_with(&m)),
             )
         });
         match result {

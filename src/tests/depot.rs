@@ -8,7 +8,7 @@ mod common;
 use common::{fast_alloc, fast_free, view, TestHeap};
 use ikos_kalloc::allocator::{
     depot_capacity, depot_tag, magazine_capacity, size_class_for, CorruptionKind, CpuCache, Heap,
-    DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
+    HeldSums, DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
 };
 
 const MIB: usize = 1 << 20;
@@ -268,5 +268,67 @@ fn a_depot_entry_with_a_valid_tag_and_the_wrong_bitmap_bit_is_reported() {
     h.poke32(at, saved as u32);
     h.poke32(at + 4, (saved >> 32) as u32);
     assert_eq!(h.depot_check(), Ok(parked));
+    h.validate().unwrap();
+}
+
+/// Copies depot entry 0 of the size-64 class over entry 1; returns what
+/// entry 1 held.
+fn copy_first_depot_entry(h: &mut TestHeap) -> (usize, u32, u32) {
+    let class = size_class_for(64, 8).unwrap();
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    let (from, to) = (
+        h.depot_area().0 + first * 8,
+        h.depot_area().0 + (first + 1) * 8,
+    );
+    let saved = (to, h.peek32(to), h.peek32(to + 4));
+    let copy = (h.peek32(from), h.peek32(from + 4));
+    h.poke32(to, copy.0);
+    h.poke32(to + 4, copy.1);
+    saved
+}
+
+/// One depot entry copied over another holds one object twice and loses
+/// another, with every entry well-formed and the counts right: `validate`
+/// finds it by the objects' hash sums, told what the CPU cache holds
+/// (`validate_with`, as the kernel glue does), or, with no object in a CPU
+/// cache, on its own.
+#[test]
+fn a_depot_entry_copied_over_another_is_found() {
+    let (mut h, mut cpu) = after_one_batch();
+    let class = size_class_for(64, 8).unwrap();
+    let mut sums = HeldSums::default();
+    h.add_magazine_sums(&cpu, &mut sums);
+    assert_eq!(sums.objects(), cpu.held(class));
+    assert!(cpu.held(class) > 0);
+    let parked = h.stats().depot_objects as usize;
+    assert!(parked >= 2, "{parked}");
+    h.validate_with(&sums).unwrap();
+    let (at, lo, hi) = copy_first_depot_entry(&mut h);
+    assert_eq!(h.depot_check(), Ok(parked), "every entry is well-formed");
+    let c = h.validate_with(&sums).unwrap_err();
+    assert_eq!(
+        (c.kind, c.offset),
+        (CorruptionKind::MagazineEntry, class),
+        "{c}"
+    );
+    h.validate()
+        .expect("not checked: the CPU cache's objects are unknown");
+    h.poke32(at, lo);
+    h.poke32(at + 4, hi);
+    h.validate_with(&sums).unwrap();
+
+    h.magazine_drain(&mut cpu, class, 0).unwrap();
+    h.magazine_absorb(&mut cpu);
+    assert_eq!(cpu.held(class), 0);
+    h.validate().unwrap();
+    let (at, lo, hi) = copy_first_depot_entry(&mut h);
+    let c = h.validate().unwrap_err();
+    assert_eq!(
+        (c.kind, c.offset),
+        (CorruptionKind::MagazineEntry, class),
+        "{c}"
+    );
+    h.poke32(at, lo);
+    h.poke32(at + 4, hi);
     h.validate().unwrap();
 }
