@@ -280,7 +280,8 @@ impl Heap {
     /// [`Heap::magazine_check`] accepted them), for [`Heap::validate_with`].
     pub fn add_magazine_sums(&self, cpu: &CpuCache, sums: &mut HeldSums) {
         for (class, m) in cpu.mags.iter().enumerate() {
-            for e in m.slots.iter().take(m.count) {
+            // `held`: a paused cache keeps its counts aside.
+            for e in m.slots.iter().take(cpu.held(class)) {
                 sums.add(class, e.obj());
             }
         }

@@ -30,6 +30,7 @@ use std::{assert, assert_eq, panic};
 
 use crate::allocator::{
     size_class_for, CacheId, CpuCache, DebugFlags, FastFree, FastView, Flags, FreeError, Heap,
+    HeldSums,
 };
 
 /// Fuzz target `heap_ops`: well-formed and invalid operations, with the
@@ -450,7 +451,9 @@ impl Driver {
                 assert!(r.is_ok() || self.damaged, "large cache flush: {r:?}");
                 let r = self.heap.magazine_check(&self.cpu);
                 assert!(r.is_ok() || self.damaged, "magazine check: {r:?}");
-                let r = self.heap.validate();
+                let mut sums = HeldSums::default();
+                self.heap.add_magazine_sums(&self.cpu, &mut sums);
+                let r = self.heap.validate_with(&sums);
                 assert!(r.is_ok() || self.damaged, "validate: {r:?}");
             }
             1 => {

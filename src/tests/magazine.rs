@@ -14,7 +14,7 @@ use common::{check, fast_alloc, fast_free, fill, release_model, view, Rng, TestH
 use ikos_kalloc::allocator::config::NUM_CACHES;
 use ikos_kalloc::allocator::{
     magazine_capacity, size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree,
-    FastView, FreeError, Heap, Pop,
+    FastView, FreeError, Heap, HeldSums, Pop,
 };
 use proptest::prelude::*;
 
@@ -476,6 +476,13 @@ proptest! {
             prop_assert_eq!(s.double_frees + s.invalid_frees, doubles);
             prop_assert_eq!(s.used_bytes + s.free_bytes + s.overhead_bytes, s.heap_size);
             prop_assert!(h.validate().is_ok());
+            // Told what every cache holds, paused ones included: each held
+            // object is one the slabs hold for magazines, once.
+            let mut sums = HeldSums::default();
+            for c in &cpus {
+                h.add_magazine_sums(c, &mut sums);
+            }
+            prop_assert!(h.validate_with(&sums).is_ok());
         }
         cpus.iter_mut().for_each(CpuCache::resume);
         release_model(&mut h, &live, &mut cpus)?;
