@@ -74,11 +74,14 @@ pub(crate) struct DebugfsDir {
     entries: KVec<Entry>,
 }
 
-// SAFETY: `dentry` is only passed to `debugfs_remove` (once, in `drop`);
-// the entries hold `Arc<Kalloc>`, which is `Send` and `Sync`, and are only
-// read after `new`.
+// SAFETY: `dentry` is only passed to `debugfs_remove` (once, in `drop`),
+// from whichever thread drops the value; the entries hold an `Arc<Kalloc>`
+// (`Send`) and function pointers.
 unsafe impl Send for DebugfsDir {}
-// SAFETY: as for `Send`: no method takes `&self`.
+// SAFETY: no method takes `&self`. The file callbacks read the entries from
+// any thread through the inodes' private data, which is sound as an
+// `Entry` is `Sync` (an `Arc<Kalloc>`, function pointers) and never
+// written after `new`.
 unsafe impl Sync for DebugfsDir {}
 
 impl DebugfsDir {
