@@ -40,7 +40,7 @@ impl HeldSums {
 /// A bijective mix of an object's offset (SplitMix64's finalizer), so two
 /// different objects never have the same hash: a multiset of objects with
 /// one held twice in place of another always has another sum.
-pub(super) fn held_hash(obj: usize) -> u64 {
+pub fn held_hash(obj: usize) -> u64 {
     let mut x = (obj as u64) ^ 0x9e37_79b9_7f4a_7c15;
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -120,7 +120,7 @@ pub use inject::{Counter, InjectError, Injected};
 pub use large::mapping as free_list_of;
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
 pub use magazine::{depot_tag, magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
-pub use magazine_heap::HeldSums;
+pub use magazine_heap::{held_hash, HeldSums};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

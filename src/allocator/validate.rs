@@ -466,11 +466,11 @@ impl Heap {
                 sum = sum.wrapping_add(held_hash(obj));
             }
         }
-        let (mut cur, mut n) = (d.free_head as usize, 0u32);
-        while cur != 0 && n < d.bump {
+        // `check_slab` walked this list just now: it ends, within `bump`.
+        let mut cur = d.free_head as usize;
+        while cur != 0 {
             sum = sum.wrapping_sub(held_hash(cur));
             cur = self.mem.rd32(cur.wrapping_add(link)) as usize;
-            n += 1;
         }
         t.held_hash = sum;
         Ok(())

@@ -7,8 +7,8 @@ mod common;
 
 use common::{fast_alloc, fast_free, view, TestHeap};
 use ikos_kalloc::allocator::{
-    depot_capacity, depot_tag, magazine_capacity, size_class_for, CorruptionKind, CpuCache, Heap,
-    HeldSums, DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
+    depot_capacity, depot_tag, held_hash, magazine_capacity, size_class_for, CorruptionKind,
+    CpuCache, Heap, HeldSums, DEPOT_MAX_BYTES, DEPOT_MAX_ENTRIES,
 };
 
 const MIB: usize = 1 << 20;
@@ -331,4 +331,21 @@ fn a_depot_entry_copied_over_another_is_found() {
     h.poke32(at, lo);
     h.poke32(at + 4, hi);
     h.validate().unwrap();
+}
+
+/// The held-object hash is SplitMix64's output function (a bijection, so
+/// two objects never share a hash): its first outputs from seed 0 are the
+/// hashes of 0, and of 2 and 3 times the increment (XOR-ed with it once).
+#[test]
+fn the_held_hash_is_splitmix64s_finalizer() {
+    const G: u64 = 0x9e37_79b9_7f4a_7c15;
+    assert_eq!(held_hash(0), 0xe220_a839_7b1d_cdaf);
+    assert_eq!(
+        held_hash((G.wrapping_mul(2) ^ G) as usize),
+        0x6e78_9e6a_a1b9_65f4
+    );
+    assert_eq!(
+        held_hash((G.wrapping_mul(3) ^ G) as usize),
+        0x06c4_5d18_8009_454f
+    );
 }
