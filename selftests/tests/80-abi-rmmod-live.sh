@@ -63,8 +63,12 @@ exec 3<"$KALLOC_DIR/stats"
 check "rmmod-live: rmmod fails while stats is held open" sh -c "! rmmod ikos_kalloc 2>/dev/null"
 check "rmmod-live: still loaded, stats still readable" grep -q '^heap_size:' "$KALLOC_DIR/stats"
 exec 3<&-
-echo "run 3" >"$KALLOC_DIR/stress" 2>/dev/null &
+# The writer gets the file already open, so rmmod meets it open however
+# late the background job starts; a second later the run is under way.
+exec 4>"$KALLOC_DIR/stress"
+echo "run 3" >&4 2>/dev/null &
 e80_pid=$!
+exec 4>&-
 sleep 1
 check "rmmod-live: rmmod fails during a stress run" sh -c "! rmmod ikos_kalloc 2>/dev/null"
 e80_rc=0
