@@ -18,6 +18,14 @@ e40_rej_raw() {
 	snapshot
 	expect_eq "errors: $1 changed nothing" "$e40_before" "$snap"
 }
+# e40_rej_counted NAME ERRNO FILE LINE KEY WHAT: e40_rej, and the stats
+# counter KEY went up by exactly one (check name "errors: WHAT").
+e40_rej_counted() {
+	stat_v "$5"
+	e40_count=$sv
+	e40_rej "$1" "$2" "$3" "$4"
+	expect_eq "errors: $6" $((e40_count + 1)) "$(stat "$5")"
+}
 # e40_dd FILE: writes the file /tmp/e40.line to FILE in one write(2).
 e40_dd() {
 	err=$(dd if=/tmp/e40.line of="$1" bs=8192 count=1 2>&1 >/dev/null | grep -v records)
@@ -63,12 +71,10 @@ e40_rej "alloc bad cache name" EINVAL alloc "100 cache=a/b"
 
 # alloc semantic errors.
 e40_rej "alloc of a live ID" EEXIST alloc "1 64"
-e40_failed=$(stat failed_allocs)
-e40_rej "alloc larger than the heap" ENOMEM alloc "100 16777216"
-expect_eq "errors: ENOMEM counted once in failed_allocs" $((e40_failed + 1)) "$(stat failed_allocs)"
-e40_dma=$(stat dma_refusals)
-e40_rej "alloc dma" EOPNOTSUPP alloc "100 64 8 dma"
-expect_eq "errors: dma counted once in dma_refusals" $((e40_dma + 1)) "$(stat dma_refusals)"
+e40_rej_counted "alloc larger than the heap" ENOMEM alloc "100 16777216" \
+	failed_allocs "ENOMEM counted once in failed_allocs"
+e40_rej_counted "alloc dma" EOPNOTSUPP alloc "100 64 8 dma" \
+	dma_refusals "dma counted once in dma_refusals"
 e40_rej "alloc dma among other flags" EOPNOTSUPP alloc "100 64 8 zero,dma"
 e40_rej "alloc cache=nosuch" ENOENT alloc "100 cache=nosuch"
 
@@ -94,9 +100,8 @@ e40_rej "realloc size 0" EINVAL realloc "1 0"
 e40_rej "realloc missing size" EINVAL realloc "1"
 e40_rej "realloc extra token" EINVAL realloc "1 100 8"
 e40_rej "realloc of a custom cache's object" EINVAL realloc "2 100"
-e40_failed=$(stat failed_allocs)
-e40_rej "realloc larger than the heap" ENOMEM realloc "1 16777216"
-expect_eq "errors: realloc ENOMEM counted once in failed_allocs" $((e40_failed + 1)) "$(stat failed_allocs)"
+e40_rej_counted "realloc larger than the heap" ENOMEM realloc "1 16777216" \
+	failed_allocs "realloc ENOMEM counted once in failed_allocs"
 expect_write "errors: handle 1 still holds 0xaa after the rejected reallocs" OK "$KALLOC_DIR/verify" "1 0xaa"
 
 # caches (destroy size-64 first: it must not depend on the create below).

@@ -202,7 +202,7 @@ pub(crate) fn write_scribble(k: &Kalloc, reader: &mut UserSliceReader) -> Result
     let mut handles = k.handles.lock();
     let h = handles
         .get(&c.id)
-        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+        .ok_or_else(|| super::debugfs::no_such_handle(FILE))?;
     let p = k.at(h.offset).as_ptr();
     let mut heap = k.heap.lock();
     let r = heap.scribble(p, c.offset, c.len, SCRIBBLE_BYTE, c.after_free);

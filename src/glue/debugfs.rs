@@ -9,7 +9,7 @@
 
 use super::{
     bench, debug,
-    debugfs_dir::{DebugfsDir, FileSpec, State},
+    debugfs_dir::{ro, rw, wo, DebugfsDir, FileSpec, State},
     errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
     heapmap, selftest,
     state::{Handle, Origin},
@@ -25,54 +25,6 @@ use crate::{
 use core::ptr::NonNull;
 use kernel::{fmt, prelude::*, rbtree::RBTreeNodeReservation, uaccess::UserSliceReader};
 
-/// A file that can be read.
-const fn ro(name: &'static CStr, show: super::debugfs_dir::ShowFn) -> FileSpec {
-    FileSpec {
-        name,
-        show: Some(show),
-        write: None,
-        size: None,
-    }
-}
-
-/// A file that can be read, whose size grows with the heap.
-const fn ro_sized(
-    name: &'static CStr,
-    show: super::debugfs_dir::ShowFn,
-    size: super::debugfs_dir::SizeFn,
-) -> FileSpec {
-    FileSpec {
-        name,
-        show: Some(show),
-        write: None,
-        size: Some(size),
-    }
-}
-
-/// A file that can be read and written.
-const fn rw(
-    name: &'static CStr,
-    show: super::debugfs_dir::ShowFn,
-    write: super::debugfs_dir::WriteFn,
-) -> FileSpec {
-    FileSpec {
-        name,
-        show: Some(show),
-        write: Some(write),
-        size: None,
-    }
-}
-
-/// A file that can only be written.
-const fn wo(name: &'static CStr, write: super::debugfs_dir::WriteFn) -> FileSpec {
-    FileSpec {
-        name,
-        show: None,
-        write: Some(write),
-        size: None,
-    }
-}
-
 /// Every file but the fault-injection ones.
 const FILES: [FileSpec; 15] = [
     ro(c"stats", show_stats),
@@ -86,13 +38,10 @@ const FILES: [FileSpec; 15] = [
     ro(c"validate", show_validate),
     rw(c"selftest", show_selftest, write_selftest),
     rw(c"bench", show_bench, write_bench),
-    ro_sized(c"heapmap", show_heapmap, heapmap::read_size),
+    ro(c"heapmap", show_heapmap).sized(heapmap::read_size),
     rw(c"shrink", show_shrink, write_shrink),
     rw(c"stress", show_stress, write_stress),
-    FileSpec {
-        size: Some(debug::leaks_read_size),
-        ..rw(c"leaks", show_leaks, write_leaks)
-    },
+    rw(c"leaks", show_leaks, write_leaks).sized(debug::leaks_read_size),
 ];
 
 /// With `fault_injection=1` only.
@@ -124,6 +73,11 @@ pub(crate) fn read_line(file: &str, reader: &mut UserSliceReader) -> Result<KVec
     let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
     reader.read_slice(&mut buf)?;
     Ok(buf)
+}
+
+/// The logged `ENOENT` of a command naming a handle that does not exist.
+pub(crate) fn no_such_handle(file: &str) -> Error {
+    reject(file, ENOENT, &"no such handle")
 }
 
 /// Parses with `parse`, turning a parse error into a logged `EINVAL`.
@@ -337,9 +291,7 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
     let line = read_line(FILE, reader)?;
     let id = parsed(FILE, &line, abi::parse_free)?;
     let mut handles = k.handles.lock();
-    let h = handles
-        .get(&id)
-        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+    let h = handles.get(&id).ok_or_else(|| no_such_handle(FILE))?;
     // A free refused on damaged metadata keeps the handle: the allocation
     // is still live for the allocator (and `active_allocs` counts it).
     k.release(id, h)?;
@@ -354,7 +306,7 @@ fn write_realloc(k: &State, reader: &mut UserSliceReader) -> Result {
     let mut handles = k.handles.lock();
     let h = handles
         .get_mut(&cmd.id)
-        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+        .ok_or_else(|| no_such_handle(FILE))?;
     if let Origin::Cache(_) = h.origin {
         return Err(reject(
             FILE,
@@ -390,9 +342,7 @@ fn with_handle_bytes(
     op: impl FnOnce(&mut [u8]) -> Result,
 ) -> Result {
     let handles = k.handles.lock();
-    let h = handles
-        .get(&id)
-        .ok_or_else(|| reject(file, ENOENT, &"no such handle"))?;
+    let h = handles.get(&id).ok_or_else(|| no_such_handle(file))?;
     // SAFETY: `h` is a live allocation of `h.usable` bytes in the heap; the
     // handles mutex keeps it live, and handle memory is only ever accessed
     // by these file operations, which all hold that mutex.
@@ -624,9 +574,7 @@ fn write_inject(k: &State, reader: &mut UserSliceReader) -> Result {
         InjectCmd::Overflow(id, _) => (id, "overflow"),
     };
     let mut handles = k.handles.lock();
-    let h = handles
-        .get(&id)
-        .ok_or_else(|| reject(FILE, ENOENT, &"no such handle"))?;
+    let h = handles.get(&id).ok_or_else(|| no_such_handle(FILE))?;
     let p = k.at(h.offset).as_ptr();
     let mut heap = k.heap.lock();
     let r = match cmd {

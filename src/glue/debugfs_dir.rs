@@ -44,6 +44,46 @@ pub(crate) struct FileSpec {
     pub(crate) size: Option<SizeFn>,
 }
 
+/// A file that can be read.
+pub(crate) const fn ro(name: &'static CStr, show: ShowFn) -> FileSpec {
+    FileSpec {
+        name,
+        show: Some(show),
+        write: None,
+        size: None,
+    }
+}
+
+/// A file that can be read and written.
+pub(crate) const fn rw(name: &'static CStr, show: ShowFn, write: WriteFn) -> FileSpec {
+    FileSpec {
+        name,
+        show: Some(show),
+        write: Some(write),
+        size: None,
+    }
+}
+
+/// A file that can only be written.
+pub(crate) const fn wo(name: &'static CStr, write: WriteFn) -> FileSpec {
+    FileSpec {
+        name,
+        show: None,
+        write: Some(write),
+        size: None,
+    }
+}
+
+impl FileSpec {
+    /// The same file, whose reads take about `size` bytes.
+    pub(crate) const fn sized(self, size: SizeFn) -> FileSpec {
+        FileSpec {
+            size: Some(size),
+            ..self
+        }
+    }
+}
+
 /// What a file's inode points to.
 struct Entry {
     name: &'static CStr,

@@ -385,17 +385,24 @@ fn a_first_level_bit_without_lists_stops_the_search() {
     assert_eq!(h.stats().blocks_total, 1);
 }
 
+/// Links the only free block of a fresh heap to itself (its next link);
+/// returns the link's offset and old value, to put back with `poke32`.
+fn loop_the_only_free_block(h: &mut TestHeap) -> (usize, u32) {
+    let free = h.metadata_bytes();
+    let next = h.peek32(free + 16);
+    h.poke32(free + 16, free as u32);
+    (free + 16, next)
+}
+
 /// The largest-free-block scan of the top list ends on a list that loops
 /// (a free block linked to itself): it is bounded by the free-block count.
 #[test]
 fn a_looping_top_list_does_not_hang_the_largest_free_block_scan() {
     let mut h = TestHeap::new(1 << 20);
     let largest = h.stats().largest_free_block;
-    let free = h.metadata_bytes();
-    let next = h.peek32(free + 16);
-    h.poke32(free + 16, free as u32);
+    let (at, next) = loop_the_only_free_block(&mut h);
     assert_eq!(h.stats().largest_free_block, largest);
-    h.poke32(free + 16, next);
+    h.poke32(at, next);
     h.validate().unwrap();
 }
 
@@ -407,13 +414,11 @@ fn a_looping_top_list_does_not_hang_the_largest_free_block_scan() {
 fn a_looping_own_list_does_not_hang_the_last_resort_walk() {
     let mut h = TestHeap::new(1 << 20);
     let largest = h.stats().largest_free_block;
-    let free = h.metadata_bytes();
-    let next = h.peek32(free + 16);
-    h.poke32(free + 16, free as u32);
+    let (at, next) = loop_the_only_free_block(&mut h);
     assert_eq!(
         h.alloc_flags(largest + 16, 8, Flags::NONE).err(),
         Some(AllocError::OutOfMemory)
     );
-    h.poke32(free + 16, next);
+    h.poke32(at, next);
     h.validate().unwrap();
 }
