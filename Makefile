@@ -124,6 +124,9 @@ endif
 
 host-test: deps
 	$(CARGO) test --locked
+	@# The committed traces are what their generator writes, byte for byte.
+	rm -rf out/traces && python3 scripts/traces/gen-traces.py out/traces >/dev/null
+	for t in churn realloc mixed; do cmp out/traces/$$t.trace scripts/traces/$$t.trace || exit 1; done
 
 # Coverage-guided fuzzing of the allocator core with cargo-fuzz (nightly
 # Rust, libFuzzer, AddressSanitizer, overflow checks). Not part of `check`:
