@@ -20,6 +20,11 @@ module_param(oom_under_lock, bool, 0444);
 MODULE_PARM_DESC(oom_under_lock,
 		 "instead of the checks: an allocation that runs out of memory under a spinlock another CPU spins on with IRQs off must return NULL, not wait for that CPU");
 
+static bool heap_debug;
+module_param(heap_debug, bool, 0444);
+MODULE_PARM_DESC(heap_debug,
+		 "ikos_kalloc was loaded with debug flags: its large blocks have the debug layout and placement, so check_krealloc_moves checks contents only");
+
 static int checks, failures;
 
 #define CHECK(cond)                                                          \
@@ -293,6 +298,81 @@ out:
 }
 
 /*
+ * ikos_krealloc() makes the moves of the host's Heap::realloc. A large
+ * block that cannot grow in place moves down into a free predecessor (the
+ * memmove made without the heap lock) and is cut to size; otherwise its
+ * new block is the lowest-addressed of the candidate free blocks, not the
+ * first that fits. The blocks are larger than the per-CPU large cache
+ * takes (64 KiB), so every free reaches the heap; on the client's fresh
+ * 8 MiB heap each new block is cut from the low end of the free block at
+ * the top, so its neighbours are known. With heap_debug (debug layout and
+ * placement) only the contents are checked.
+ */
+static noinline_for_stack void check_krealloc_moves(void)
+{
+	const size_t s = 256 * 1024;
+	u8 *a, *b, *c, *m, *sep, *x, *y, *q = NULL;
+	bool plain = !heap_debug;
+
+	/* Moved down: a freed, c live, so b grows into a's space. */
+	a = ikos_kalloc(s);
+	b = ikos_kalloc(s);
+	c = ikos_kalloc(s);
+	CHECK(a && b && c);
+	if (!a || !b || !c)
+		goto out_abc;
+	CHECK(!plain || (b == a + s + 16 && c == b + s + 16));
+	memset(b, 0x5a, s);
+	ikos_kfree(a);
+	q = ikos_krealloc(b, s + s / 2);
+	CHECK(q && all_bytes(q, s, 0x5a));
+	CHECK(!plain || q == a);
+	/* Cut to size: the rest of a's and b's space is free again. */
+	CHECK(!plain || ikos_kalloc_usable_size(q) == s + s / 2);
+	if (q)
+		b = q;
+	a = NULL;
+out_abc:
+	ikos_kfree(a);
+	ikos_kfree(b);
+	ikos_kfree(c);
+
+	/*
+	 * Placed low: free holes of 4 s (low) and 2 s (higher); x, between
+	 * two live blocks, grows to 1.5 s. The first list that fits holds the
+	 * 2 s hole, the lowest candidate is the 4 s one.
+	 */
+	a = ikos_kalloc(4 * s);
+	sep = ikos_kalloc(s);
+	m = ikos_kalloc(2 * s);
+	c = ikos_kalloc(s);
+	x = ikos_kalloc(s);
+	y = ikos_kalloc(s);
+	CHECK(a && sep && m && c && x && y);
+	if (!a || !sep || !m || !c || !x || !y)
+		goto out_low;
+	CHECK(!plain || (a < sep && sep < m && m < c && c < x && x < y));
+	memset(x, 0x6b, s);
+	ikos_kfree(a);
+	ikos_kfree(m);
+	q = ikos_krealloc(x, s + s / 2);
+	CHECK(q && all_bytes(q, s, 0x6b));
+	CHECK(!plain || q == a);
+	if (q)
+		x = q;
+	a = NULL;
+	m = NULL;
+out_low:
+	ikos_kfree(a);
+	ikos_kfree(sep);
+	ikos_kfree(m);
+	ikos_kfree(c);
+	ikos_kfree(x);
+	ikos_kfree(y);
+	CHECK(ikos_kalloc_validate_heap() == 0);
+}
+
+/*
  * oom_under_lock: CPU 0 holds oom_lock and makes an allocation the heap
  * cannot satisfy while CPU 1 spins on oom_lock with interrupts disabled.
  * Reclaiming the other CPU's caches would need an IPI that CPU 1 never
@@ -379,6 +459,7 @@ static int __init ikos_kalloc_client_init(void)
 	check_errors_and_stats();
 	check_large_reuse();
 	check_krealloc();
+	check_krealloc_moves();
 	CHECK(ikos_kalloc_get_stats(&end) == 0);
 	CHECK(end.active_allocs == start.active_allocs);
 

@@ -281,6 +281,19 @@ impl Heap {
         }
     }
 
+    /// [`Heap::alloc_placed`], except that running out of memory is
+    /// returned uncounted, as by [`Heap::alloc_flags_retryable`].
+    pub(super) fn alloc_placed_retryable(
+        &mut self,
+        size: usize,
+        placement: Placement,
+    ) -> Result<NonNull<u8>, AllocError> {
+        match self.alloc_inner(size, MIN_SIZE, Flags::NONE, placement) {
+            Err(AllocError::OutOfMemory) => Err(AllocError::OutOfMemory),
+            r => self.finish_alloc(r, Flags::NONE),
+        }
+    }
+
     /// A kmalloc-style allocation of `size` bytes (default alignment, no
     /// flags) whose large block is chosen by `placement`; counted like any.
     pub(super) fn alloc_placed(

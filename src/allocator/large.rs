@@ -31,7 +31,7 @@
 //! Realloc of a large block (see `Heap::realloc`) grows in place into a
 //! free successor when it can; else it moves down into a free predecessor
 //! (with the successor, if free) when the three together are large enough,
-//! the payload moved with `memmove` ([`Heap::large_resize_backward`]); else
+//! the payload moved with `memmove` ([`Heap::large_resize_backward_begin`]); else
 //! it allocates a new block with [`Placement::LowAddress`]: of the heads
 //! of the first [`LOW_ADDRESS_LISTS`] non-empty lists from the rounded-up
 //! class on, the one at the lowest address (head offsets compared, so at
@@ -619,20 +619,25 @@ impl Heap {
         Ok(b)
     }
 
-    /// Grows the used block `b` to hold `payload` bytes by moving it down
-    /// into its free predecessor, also taking a free successor, when the
-    /// three together are large enough (the caller has tried growing in
-    /// place first). The payload is moved with `memmove`; the new block
-    /// starts at the predecessor. The old header is left as a free header
-    /// or overwritten by the moved bytes, so it never passes as a live
-    /// block: a later free of the old pointer is refused. Returns the new
-    /// block (header written, used), or `None` when there is not enough room.
-    pub(super) fn large_resize_backward(
+    /// Begins growing the used block `b` to hold `payload` bytes by moving
+    /// it down into its free predecessor, also taking a free successor,
+    /// when the three together are large enough (the caller has tried
+    /// growing in place first). The three become one used block `m` from
+    /// the predecessor on, header written with `req`, so the heap is
+    /// consistent and nothing else can be placed in the range; the old
+    /// header is marked free, so it never passes as a live block again (a
+    /// later free of the old pointer is refused). The payload is not moved
+    /// and `m` not cut to size: the caller moves `b.payload_size()` bytes
+    /// from `b.payload()` to `m.payload()` (`memmove`, the ranges overlap),
+    /// then calls [`Heap::large_resize_backward_finish`] with `m` and the
+    /// returned block size. `None` when there is not enough room (nothing
+    /// changed).
+    pub(super) fn large_resize_backward_begin(
         &mut self,
         b: Block,
         payload: usize,
         req: u32,
-    ) -> Result<Option<Block>, Corruption> {
+    ) -> Result<Option<(Block, usize)>, Corruption> {
         let Some(need) = Self::block_size_for(payload) else {
             return Ok(None);
         };
@@ -658,7 +663,6 @@ impl Heap {
         // Mark the old header free before the move (the moved bytes may
         // overwrite it), so it never describes a live block again.
         self.scrub_header(&b);
-        self.mem.copy(b.payload(), p.payload(), b.payload_size());
         let m = Block {
             off: p.off,
             size: total,
@@ -670,7 +674,38 @@ impl Heap {
         };
         self.set_block(&m);
         self.set_prev_size_at(m.end(), m.size)?;
-        self.finish_resize(m, need, req).map(Some)
+        Ok(Some((m, need)))
+    }
+
+    /// Ends a backward resize once the payload has moved: cuts the block
+    /// `m` that [`Heap::large_resize_backward_begin`] made to `need` bytes.
+    /// Its header is read again first (the heap lock may have been dropped
+    /// for the move); on damage `m` stays whole, a live block all the same.
+    pub(super) fn large_resize_backward_finish(
+        &mut self,
+        m: Block,
+        need: usize,
+    ) -> Result<Block, Corruption> {
+        let now = self.block(m.off)?;
+        if now != m {
+            return Err(Corruption::new(
+                CorruptionKind::BadSize,
+                m.off,
+                now.size as u64,
+            ));
+        }
+        self.finish_resize(m, need, m.req)
+    }
+
+    /// The payload size the block of a backward resize will have once cut
+    /// to `need` (all of `m` when the rest is too small to split off).
+    pub(super) fn backward_usable(m: &Block, need: usize) -> usize {
+        let size = if m.size.saturating_sub(need) < MIN_BLOCK {
+            m.size
+        } else {
+            need
+        };
+        size.saturating_sub(HEADER_SIZE)
     }
 
     /// Size of the largest free block (header included), 0 if none.

@@ -23,8 +23,10 @@
 //! * `slab`: slab spans carved from the large allocator; per-cache empty,
 //!   partial and full lists (`cache`); O(1) owner lookup on free through
 //!   the page map (`pagemap`).
-//! * `realloc`: [`Heap::realloc`], and [`Heap::resize_in_place`] (which
-//!   moves no data) for a caller that copies without the heap lock.
+//! * `realloc`: [`Heap::realloc`], and for a caller that moves the data
+//!   without the heap lock, [`Heap::resize_in_place`] and the steps
+//!   [`Heap::resize_start`] / [`Heap::resize_finish`] /
+//!   [`Heap::alloc_moved_retryable`] that `realloc` is made of.
 //! * `stats` and `validate`: exact accounting and a full consistency walk.
 //! * `region`: the only place that dereferences region memory; every access
 //!   is bounds- and alignment-checked.
@@ -121,6 +123,7 @@ pub use large::mapping as free_list_of;
 pub use large_cache::{LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS};
 pub use magazine::{depot_tag, magazine_capacity, CpuCache, FastFree, Pop, MAGAZINE_SLOTS};
 pub use magazine_heap::{held_hash, HeldSums};
+pub use realloc::{MoveDown, Resize};
 pub use slab::slab_geometry;
 pub use stats::Stats;
 pub use validate::ValidationReport;

@@ -24,9 +24,9 @@ use super::{
     stress::StressLog,
 };
 use crate::allocator::{
-    config::{MIN_SIZE, NUM_CACHES},
+    config::{MAX_SIZE, MIN_SIZE, NUM_CACHES},
     size_class_for, AllocError, CacheError, CacheId, Corruption, DebugFlags, Flags, FreeError,
-    Heap, HeldSums, ReallocError,
+    Heap, HeldSums, ReallocError, Resize,
 };
 use core::ptr::NonNull;
 use kernel::{
@@ -226,12 +226,16 @@ impl Kalloc {
 
     /// Resizes `ptr` to `new_size` bytes, as `krealloc` does: a null `ptr`
     /// allocates (like `alloc` with the default alignment), a `new_size` of
-    /// 0 frees `ptr` and gives `Ok(None)`. In place when no data has to
-    /// move ([`Heap::resize_in_place`]); else a new allocation through
-    /// [`Kalloc::alloc`] (per-CPU caches, reclaim on failure), the copy
-    /// without the heap lock (a payload may be megabytes, and the lock
-    /// keeps interrupts off), then the old allocation freed. On failure
-    /// `ptr` is untouched.
+    /// 0 frees `ptr` and gives `Ok(None)`. The moves of [`Heap::realloc`],
+    /// with every copy made without the heap lock (a payload may be
+    /// megabytes, and the lock keeps interrupts off): in place when no
+    /// data has to move; a large block moved down into a free predecessor
+    /// ([`Heap::resize_start`], the `memmove`, [`Heap::resize_finish`]);
+    /// else a new allocation (a large block placed low in the heap by
+    /// [`Heap::alloc_moved_retryable`], or, for a size class and when that
+    /// runs out of memory, [`Kalloc::alloc`] with its per-CPU caches and
+    /// reclaim), the copy, then the old allocation freed. On failure `ptr`
+    /// is untouched.
     pub(crate) fn realloc(
         &self,
         ptr: *mut u8,
@@ -246,16 +250,31 @@ impl Kalloc {
         if new_size == 0 {
             return self.free(ptr).map(|()| None).map_err(ReallocError::Free);
         }
-        let old_usable = {
-            let mut heap = self.heap.lock();
-            match heap.resize_in_place(ptr, new_size)? {
-                Some(p) => return Ok(Some(p)),
-                None => heap.usable_size(ptr).unwrap_or(0),
+        // The guard goes at the end of the statement, before any copy.
+        let started = self.heap.lock().resize_start(ptr, new_size)?;
+        let old_usable = match started {
+            Resize::Done(p) => return Ok(Some(p)),
+            Resize::MoveDown(m) => {
+                // SAFETY: `m` describes one live large block that the heap
+                // made of the caller's allocation and its free neighbours
+                // for this resize: `count` bytes from `src` (the old payload)
+                // and from `dst` (its start) lie inside it, and nothing
+                // else is placed in it until `resize_finish`. The ranges
+                // overlap, hence `copy` (memmove).
+                unsafe { core::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+                let dst = m.dst();
+                // The guard goes at the end of the statement, before the log.
+                let finished = self.heap.lock().resize_finish(m);
+                if let Err(c) = finished {
+                    errors::rate_limited(&format_args!(
+                        "realloc: the moved block is kept whole: {c}"
+                    ));
+                }
+                return Ok(Some(dst));
             }
+            Resize::Move { usable } => usable,
         };
-        let new = self
-            .alloc(new_size, MIN_SIZE, Flags::NONE)
-            .map_err(ReallocError::Alloc)?;
+        let new = self.alloc_moved(new_size).map_err(ReallocError::Alloc)?;
         // SAFETY: `ptr` is a live allocation of `old_usable` bytes (checked
         // just now under the lock; the caller owns it until it is freed
         // below) and `new` one of at least `new_size`, so both ranges are
@@ -269,6 +288,22 @@ impl Kalloc {
             errors::rate_limited(&ReallocError::Free(e));
         }
         Ok(Some(new))
+    }
+
+    /// The new allocation of a moving [`Kalloc::realloc`]: a large block
+    /// from the locked heap, placed as low as cheaply possible, as the
+    /// host's `Heap::realloc` places it (growing buffers left high up
+    /// would fragment the heap); a size class, or a large block when that
+    /// finds no room, through [`Kalloc::alloc`] (per-CPU caches, reclaim,
+    /// the failure counted once).
+    fn alloc_moved(&self, new_size: usize) -> Result<NonNull<u8>, AllocError> {
+        if new_size > MAX_SIZE {
+            match self.heap.lock().alloc_moved_retryable(new_size) {
+                Err(AllocError::OutOfMemory) => {}
+                r => return r,
+            }
+        }
+        self.alloc(new_size, MIN_SIZE, Flags::NONE)
     }
 
     /// Frees `ptr` (kfree semantics), the inlined part: the magazine push,

@@ -29,8 +29,8 @@ use std::vec::Vec;
 use std::{assert, assert_eq, panic};
 
 use crate::allocator::{
-    size_class_for, CacheId, CpuCache, DebugFlags, FastFree, FastView, Flags, FreeError, Heap,
-    HeldSums,
+    config::MIN_SIZE, size_class_for, AllocError, CacheId, CpuCache, DebugFlags, FastFree,
+    FastView, Flags, FreeError, Heap, HeldSums, ReallocError, Resize,
 };
 
 /// Fuzz target `heap_ops`: well-formed and invalid operations, with the
@@ -333,7 +333,15 @@ impl Driver {
         let Some(l) = self.release(a) else {
             return;
         };
-        match self.heap.realloc(a as *mut u8, size) {
+        // Odd sizes take the kernel's steps (`Kalloc::realloc`), even ones
+        // `Heap::realloc`; no input byte is spent on the choice, so the
+        // committed seeds keep their meaning.
+        let r = if size % 2 == 1 {
+            self.realloc_in_steps(a, size)
+        } else {
+            self.heap.realloc(a as *mut u8, size)
+        };
+        match r {
             Ok(p) => {
                 if !self.damaged {
                     let keep = l.len.min(size);
@@ -354,6 +362,51 @@ impl Driver {
             Err(_) => {
                 // Refused (out of memory): the old block stays live.
                 self.live.insert(a, l);
+            }
+        }
+    }
+
+    /// Resizes `a` as the kernel's `Kalloc::realloc` does, with the data
+    /// moves made between the heap's calls (where the kernel drops the
+    /// lock): `resize_start`, then the move down and `resize_finish`, or a
+    /// new block from `alloc_moved_retryable` (`alloc_flags` when that runs
+    /// out), the copy and the free.
+    fn realloc_in_steps(&mut self, a: usize, size: usize) -> Result<NonNull<u8>, ReallocError> {
+        match self.heap.resize_start(a as *mut u8, size)? {
+            Resize::Done(p) => Ok(p),
+            Resize::MoveDown(m) => {
+                assert_eq!(m.src() as usize, a, "a move down starts at the old pointer");
+                self.check_in_region(m.dst().as_ptr() as usize, m.count());
+                self.check_in_region(a, m.count());
+                // Consistent while the payload waits to be moved (as a
+                // `validate` on another CPU would find it).
+                self.validate();
+                // SAFETY: both ranges are inside the region (checked) and
+                // inside the block the heap merged for this resize.
+                unsafe { core::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+                let dst = m.dst();
+                let r = self.heap.resize_finish(m);
+                assert!(r.is_ok() || self.damaged, "resize_finish: {r:?}");
+                Ok(dst)
+            }
+            Resize::Move { usable } => {
+                let new = match self.heap.alloc_moved_retryable(size) {
+                    Err(AllocError::OutOfMemory) => {
+                        self.heap.alloc_flags(size, MIN_SIZE, Flags::NONE)
+                    }
+                    r => r,
+                }
+                .map_err(ReallocError::Alloc)?;
+                let keep = usable.min(size);
+                self.check_in_region(a, keep);
+                self.check_in_region(new.as_ptr() as usize, keep);
+                // SAFETY: two live blocks inside the region (checked),
+                // which do not overlap unless the heap is damaged, when
+                // `copy` is still defined.
+                unsafe { core::ptr::copy(a as *const u8, new.as_ptr(), keep) };
+                let r = self.heap.free(a as *mut u8);
+                assert!(r.is_ok() || self.damaged, "free after the copy: {r:?}");
+                Ok(new)
             }
         }
     }
@@ -440,22 +493,24 @@ impl Driver {
         );
     }
 
+    /// As the module's `validate` does: fold the per-CPU counters in,
+    /// return the parked large blocks, check the magazine entries, then
+    /// walk the heap.
+    fn validate(&mut self) {
+        self.heap.magazine_absorb(&mut self.cpu);
+        let r = self.heap.large_cache_flush(&mut self.cpu);
+        assert!(r.is_ok() || self.damaged, "large cache flush: {r:?}");
+        let r = self.heap.magazine_check(&self.cpu);
+        assert!(r.is_ok() || self.damaged, "magazine check: {r:?}");
+        let mut sums = HeldSums::default();
+        self.heap.add_magazine_sums(&self.cpu, &mut sums);
+        let r = self.heap.validate_with(&sums);
+        assert!(r.is_ok() || self.damaged, "validate: {r:?}");
+    }
+
     fn maintain(&mut self, input: &mut Input<'_>) {
         match input.u8() % 6 {
-            0 => {
-                // As the module's `validate` does: fold the per-CPU
-                // counters in, return the parked large blocks, check the
-                // magazine entries, then walk the heap.
-                self.heap.magazine_absorb(&mut self.cpu);
-                let r = self.heap.large_cache_flush(&mut self.cpu);
-                assert!(r.is_ok() || self.damaged, "large cache flush: {r:?}");
-                let r = self.heap.magazine_check(&self.cpu);
-                assert!(r.is_ok() || self.damaged, "magazine check: {r:?}");
-                let mut sums = HeldSums::default();
-                self.heap.add_magazine_sums(&self.cpu, &mut sums);
-                let r = self.heap.validate_with(&sums);
-                assert!(r.is_ok() || self.damaged, "validate: {r:?}");
-            }
+            0 => self.validate(),
             1 => {
                 let _ = self.heap.shrink();
             }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{check, fill, TestHeap};
-use ikos_kalloc::allocator::{AllocError, Flags, FreeError, ReallocError, Stats};
+use ikos_kalloc::allocator::{AllocError, Flags, FreeError, ReallocError, Resize, Stats};
 
 /// Stats with the error counters cleared, to compare "heap unchanged".
 fn core_of(s: &Stats) -> Stats {
@@ -355,6 +355,32 @@ fn retryable_allocation_leaves_out_of_memory_uncounted() {
     assert!(bytes.iter().all(|&b| b == 0));
     assert_eq!(f.h.stats().total_allocs, 3);
     f.h.free(p.as_ptr()).unwrap();
+}
+
+/// `resize_start` refuses and counts what `realloc` and `resize_in_place`
+/// refuse; in place it is `Done`, a move it leaves to the caller (a slab
+/// object, which is never moved down) is `Move` with the usable size,
+/// nothing changed.
+#[test]
+fn resize_start_refuses_what_realloc_refuses() {
+    let mut f = fixture();
+    let small = f.small;
+    // SAFETY: stays in the allocation.
+    let mid = unsafe { small.as_ptr().add(4) };
+    let r = unchanged(&mut f, |h| h.resize_start(mid, 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::Interior)));
+    let r = unchanged(&mut f, |h| h.resize_start(std::ptr::null_mut(), 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::OutsideHeap)));
+    let r = unchanged(&mut f, |h| h.resize_start(small.as_ptr(), 0));
+    assert_eq!(r, Err(ReallocError::Alloc(AllocError::ZeroSize)));
+    let s = f.h.stats();
+    assert_eq!((s.invalid_frees, s.failed_allocs), (2, 1));
+    let r = unchanged(&mut f, |h| h.resize_start(small.as_ptr(), 100_000));
+    assert_eq!(r, Ok(Resize::Move { usable: 64 }));
+    assert_eq!(
+        f.h.resize_start(small.as_ptr(), 64),
+        Ok(Resize::Done(small))
+    );
 }
 
 #[test]

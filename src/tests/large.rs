@@ -7,7 +7,7 @@ mod common;
 use std::ptr::NonNull;
 
 use common::{check, fill, Rng, TestHeap};
-use ikos_kalloc::allocator::FreeError;
+use ikos_kalloc::allocator::{AllocError, FreeError, Resize};
 
 #[test]
 fn split_and_coalesce_back_to_one_block() {
@@ -257,6 +257,136 @@ fn between_free_neighbours(h: &mut TestHeap) -> (NonNull<u8>, NonNull<u8>, NonNu
     h.free(a.as_ptr()).unwrap();
     h.free(n.as_ptr()).unwrap();
     (a, p, guard)
+}
+
+/// The usable size a move down counts (`usable_total`) is the block's
+/// after the cut: all of it when the rest is under a minimum block (32
+/// bytes), else what was asked for.
+#[test]
+fn a_move_down_counts_the_usable_size_after_the_cut() {
+    for (rest, extra) in [(16usize, 16usize), (32, 0)] {
+        let mut h = TestHeap::new(1 << 20);
+        let a = h.alloc(8_000).unwrap();
+        let p = h.alloc(10_000).unwrap();
+        let guard = h.alloc(10_000).unwrap();
+        h.free(a.as_ptr()).unwrap();
+        // Blocks of 8,016 and 10,016 bytes, `rest` of them left over.
+        let new = 8_016 + 10_016 - rest - 16;
+        let before = h.stats();
+        let q = h.realloc(p.as_ptr(), new).unwrap();
+        assert_eq!(q, a, "moved down");
+        assert_eq!(h.usable_size(q.as_ptr()), Some(new + extra));
+        assert_eq!(
+            h.stats().usable_total,
+            before.usable_total + (new + extra) as u64
+        );
+        h.validate().unwrap();
+        for x in [q, guard] {
+            h.free(x.as_ptr()).unwrap();
+        }
+        assert_eq!(h.stats().blocks_total, 1);
+    }
+}
+
+/// The kernel's krealloc makes `realloc`'s move down in steps, with the
+/// heap lock dropped for the copy: `resize_start` merges the block with
+/// its free neighbours and says what to move; the heap is consistent in
+/// between (the merged block is live, the counters already a move's);
+/// `resize_finish` cuts the block to size. The result is the heap
+/// `realloc` leaves, block for block and counter for counter.
+#[test]
+fn resize_start_and_finish_are_realloc_s_move_down_in_steps() {
+    let mut h = TestHeap::new(1 << 20);
+    let mut r = TestHeap::new(1 << 20);
+    let (a, p, guard) = between_free_neighbours(&mut h);
+    let (_, rp, _) = between_free_neighbours(&mut r);
+    let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
+        panic!("no move down");
+    };
+    assert_eq!((m.src(), m.dst(), m.count()), (p.as_ptr(), a, 10_000));
+    h.validate().unwrap();
+    assert!(!h.is_valid_pointer(p.as_ptr()), "the old pointer is dead");
+    assert_eq!(h.usable_size(a.as_ptr()), Some(8_016 + 10_016 + 6_016 - 16));
+    assert!(check(p, 10_000, 7), "the payload has not moved yet");
+    // SAFETY: both ranges lie in the live block `m` describes.
+    unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+    assert_eq!(h.resize_finish(m), Ok(a));
+    assert!(check(a, 10_000, 7), "contents moved");
+    let q = r.realloc(rp.as_ptr(), 20_000).unwrap();
+    assert_eq!(h.off(a), r.off(q));
+    assert_eq!(h.stats(), r.stats());
+    h.validate().unwrap();
+    for x in [a, guard] {
+        h.free(x.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
+/// Damage that `resize_finish` finds (here the header of the block after
+/// the merged one, overwritten while the lock was dropped) leaves the
+/// merged block whole: still the live, resized allocation, the damage
+/// counted and returned. Damage to the merged block's own header is found
+/// too, before anything changes.
+#[test]
+fn resize_finish_keeps_the_block_whole_on_damage() {
+    for own_header in [false, true] {
+        let mut h = TestHeap::new(1 << 20);
+        let (a, p, guard) = between_free_neighbours(&mut h);
+        let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
+            panic!("no move down");
+        };
+        // SAFETY: both ranges lie in the live block `m` describes.
+        unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+        let hdr = if own_header { h.off(a) } else { h.off(guard) } - 16;
+        let saved = h.peek32(hdr);
+        h.poke32(hdr, saved ^ 0x100);
+        let before = h.stats().corruptions;
+        assert!(h.resize_finish(m).is_err());
+        assert_eq!(h.stats().corruptions, before + 1);
+        h.poke32(hdr, saved);
+        assert_eq!(h.usable_size(a.as_ptr()), Some(8_016 + 10_016 + 6_016 - 16));
+        assert!(check(a, 10_000, 7));
+        h.validate().unwrap();
+        for x in [a, guard] {
+            h.free(x.as_ptr()).unwrap();
+        }
+        assert_eq!(h.stats().blocks_total, 1);
+    }
+}
+
+/// The new block of a move that the caller makes (`alloc_moved_retryable`)
+/// is placed as `realloc` places it: the lowest candidate, where `alloc`
+/// takes the first list that fits. Running out of memory is not counted
+/// (the caller falls back to its own path, which counts); a size class is
+/// served as `alloc` serves it.
+#[test]
+fn alloc_moved_retryable_places_low_and_leaves_running_out_uncounted() {
+    let mut h = TestHeap::new(1 << 20);
+    let low = h.alloc(200_000).unwrap();
+    let g1 = h.alloc(10_000).unwrap();
+    let mid = h.alloc(100_000).unwrap();
+    let g2 = h.alloc(10_000).unwrap();
+    h.free(low.as_ptr()).unwrap();
+    h.free(mid.as_ptr()).unwrap();
+    let fit = h.alloc(60_000).unwrap();
+    assert_eq!(fit, mid, "alloc: the first list that fits");
+    h.free(fit.as_ptr()).unwrap();
+    let moved = h.alloc_moved_retryable(60_000).unwrap();
+    assert_eq!(moved, low, "the move: the lowest candidate");
+    let before = h.stats();
+    assert_eq!(
+        h.alloc_moved_retryable(2 << 20),
+        Err(AllocError::OutOfMemory)
+    );
+    assert_eq!(h.stats().failed_allocs, before.failed_allocs);
+    let small = h.alloc_moved_retryable(100).unwrap();
+    assert_eq!(h.usable_size(small.as_ptr()), Some(128));
+    assert_eq!(h.stats().total_allocs, before.total_allocs + 1);
+    h.validate().unwrap();
+    for x in [moved, g1, g2, small] {
+        h.free(x.as_ptr()).unwrap();
+    }
+    h.validate().unwrap();
 }
 
 /// Realloc that cannot grow in place moves the block down into its free
