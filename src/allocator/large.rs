@@ -644,7 +644,8 @@ impl Heap {
         let Some(p) = self.prev_block(&b)?.filter(|p| !p.used) else {
             return Ok(None);
         };
-        let next = self.next_block(&b)?.filter(|n| !n.used);
+        let succ = self.next_block(&b)?;
+        let next = succ.filter(|n| !n.used);
         let total = p
             .size
             .saturating_add(b.size)
@@ -652,7 +653,13 @@ impl Heap {
         if total < need {
             return Ok(None);
         }
-        // Check both links before changing anything (and only then).
+        // Check both links, and the block after the merged one (whose
+        // boundary tag changes), before changing anything (and only then):
+        // on damage nothing has changed.
+        let after = match next {
+            Some(n) => self.next_block(&n)?,
+            None => succ,
+        };
         let p_list = self.check_unlink(&p)?;
         let next = self.check_mergeable(next)?;
         self.unlink_checked(&p, p_list);
@@ -673,7 +680,9 @@ impl Heap {
             cached: false,
         };
         self.set_block(&m);
-        self.set_prev_size_at(m.end(), m.size)?;
+        if let Some(a) = after {
+            self.set_prev_size_of(&a, m.size);
+        }
         Ok(Some((m, need)))
     }
 

@@ -7,7 +7,7 @@ mod common;
 use std::ptr::NonNull;
 
 use common::{check, fill, Rng, TestHeap};
-use ikos_kalloc::allocator::{AllocError, FreeError, Resize};
+use ikos_kalloc::allocator::{AllocError, FreeError, ReallocError, Resize};
 
 #[test]
 fn split_and_coalesce_back_to_one_block() {
@@ -257,6 +257,40 @@ fn between_free_neighbours(h: &mut TestHeap) -> (NonNull<u8>, NonNull<u8>, NonNu
     h.free(a.as_ptr()).unwrap();
     h.free(n.as_ptr()).unwrap();
     (a, p, guard)
+}
+
+/// A move down that finds the block after the merged range damaged (here
+/// the one after the free successor it would take) refuses before
+/// changing anything: the allocation stays where it is, live, with its
+/// contents, and the heap is whole once the header is repaired.
+#[test]
+fn a_move_down_that_finds_damage_changes_nothing() {
+    let mut h = TestHeap::new(1 << 20);
+    let (a, p, guard) = between_free_neighbours(&mut h);
+    let hdr = h.off(guard) - 16;
+    let saved = h.peek32(hdr);
+    h.poke32(hdr, saved ^ 0x100);
+    let before = h.stats();
+    assert!(matches!(
+        h.resize_start(p.as_ptr(), 20_000),
+        Err(ReallocError::Free(FreeError::Corrupted(_)))
+    ));
+    h.poke32(hdr, saved);
+    let after = h.stats();
+    assert_eq!(after.corruptions, before.corruptions + 1);
+    assert_eq!(
+        (after.blocks_total, after.blocks_free, after.total_allocs),
+        (before.blocks_total, before.blocks_free, before.total_allocs)
+    );
+    assert!(h.is_valid_pointer(p.as_ptr()));
+    assert!(check(p, 10_000, 7));
+    h.validate().unwrap();
+    let q = h.realloc(p.as_ptr(), 20_000).unwrap();
+    assert_eq!(q, a, "moved down once repaired");
+    for x in [q, guard] {
+        h.free(x.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
 }
 
 /// The usable size a move down counts (`usable_total`) is the block's
