@@ -688,22 +688,30 @@ impl Heap {
 
     /// Ends a backward resize once the payload has moved: cuts the block
     /// `m` that [`Heap::large_resize_backward_begin`] made to `need` bytes.
-    /// Its header is read again first (the heap lock may have been dropped
-    /// for the move); on damage `m` stays whole, a live block all the same.
+    /// Its header is read again first: the heap lock may have been dropped
+    /// for the move, and meanwhile the block before it may have changed
+    /// (freed and merged, or split), which rewrites `m`'s boundary tag; the
+    /// rest of the header is `m`'s own. On damage `m` stays whole, a live
+    /// block all the same.
     pub(super) fn large_resize_backward_finish(
         &mut self,
         m: Block,
         need: usize,
     ) -> Result<Block, Corruption> {
         let now = self.block(m.off)?;
-        if now != m {
+        if now
+            != (Block {
+                prev_size: now.prev_size,
+                ..m
+            })
+        {
             return Err(Corruption::new(
                 CorruptionKind::BadSize,
                 m.off,
                 now.size as u64,
             ));
         }
-        self.finish_resize(m, need, m.req)
+        self.finish_resize(now, need, now.req)
     }
 
     /// The payload size the block of a backward resize will have once cut

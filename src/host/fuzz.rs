@@ -337,7 +337,7 @@ impl Driver {
         // `Heap::realloc`; no input byte is spent on the choice, so the
         // committed seeds keep their meaning.
         let r = if size % 2 == 1 {
-            self.realloc_in_steps(a, size)
+            self.realloc_in_steps(a, size, input)
         } else {
             self.heap.realloc(a as *mut u8, size)
         };
@@ -370,8 +370,15 @@ impl Driver {
     /// moves made between the heap's calls (where the kernel drops the
     /// lock): `resize_start`, then the move down and `resize_finish`, or a
     /// new block from `alloc_moved_retryable` (`alloc_flags` when that runs
-    /// out), the copy and the free.
-    fn realloc_in_steps(&mut self, a: usize, size: usize) -> Result<NonNull<u8>, ReallocError> {
+    /// out), the copy and the free. While the payload moves down, what
+    /// another CPU may do meanwhile: a `validate`, and an allocation or a
+    /// free chosen by the input.
+    fn realloc_in_steps(
+        &mut self,
+        a: usize,
+        size: usize,
+        input: &mut Input<'_>,
+    ) -> Result<NonNull<u8>, ReallocError> {
         match self.heap.resize_start(a as *mut u8, size)? {
             Resize::Done(p) => Ok(p),
             Resize::MoveDown(m) => {
@@ -385,6 +392,15 @@ impl Driver {
                 // inside the block the heap merged for this resize.
                 unsafe { core::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
                 let dst = m.dst();
+                // Live again (not a double-free candidate) before the other
+                // "CPU" runs: an allocation that overlapped it would change
+                // its contents, which its release checks.
+                self.freed.retain(|&f| f != dst.as_ptr() as usize);
+                match input.u8() % 3 {
+                    0 => self.alloc(input),
+                    1 => self.free(input),
+                    _ => {}
+                }
                 let r = self.heap.resize_finish(m);
                 assert!(r.is_ok() || self.damaged, "resize_finish: {r:?}");
                 Ok(dst)

@@ -356,6 +356,37 @@ fn resize_start_and_finish_are_realloc_s_move_down_in_steps() {
     assert_eq!(h.stats().blocks_total, 1);
 }
 
+/// While the kernel copies without the heap lock, other CPUs go on: the
+/// block before the merged one may be freed and merge with its own free
+/// predecessor, which rewrites the merged block's boundary tag. That is
+/// not damage: `resize_finish` cuts the block to size and keeps the new
+/// tag (found by the in-kernel stress test's move-down steps).
+#[test]
+fn resize_finish_accepts_a_new_boundary_tag() {
+    let mut h = TestHeap::new(1 << 20);
+    let w = h.alloc(5_000).unwrap();
+    let x = h.alloc(5_000).unwrap();
+    let (a, p, guard) = between_free_neighbours(&mut h);
+    h.free(w.as_ptr()).unwrap();
+    let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
+        panic!("no move down");
+    };
+    // SAFETY: both ranges lie in the live block `m` describes.
+    unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+    // Meanwhile x is freed: it merges with w, the block before `m` grows.
+    h.free(x.as_ptr()).unwrap();
+    let before = h.stats().corruptions;
+    assert_eq!(h.resize_finish(m), Ok(a));
+    assert_eq!(h.stats().corruptions, before);
+    assert_eq!(h.usable_size(a.as_ptr()), Some(20_000));
+    assert!(check(a, 10_000, 7));
+    h.validate().unwrap();
+    for q in [a, guard] {
+        h.free(q.as_ptr()).unwrap();
+    }
+    assert_eq!(h.stats().blocks_total, 1);
+}
+
 /// Damage that `resize_finish` finds (here the header of the block after
 /// the merged one, overwritten while the lock was dropped) leaves the
 /// merged block whole: still the live, resized allocation, the damage
