@@ -14,6 +14,10 @@
  *
  * Each worker also runs a pinned softirq timer on its CPU that allocates,
  * fills, checks and frees a 64-byte and (every 8th tick) a 16 KiB object.
+ * Every 64th step a thread also grows a large block whose predecessor it
+ * has just freed, so that ikos_krealloc() moves it down: the payload is
+ * moved without the heap lock while the other threads and the timers go
+ * on (counted as reallocs_moved_down).
  * Softirqs run on the way out of an interrupt, so they land in the middle
  * of the worker's own allocations and frees, where the CPU's per-CPU cache
  * is in use and the timer's operations must fall back to the locked heap
@@ -34,6 +38,9 @@
 #include "ikos_kalloc_stress.h"
 
 #define RING_SLOTS 256
+/* Larger than the per-CPU large-block cache parks (64 KiB), so a free
+ * reaches the heap at once and the block before a resize is free. */
+#define MOVE_DOWN_SIZE (96 * 1024)
 /* Period of each worker's interrupt-context allocations. */
 #define IRQ_PERIOD_NS (200 * NSEC_PER_USEC)
 
@@ -57,10 +64,10 @@ struct worker {
 	struct task_struct *task;
 	int cpu;
 	u64 seed;
-	u64 allocs, frees, cross, reallocs, alloc_fail, verify_fail;
+	u64 allocs, frees, cross, reallocs, moved_down, alloc_fail, verify_fail;
 	struct hrtimer timer;
 	/* Updated by the timer, on the worker's CPU, in softirq context. */
-	u64 irq_ops, irq_reallocs, irq_alloc_fail, irq_verify_fail, irq_ticks;
+	u64 irq_ops, irq_reallocs, irq_moved_down, irq_alloc_fail, irq_verify_fail, irq_ticks;
 };
 
 static u64 rng_next(u64 *s)
@@ -111,25 +118,40 @@ static void irq_pair(struct worker *w, size_t size, u8 pattern)
 	w->irq_ops += 2;
 }
 
+/* What resize() did. */
+enum resized { RESIZE_FAILED, RESIZED, RESIZED_MOVED_DOWN };
+
 /*
  * Resizes the live object @o (filled with its pattern) to @size with
  * ikos_krealloc(): the bytes both sizes hold must keep the pattern, the
- * rest is filled. On failure @o is untouched. True if it was resized.
+ * rest is filled. On failure @o is untouched. RESIZED_MOVED_DOWN when the
+ * new block starts below the old one and overlaps it: moved down into
+ * free space before it, the payload moved without the heap lock.
  */
-static bool resize(struct ring_slot *o, size_t size, u64 *alloc_fail, u64 *verify_fail)
+static enum resized resize(struct ring_slot *o, size_t size, u64 *alloc_fail, u64 *verify_fail)
 {
 	u8 *q = ikos_krealloc(o->p, size);
+	bool down = q && q < o->p && q + size > o->p;
 
 	if (!q) {
 		(*alloc_fail)++;
-		return false;
+		return RESIZE_FAILED;
 	}
 	if (memchr_inv(q, o->pattern, min(size, o->size)))
 		(*verify_fail)++;
 	memset(q, o->pattern, size);
 	o->p = q;
 	o->size = size;
-	return true;
+	return down ? RESIZED_MOVED_DOWN : RESIZED;
+}
+
+/* Counts what resize() did in @reallocs and @moved_down. */
+static void count_resize(enum resized r, u64 *reallocs, u64 *moved_down)
+{
+	if (r != RESIZE_FAILED)
+		(*reallocs)++;
+	if (r == RESIZED_MOVED_DOWN)
+		(*moved_down)++;
 }
 
 /* One allocate-fill-resize-check-free in softirq context. */
@@ -143,12 +165,46 @@ static void irq_resize(struct worker *w, size_t size, size_t new_size, u8 patter
 		return;
 	}
 	memset(o.p, pattern, size);
-	if (resize(&o, new_size, &w->irq_alloc_fail, &w->irq_verify_fail))
-		w->irq_reallocs++;
+	count_resize(resize(&o, new_size, &w->irq_alloc_fail, &w->irq_verify_fail),
+		     &w->irq_reallocs, &w->irq_moved_down);
 	if (memchr_inv(o.p, pattern, o.size))
 		w->irq_verify_fail++;
 	ikos_kfree(o.p);
 	w->irq_ops += 2;
+}
+
+/*
+ * Three large blocks a, b, c, one after the other unless another CPU
+ * allocated in between; a freed, b grown by half: with c still live it
+ * cannot grow in place, so ikos_krealloc() moves it down into a's space
+ * (unless another CPU took that first).
+ */
+static void grow_down(struct stress *s, struct worker *w, u8 pattern)
+{
+	struct ring_slot a = { .size = MOVE_DOWN_SIZE, .pattern = pattern, .cpu = w->cpu };
+	struct ring_slot b = a, c = a;
+
+	a.p = ikos_kalloc(MOVE_DOWN_SIZE);
+	b.p = ikos_kalloc(MOVE_DOWN_SIZE);
+	c.p = ikos_kalloc(MOVE_DOWN_SIZE);
+	if (!a.p || !b.p || !c.p)
+		w->alloc_fail++;
+	w->allocs += !!a.p + !!b.p + !!c.p;
+	if (a.p)
+		memset(a.p, pattern, MOVE_DOWN_SIZE);
+	if (b.p)
+		memset(b.p, pattern, MOVE_DOWN_SIZE);
+	if (c.p)
+		memset(c.p, pattern, MOVE_DOWN_SIZE);
+	if (a.p && b.p && c.p) {
+		release(s, w, &a);
+		count_resize(resize(&b, MOVE_DOWN_SIZE + MOVE_DOWN_SIZE / 2, &w->alloc_fail,
+				    &w->verify_fail),
+			     &w->reallocs, &w->moved_down);
+	}
+	release(s, w, &a);
+	release(s, w, &b);
+	release(s, w, &c);
 }
 
 static enum hrtimer_restart irq_tick(struct hrtimer *t)
@@ -193,9 +249,10 @@ static int stress_thread(void *data)
 			memset(n.p, n.pattern, n.size);
 		}
 		/* Every 4th kmalloc-style object is resized once, to a new size. */
-		if (n.p && !n.cached && (r >> 20) % 4 == 0 &&
-		    resize(&n, pick_size(rng_next(&w->seed)), &w->alloc_fail, &w->verify_fail))
-			w->reallocs++;
+		if (n.p && !n.cached && (r >> 20) % 4 == 0)
+			count_resize(resize(&n, pick_size(rng_next(&w->seed)), &w->alloc_fail,
+					    &w->verify_fail),
+				     &w->reallocs, &w->moved_down);
 		if ((r >> 56) % 8 == 0 && n.p) {
 			/* A short-lived local object: freed right here. */
 			release(s, w, &n);
@@ -206,6 +263,8 @@ static int stress_thread(void *data)
 			spin_unlock(&s->lock);
 			release(s, w, &old);
 		}
+		if (rng_next(&w->seed) % 64 == 0)
+			grow_down(s, w, (u8)r);
 		cond_resched();
 	}
 	hrtimer_cancel(&w->timer);
@@ -281,6 +340,7 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 		res->verify_failures += w->verify_fail + w->irq_verify_fail;
 		res->irq_ops += w->irq_ops;
 		res->reallocs += w->reallocs + w->irq_reallocs;
+		res->reallocs_moved_down += w->moved_down + w->irq_moved_down;
 		res->alloc_failures += w->irq_alloc_fail;
 	}
 	res->frees += drain.frees;

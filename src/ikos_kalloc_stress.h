@@ -14,6 +14,7 @@ struct ikos_stress_result {
 	u64 cross_cpu_frees;	/* frees of objects allocated on another CPU */
 	u64 irq_ops;		/* allocs + frees from the softirq timers */
 	u64 reallocs;		/* successful ikos_krealloc() calls (threads and timers) */
+	u64 reallocs_moved_down; /* of those, moved down into free space before the block */
 	u64 alloc_failures;	/* NULL returns (heap full): not an error */
 	u64 verify_failures;	/* an object's pattern changed while live */
 	u64 free_errors;	/* invalid_frees + double_frees + corruptions delta */

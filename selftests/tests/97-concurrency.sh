@@ -69,6 +69,8 @@ check "stress: operations done ($(e97_kv ops))" [ "$(e97_kv ops)" -gt 0 ]
 check "stress: cross-CPU frees happened ($(e97_kv cross_cpu_frees))" [ "$(e97_kv cross_cpu_frees)" -gt 0 ]
 check "stress: interrupt-context operations happened ($(e97_kv irq_ops))" [ "$(e97_kv irq_ops)" -gt 0 ]
 check "stress: reallocs happened ($(e97_kv reallocs))" [ "$(e97_kv reallocs)" -gt 0 ]
+check "stress: reallocs moved blocks down, copying without the heap lock ($(e97_kv reallocs_moved_down))" \
+	[ "$(e97_kv reallocs_moved_down)" -gt 0 ]
 expect_eq "stress: ops is allocs + frees + reallocs + irq_ops" \
 	$(($(e97_kv allocs) + $(e97_kv frees) + $(e97_kv reallocs) + $(e97_kv irq_ops))) "$(e97_kv ops)"
 expect_eq "stress: no verify failure, refused free or leak" "0 0 0" \

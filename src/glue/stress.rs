@@ -20,6 +20,7 @@ pub(crate) struct StressResult {
     cross_cpu_frees: u64,
     irq_ops: u64,
     reallocs: u64,
+    reallocs_moved_down: u64,
     alloc_failures: u64,
     verify_failures: u64,
     free_errors: u64,
@@ -72,7 +73,7 @@ impl StressLog {
         let Some(r) = &self.last else {
             return writeln!(f, "# no stress run yet: echo run [SECONDS] > stress");
         };
-        let rows: [(&str, u64); 12] = [
+        let rows: [(&str, u64); 13] = [
             ("threads", u64::from(r.threads)),
             ("seconds", u64::from(r.seconds)),
             ("ops", r.ops),
@@ -81,6 +82,7 @@ impl StressLog {
             ("cross_cpu_frees", r.cross_cpu_frees),
             ("irq_ops", r.irq_ops),
             ("reallocs", r.reallocs),
+            ("reallocs_moved_down", r.reallocs_moved_down),
             ("alloc_failures", r.alloc_failures),
             ("verify_failures", r.verify_failures),
             ("free_errors", r.free_errors),
