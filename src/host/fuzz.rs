@@ -117,7 +117,11 @@ impl Driver {
         let mut input = Input(data);
         let len = (usize::from(input.u8() % 16) + 1) * 64 * 1024;
         let flags = DebugFlags::from_bits_truncate(input.u8() & DebugFlags::ALL.bits());
-        let Ok(layout) = Layout::from_size_align(len, 4096) else {
+        // Aligned to the largest alignment an operation asks for (8 KiB),
+        // so that where an aligned block starts does not depend on where
+        // the system allocator put the region: an input does the same
+        // every time it runs.
+        let Ok(layout) = Layout::from_size_align(len, 8192) else {
             return;
         };
         // SAFETY: non-zero size.
@@ -447,7 +451,22 @@ impl Driver {
                     self.heap.cache_alloc(id)
                 };
                 if let (Ok(p), Some(info)) = (r, self.heap.cache_info(id.index())) {
-                    self.took(p, info.object_size, info.align.max(8), Some(id));
+                    // The object's bytes are its usable size, which the
+                    // heap bounds by its slab; the descriptor's object size
+                    // is only metadata, which a damaged heap may report
+                    // as anything.
+                    let usable = self.heap.usable_size(p.as_ptr());
+                    let len = if self.damaged {
+                        usable.unwrap_or(0)
+                    } else {
+                        assert!(
+                            usable.is_some_and(|u| u >= info.object_size),
+                            "cache object {p:?}: usable {usable:?} below {}",
+                            info.object_size
+                        );
+                        info.object_size
+                    };
+                    self.took(p, len, info.align.max(8), Some(id));
                 }
             }
             (3, Some(id)) if self.heap.cache_destroy(id).is_ok() => {
