@@ -21,8 +21,8 @@
 //! placed in it while the lock is dropped), the caller moves the payload,
 //! and `resize_finish` cuts the block to size; or the caller allocates
 //! with `alloc_moved_retryable` (the same low placement), copies and frees.
-//! `realloc` is these steps run back to back, so the host's trace figures
-//! are also the kernel's.
+//! `realloc` is these steps run back to back, so a growing buffer moves in
+//! the kernel as in the host's trace replay.
 
 use core::ptr::NonNull;
 
