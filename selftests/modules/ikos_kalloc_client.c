@@ -322,10 +322,8 @@ static noinline_for_stack void check_krealloc_moves(void)
 	if (!a || !b || !c)
 		goto out_abc;
 	CHECK(!plain || (b == a + s + 16 && c == b + s + 16));
-	memset(b, 0x5a, s);
 	ikos_kfree(a);
-	q = ikos_krealloc(b, s + s / 2);
-	CHECK(q && all_bytes(q, s, 0x5a));
+	q = grow_filled(b, s, s + s / 2);
 	CHECK(!plain || q == a);
 	/* Cut to size: the rest of a's and b's space is free again. */
 	CHECK(!plain || ikos_kalloc_usable_size(q) == s + s / 2);
@@ -352,11 +350,9 @@ out_abc:
 	if (!a || !sep || !m || !c || !x || !y)
 		goto out_low;
 	CHECK(!plain || (a < sep && sep < m && m < c && c < x && x < y));
-	memset(x, 0x6b, s);
 	ikos_kfree(a);
 	ikos_kfree(m);
-	q = ikos_krealloc(x, s + s / 2);
-	CHECK(q && all_bytes(q, s, 0x6b));
+	q = grow_filled(x, s, s + s / 2);
 	CHECK(!plain || q == a);
 	if (q)
 		x = q;

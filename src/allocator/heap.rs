@@ -275,22 +275,20 @@ impl Heap {
         align: usize,
         flags: Flags,
     ) -> Result<NonNull<u8>, AllocError> {
-        match self.alloc_inner(size, align, flags, Placement::GoodFit) {
-            Err(AllocError::OutOfMemory) => Err(AllocError::OutOfMemory),
-            r => self.finish_alloc(r, flags),
-        }
+        self.alloc_retryable(size, align, flags, Placement::GoodFit)
     }
 
-    /// [`Heap::alloc_placed`], except that running out of memory is
-    /// returned uncounted, as by [`Heap::alloc_flags_retryable`].
-    pub(super) fn alloc_placed_retryable(
+    /// The retryable allocations: out of memory is returned uncounted.
+    pub(super) fn alloc_retryable(
         &mut self,
         size: usize,
+        align: usize,
+        flags: Flags,
         placement: Placement,
     ) -> Result<NonNull<u8>, AllocError> {
-        match self.alloc_inner(size, MIN_SIZE, Flags::NONE, placement) {
+        match self.alloc_inner(size, align, flags, placement) {
             Err(AllocError::OutOfMemory) => Err(AllocError::OutOfMemory),
-            r => self.finish_alloc(r, Flags::NONE),
+            r => self.finish_alloc(r, flags),
         }
     }
 

@@ -714,17 +714,6 @@ impl Heap {
         self.finish_resize(now, need, now.req)
     }
 
-    /// The payload size the block of a backward resize will have once cut
-    /// to `need` (all of `m` when the rest is too small to split off).
-    pub(super) fn backward_usable(m: &Block, need: usize) -> usize {
-        let size = if m.size.saturating_sub(need) < MIN_BLOCK {
-            m.size
-        } else {
-            need
-        };
-        size.saturating_sub(HEADER_SIZE)
-    }
-
     /// Size of the largest free block (header included), 0 if none.
     pub(super) fn largest_free_block_size(&self) -> usize {
         let flb = self.fl_bitmap();

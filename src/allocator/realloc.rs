@@ -186,14 +186,17 @@ impl Heap {
 
     /// The last step of a move down, once the payload is at `m.dst()`:
     /// cuts the block to size and gives the resized allocation (`m.dst()`).
-    /// If its header or the block after it was damaged meanwhile, the
-    /// block stays whole, still the resized allocation at `m.dst()`, and
-    /// the damage is counted in `corruptions` and returned.
+    /// Counts the block's usable size (`usable_total`). If its header or
+    /// the block after it was damaged meanwhile, the block stays whole,
+    /// still the resized allocation at `m.dst()`, and the damage is
+    /// counted in `corruptions` and returned.
     pub fn resize_finish(&mut self, m: MoveDown) -> Result<NonNull<u8>, Corruption> {
-        match self.large_resize_backward_finish(m.block, m.need) {
-            Ok(_) => Ok(m.dst),
-            Err(c) => Err(self.note_corruption(c)),
-        }
+        let (r, usable) = match self.large_resize_backward_finish(m.block, m.need) {
+            Ok(b) => (Ok(m.dst), b.payload_size()),
+            Err(c) => (Err(self.note_corruption(c)), m.block.payload_size()),
+        };
+        self.ctr.usable_total = self.ctr.usable_total.wrapping_add(usable as u64);
+        r
     }
 
     /// The new allocation of a resize that has to move (after
@@ -202,7 +205,7 @@ impl Heap {
     /// uncounted, for the caller's reclaim and retry), but a large block is
     /// placed as low as cheaply possible, as `realloc` places it.
     pub fn alloc_moved_retryable(&mut self, new_size: usize) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_placed_retryable(new_size, Placement::LowAddress)
+        self.alloc_retryable(new_size, MIN_SIZE, Flags::NONE, Placement::LowAddress)
     }
 
     /// The part of a resize that needs no new allocation; with `backward`,
@@ -243,8 +246,7 @@ impl Heap {
                         Ok(None) if backward && new_size > MAX_SIZE => {
                             match self.large_resize_backward_begin(b, new_size, req) {
                                 Ok(Some((m, need))) => {
-                                    let usable = Self::backward_usable(&m, need);
-                                    self.count_backward_move(&b, usable, new_size);
+                                    self.count_backward_move(&b, new_size);
                                     return Ok(Step::MoveDown(MoveDown {
                                         block: m,
                                         need,
@@ -272,10 +274,11 @@ impl Heap {
         }
     }
 
-    /// Counts a realloc that moves block `old` down to a block of `usable`
-    /// payload bytes (holding `new_size`) as one allocation plus one free,
-    /// like any moved realloc.
-    fn count_backward_move(&mut self, old: &Block, usable: usize, new_size: usize) {
+    /// Counts a realloc that moves block `old` down (to hold `new_size`
+    /// bytes) as one allocation plus one free, like any moved realloc; the
+    /// usable size is counted by [`Heap::resize_finish`], which cuts the
+    /// block to it.
+    fn count_backward_move(&mut self, old: &Block, new_size: usize) {
         let c = &mut self.ctr;
         c.total_allocs = c.total_allocs.wrapping_add(1);
         c.total_frees = c.total_frees.wrapping_add(1);
@@ -284,6 +287,5 @@ impl Heap {
             .wrapping_sub(u64::from(old.req))
             .wrapping_add(new_size as u64);
         c.requested_total = c.requested_total.wrapping_add(new_size as u64);
-        c.usable_total = c.usable_total.wrapping_add(usable as u64);
     }
 }

@@ -357,6 +357,25 @@ fn retryable_allocation_leaves_out_of_memory_uncounted() {
     f.h.free(p.as_ptr()).unwrap();
 }
 
+/// `op` (a resize that moves no data itself) refuses and counts what
+/// `realloc` refuses: an interior pointer, null, size 0; nothing changes.
+fn refuses_what_realloc_refuses<T: std::fmt::Debug + PartialEq>(
+    f: &mut Fixture,
+    op: impl Fn(&mut TestHeap, *mut u8, usize) -> Result<T, ReallocError>,
+) {
+    let small = f.small;
+    // SAFETY: stays in the allocation.
+    let mid = unsafe { small.as_ptr().add(4) };
+    let r = unchanged(f, |h| op(h, mid, 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::Interior)));
+    let r = unchanged(f, |h| op(h, std::ptr::null_mut(), 10));
+    assert_eq!(r, Err(ReallocError::Free(FreeError::OutsideHeap)));
+    let r = unchanged(f, |h| op(h, small.as_ptr(), 0));
+    assert_eq!(r, Err(ReallocError::Alloc(AllocError::ZeroSize)));
+    let s = f.h.stats();
+    assert_eq!((s.invalid_frees, s.failed_allocs), (2, 1));
+}
+
 /// `resize_start` refuses and counts what `realloc` and `resize_in_place`
 /// refuse; in place it is `Done`, a move it leaves to the caller (a slab
 /// object, which is never moved down) is `Move` with the usable size,
@@ -364,17 +383,8 @@ fn retryable_allocation_leaves_out_of_memory_uncounted() {
 #[test]
 fn resize_start_refuses_what_realloc_refuses() {
     let mut f = fixture();
+    refuses_what_realloc_refuses(&mut f, |h, p, n| h.resize_start(p, n));
     let small = f.small;
-    // SAFETY: stays in the allocation.
-    let mid = unsafe { small.as_ptr().add(4) };
-    let r = unchanged(&mut f, |h| h.resize_start(mid, 10));
-    assert_eq!(r, Err(ReallocError::Free(FreeError::Interior)));
-    let r = unchanged(&mut f, |h| h.resize_start(std::ptr::null_mut(), 10));
-    assert_eq!(r, Err(ReallocError::Free(FreeError::OutsideHeap)));
-    let r = unchanged(&mut f, |h| h.resize_start(small.as_ptr(), 0));
-    assert_eq!(r, Err(ReallocError::Alloc(AllocError::ZeroSize)));
-    let s = f.h.stats();
-    assert_eq!((s.invalid_frees, s.failed_allocs), (2, 1));
     let r = unchanged(&mut f, |h| h.resize_start(small.as_ptr(), 100_000));
     assert_eq!(r, Ok(Resize::Move { usable: 64 }));
     assert_eq!(
@@ -386,17 +396,8 @@ fn resize_start_refuses_what_realloc_refuses() {
 #[test]
 fn resize_in_place_refuses_what_realloc_refuses() {
     let mut f = fixture();
+    refuses_what_realloc_refuses(&mut f, |h, p, n| h.resize_in_place(p, n));
     let small = f.small;
-    // SAFETY: stays in the allocation.
-    let mid = unsafe { small.as_ptr().add(4) };
-    let r = unchanged(&mut f, |h| h.resize_in_place(mid, 10));
-    assert_eq!(r, Err(ReallocError::Free(FreeError::Interior)));
-    let r = unchanged(&mut f, |h| h.resize_in_place(std::ptr::null_mut(), 10));
-    assert_eq!(r, Err(ReallocError::Free(FreeError::OutsideHeap)));
-    let r = unchanged(&mut f, |h| h.resize_in_place(small.as_ptr(), 0));
-    assert_eq!(r, Err(ReallocError::Alloc(AllocError::ZeroSize)));
-    let s = f.h.stats();
-    assert_eq!((s.invalid_frees, s.failed_allocs), (2, 1));
     // A move it leaves to the caller, with nothing changed.
     let r = unchanged(&mut f, |h| h.resize_in_place(small.as_ptr(), 100));
     assert_eq!(r, Ok(None));

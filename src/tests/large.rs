@@ -7,7 +7,7 @@ mod common;
 use std::ptr::NonNull;
 
 use common::{check, fill, Rng, TestHeap};
-use ikos_kalloc::allocator::{AllocError, FreeError, ReallocError, Resize};
+use ikos_kalloc::allocator::{AllocError, FreeError, MoveDown, ReallocError, Resize};
 
 #[test]
 fn split_and_coalesce_back_to_one_block() {
@@ -259,6 +259,20 @@ fn between_free_neighbours(h: &mut TestHeap) -> (NonNull<u8>, NonNull<u8>, NonNu
     (a, p, guard)
 }
 
+/// `resize_start` of `p` to 20,000 bytes, which must begin a move down.
+fn start_move_down(h: &mut TestHeap, p: NonNull<u8>) -> MoveDown {
+    match h.resize_start(p.as_ptr(), 20_000) {
+        Ok(Resize::MoveDown(m)) => m,
+        r => panic!("no move down: {r:?}"),
+    }
+}
+
+/// The caller's part of a move down: the payload moved.
+fn move_payload(m: &MoveDown) {
+    // SAFETY: both ranges lie in the live block `m` describes.
+    unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+}
+
 /// A move down that finds the block after the merged range damaged (here
 /// the one after the free successor it would take) refuses before
 /// changing anything: the allocation stays where it is, live, with its
@@ -334,16 +348,13 @@ fn resize_start_and_finish_are_realloc_s_move_down_in_steps() {
     let mut r = TestHeap::new(1 << 20);
     let (a, p, guard) = between_free_neighbours(&mut h);
     let (_, rp, _) = between_free_neighbours(&mut r);
-    let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
-        panic!("no move down");
-    };
+    let m = start_move_down(&mut h, p);
     assert_eq!((m.src(), m.dst(), m.count()), (p.as_ptr(), a, 10_000));
     h.validate().unwrap();
     assert!(!h.is_valid_pointer(p.as_ptr()), "the old pointer is dead");
     assert_eq!(h.usable_size(a.as_ptr()), Some(8_016 + 10_016 + 6_016 - 16));
     assert!(check(p, 10_000, 7), "the payload has not moved yet");
-    // SAFETY: both ranges lie in the live block `m` describes.
-    unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+    move_payload(&m);
     assert_eq!(h.resize_finish(m), Ok(a));
     assert!(check(a, 10_000, 7), "contents moved");
     let q = r.realloc(rp.as_ptr(), 20_000).unwrap();
@@ -368,11 +379,8 @@ fn resize_finish_accepts_a_new_boundary_tag() {
     let x = h.alloc(5_000).unwrap();
     let (a, p, guard) = between_free_neighbours(&mut h);
     h.free(w.as_ptr()).unwrap();
-    let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
-        panic!("no move down");
-    };
-    // SAFETY: both ranges lie in the live block `m` describes.
-    unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+    let m = start_move_down(&mut h, p);
+    move_payload(&m);
     // Meanwhile x is freed: it merges with w, the block before `m` grows.
     h.free(x.as_ptr()).unwrap();
     let before = h.stats().corruptions;
@@ -397,11 +405,8 @@ fn resize_finish_keeps_the_block_whole_on_damage() {
     for own_header in [false, true] {
         let mut h = TestHeap::new(1 << 20);
         let (a, p, guard) = between_free_neighbours(&mut h);
-        let Ok(Resize::MoveDown(m)) = h.resize_start(p.as_ptr(), 20_000) else {
-            panic!("no move down");
-        };
-        // SAFETY: both ranges lie in the live block `m` describes.
-        unsafe { std::ptr::copy(m.src(), m.dst().as_ptr(), m.count()) };
+        let m = start_move_down(&mut h, p);
+        move_payload(&m);
         let hdr = if own_header { h.off(a) } else { h.off(guard) } - 16;
         let saved = h.peek32(hdr);
         h.poke32(hdr, saved ^ 0x100);
