@@ -169,8 +169,11 @@ clippy: kernel
 	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 	$(KMAKE) clean >/dev/null
 	mkdir -p out
-	$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log
-	@! grep -q '^warning' out/clippy-kernel.log || { echo "kernel clippy warnings (see out/clippy-kernel.log)"; exit 1; }
+	@# pipefail: a failed build must fail here, not pass through tee.
+	bash -o pipefail -c '$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log'
+	@# Any warning fails: clippy's and rustc's (`warning: ...`) and the C
+	@# compiler's (`FILE:LINE:COL: warning: ...`) in the same clean build.
+	@! grep -qE '^warning|: warning:' out/clippy-kernel.log || { echo "kernel build warnings (see out/clippy-kernel.log)"; exit 1; }
 
 RUST_ROOTS = src/ikos_kalloc.rs selftests/modules/ikos_kalloc_kunit.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs \
 	$(wildcard src/fuzz/fuzz_targets/*.rs)

@@ -130,8 +130,9 @@ enum resized { RESIZE_FAILED, RESIZED, RESIZED_MOVED_DOWN };
  */
 static enum resized resize(struct ring_slot *o, size_t size, u64 *alloc_fail, u64 *verify_fail)
 {
-	u8 *q = ikos_krealloc(o->p, size);
-	bool down = q && q < o->p && q + size > o->p;
+	u8 *old = o->p;
+	u8 *q = ikos_krealloc(old, size);
+	bool down = q && q < old && q + size > old;
 
 	if (!q) {
 		(*alloc_fail)++;
