@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Summarise `cargo bench --bench alloc` as markdown: ns per allocator op
-(criterion's median) and the ratios ikos/glibc and ikos/mimalloc, for the
-raw Heap, the per-CPU magazine path and the GlobalAlloc adapter; then the
-large_index flatness.
+"""Summarise `cargo bench --features bench --bench alloc` as markdown: ns
+per allocator op (criterion's median) and the ratios ikos/glibc and
+ikos/mimalloc, for the raw Heap, the per-CPU magazine path and the
+GlobalAlloc adapter; then the large_index flatness.
 
 Usage: scripts/bench-ratios.py [CRITERION_DIR]   (default target/criterion)
 """

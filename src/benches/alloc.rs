@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Host benchmarks (`cargo bench --bench alloc`): the ikos core (raw `Heap`,
-//! no lock; `ikos_percpu`, the kernel's fast path: a per-CPU magazine used
-//! without a lock (the kernel uses it with preemption off) and the heap
-//! behind a mutex, taken only to refill or drain; and `ikos_global`, the
+//! Host benchmarks (`cargo bench --features bench --bench alloc`): the ikos
+//! core (raw `Heap`, no lock; `ikos_percpu`, the kernel's fast path: a
+//! per-CPU magazine used without a lock (the kernel uses it with preemption
+//! off) and the heap behind a mutex, taken only to refill or drain; and `ikos_global`, the
 //! `GlobalAlloc` adapter: per-thread object caches in front of one such
 //! magazine layer behind a mutex and the heap mutex) against glibc malloc
 //! (`std::alloc::System`) and mimalloc (`mimalloc::MiMalloc` called

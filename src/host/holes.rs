@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A heap with a given number of free blocks in its TLSF index: the fixture
-//! of the large-block flatness measurements (`cargo bench --bench alloc`,
-//! group `large_index`, and `kalloc-fastpath ... holes=N` under callgrind).
+//! of the large-block flatness measurements (`cargo bench --features bench
+//! --bench alloc`, group `large_index`, and `kalloc-fastpath ... holes=N`
+//! under callgrind).
 
 use std::ptr::NonNull;
 use std::vec::Vec;
