@@ -39,7 +39,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
 .PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
-	clippy fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz mutants
+	clippy checkpatch fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz mutants
 
 all: modules
 
@@ -56,9 +56,10 @@ help:
 	@echo "make host-fuzz     cargo-fuzz the allocator core (nightly; HOST_FUZZ_SECONDS=N per target)"
 	@echo "make mutants       cargo-mutants on the allocator core (MUTANTS_FILES=src/allocator/depot.rs narrows it)"
 	@echo "make bench         in-kernel benchmark against kmalloc on the perf kernel (BENCH_ARGS=ops=N,runs=N, BENCH_BOOTS=N)"
-	@echo "make lint          fmt-check + clippy"
+	@echo "make lint          fmt-check + clippy + checkpatch"
 	@echo "make deps          install what is missing (apt-get as root, cargo install)"
-	@echo "make clippy        host clippy + kernel CLIPPY=1 build, warnings are errors"
+	@echo "make clippy        host clippy + kernel CLIPPY=1 W=1 build, warnings are errors"
+	@echo "make checkpatch    checkpatch.pl --strict on the C files, kernel-doc -Wall on the API header"
 	@echo "make fmt           rustfmt everything; make fmt-check only checks"
 	@echo "make rust-analyzer write rust-project.json so editors resolve kernel::"
 	@echo "make clean         remove build products (the cached kernel stays)"
@@ -161,7 +162,11 @@ mutants:
 	$(CARGO) mutants --jobs $(MUTANTS_JOBS) -o out/mutants \
 		$(foreach f,$(wildcard $(MUTANTS_FILES)),--file $(f)) $(MUTANTS_ARGS)
 
-lint: fmt-check clippy
+lint: fmt-check clippy checkpatch
+
+# The kernel tree's checkpatch.pl --strict and kernel-doc on the C side.
+checkpatch: kernel
+	scripts/check-kernel-style.sh $(KDIR)
 
 check: lint host-test vm-test vm-test-scanner
 
@@ -170,9 +175,10 @@ clippy: kernel
 	$(KMAKE) clean >/dev/null
 	mkdir -p out
 	@# pipefail: a failed build must fail here, not pass through tee.
-	bash -o pipefail -c '$(KMAKE) CLIPPY=1 modules 2>&1 | tee out/clippy-kernel.log'
+	bash -o pipefail -c '$(KMAKE) CLIPPY=1 W=1 modules 2>&1 | tee out/clippy-kernel.log'
 	@# Any warning fails: clippy's and rustc's (`warning: ...`) and the C
-	@# compiler's (`FILE:LINE:COL: warning: ...`) in the same clean build.
+	@# compiler's (`FILE:LINE:COL: warning: ...`) in the same clean build,
+	@# with the kernel's extra warnings (W=1) on.
 	@! grep -qE '^warning|: warning:' out/clippy-kernel.log || { echo "kernel build warnings (see out/clippy-kernel.log)"; exit 1; }
 
 RUST_ROOTS = src/ikos_kalloc.rs selftests/modules/ikos_kalloc_kunit.rs src/lib.rs $(wildcard src/bin/*.rs) src/bin/kalloc_fuzz/main.rs \

@@ -33,11 +33,12 @@ declare -A probe=(
 	[qemu-system-x86]=/usr/bin/qemu-system-x86_64
 	[busybox-static]=/bin/busybox
 	[python3]=/usr/bin/python3
+	[perl]=/usr/bin/cpan
 	[make]=/usr/bin/make
 	[python3-matplotlib]=/usr/lib/python3/dist-packages/matplotlib/__init__.py
 )
 
-kernel_pkgs="clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src rust-web-clippy rustfmt-web flex bison bc libelf-dev libssl-dev cpio kmod xz-utils make python3"
+kernel_pkgs="clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src rust-web-clippy rustfmt-web flex bison bc libelf-dev libssl-dev cpio kmod xz-utils make python3 perl"
 vm_pkgs="qemu-system-x86 busybox-static cpio"
 host_pkgs="python3-matplotlib"
 

@@ -10,6 +10,7 @@
  * operation. Called from src/glue/bench.rs (debugfs `bench`).
  * Under TCG emulation absolute times mean nothing: compare the ratio.
  */
+#include <linux/compiler.h>
 #include <linux/ktime.h>
 #include <linux/minmax.h>
 #include <linux/sched.h>
@@ -63,7 +64,7 @@ static inline bool use(void *p)
 {
 	if (!p)
 		return false;
-	*(volatile u8 *)p = 1;
+	WRITE_ONCE(*(u8 *)p, 1);
 	return true;
 }
 
@@ -101,8 +102,10 @@ static BENCH_TEXT u64 w_batch64(const struct bench_alloc *a, u64 ops, void **slo
 	return rounds * BATCH * 2;
 }
 
-/* (3) Random sizes 8..4096: a ring of live objects, each op frees the
- * oldest and allocates a new one. */
+/*
+ * (3) Random sizes 8..4096: a ring of live objects, each op frees the
+ * oldest and allocates a new one.
+ */
 static BENCH_TEXT u64 w_random(const struct bench_alloc *a, u64 ops, void **slots, u64 *fail)
 {
 	u64 seed = 0x1c05ca1100000003ULL, i;

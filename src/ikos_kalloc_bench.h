@@ -17,8 +17,10 @@ struct ikos_bench_result {
 
 /* Name of workload @i, or NULL. */
 const char *ikos_bench_name(unsigned int i);
-/* Runs every workload with @ops operations on both allocators; process
- * context only (may sleep between workloads). 0 or -ENOMEM. */
+/*
+ * Runs every workload with @ops operations on both allocators; process
+ * context only (may sleep between workloads). 0 or -ENOMEM.
+ */
 int ikos_bench_run(u64 ops, struct ikos_bench_result *res);
 
 #endif

@@ -9,8 +9,7 @@
 #include <linux/irqflags.h>
 #include <linux/percpu.h>
 #include <linux/preempt.h>
-
-bool ikos_kalloc_can_sync_cpus(void);
+#include "ikos_kalloc_cpu.h"
 
 /*
  * Whether the caller may wait for other CPUs with smp_call_function_single()
@@ -20,8 +19,6 @@ bool ikos_kalloc_can_sync_cpus(void)
 {
 	return !irqs_disabled() && in_task();
 }
-
-bool ikos_kalloc_preemptible(void);
 
 /*
  * Whether the caller is preemptible (task context, interrupts and
@@ -34,10 +31,6 @@ bool ikos_kalloc_preemptible(void)
 {
 	return preemptible();
 }
-
-void __percpu *ikos_kalloc_percpu_alloc(size_t size, size_t align);
-void ikos_kalloc_percpu_free(void __percpu *p);
-void *ikos_kalloc_percpu_ptr(void __percpu *p, unsigned int cpu);
 
 /* alloc_percpu() for src/glue/percpu_var.rs: zeroed, GFP_KERNEL. */
 void __percpu *ikos_kalloc_percpu_alloc(size_t size, size_t align)

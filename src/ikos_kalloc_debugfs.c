@@ -15,11 +15,7 @@
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/seq_file.h>
-
-/* src/glue/debugfs_dir.rs; @data is the file's inode private data. */
-int ikos_debugfs_show(struct seq_file *m, void *unused);
-ssize_t ikos_debugfs_write(void *data, const char __user *buf, size_t count);
-size_t ikos_debugfs_size_hint(void *data);
+#include "ikos_kalloc_debugfs.h"
 
 /*
  * A file whose contents grow with the heap gets its whole buffer now, so
@@ -72,11 +68,6 @@ static const struct file_operations ikos_debugfs_wo_fops = {
 	.write = ikos_debugfs_wo_write,
 	.llseek = noop_llseek,
 };
-
-struct dentry *ikos_debugfs_create_dir(const char *name);
-struct dentry *ikos_debugfs_create_file(const char *name, bool read, bool write,
-					struct dentry *dir, void *data);
-void ikos_debugfs_remove(struct dentry *dir);
 
 /* An ERR_PTR on failure, which the other two accept (debugfs convention). */
 struct dentry *ikos_debugfs_create_dir(const char *name)

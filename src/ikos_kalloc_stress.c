@@ -38,8 +38,10 @@
 #include "ikos_kalloc_stress.h"
 
 #define RING_SLOTS 256
-/* Larger than the per-CPU large-block cache parks (64 KiB), so a free
- * reaches the heap at once and the block before a resize is free. */
+/*
+ * Larger than the per-CPU large-block cache parks (64 KiB), so a free
+ * reaches the heap at once and the block before a resize is free.
+ */
 #define MOVE_DOWN_SIZE (96 * 1024)
 /* Period of each worker's interrupt-context allocations. */
 #define IRQ_PERIOD_NS (200 * NSEC_PER_USEC)
@@ -290,8 +292,8 @@ int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res)
 	ret = ikos_kalloc_get_stats(&before);
 	if (ret)
 		return ret;
-	s = kzalloc(sizeof(*s), GFP_KERNEL);
-	workers = kcalloc(nr_cpu_ids, sizeof(*workers), GFP_KERNEL);
+	s = kzalloc_obj(*s);
+	workers = kzalloc_objs(*workers, nr_cpu_ids);
 	if (!s || !workers) {
 		ret = -ENOMEM;
 		goto out;

@@ -21,9 +21,11 @@ struct ikos_stress_result {
 	u64 leaked;		/* allocs - frees: objects the run did not free */
 };
 
-/* Runs one kthread per online CPU for @seconds, hammering the C API with
+/*
+ * Runs one kthread per online CPU for @seconds, hammering the C API with
  * objects handed between CPUs through a shared ring; process context only.
- * 0, -ENOMEM, -ENODEV (no heap) or the error of kthread creation. */
+ * 0, -ENOMEM, -ENODEV (no heap) or the error of kthread creation.
+ */
 int ikos_stress_run(unsigned int seconds, struct ikos_stress_result *res);
 
 #endif

@@ -63,7 +63,7 @@ static void check_basic(void)
 	CHECK(all_bytes(p, 100, 0xa5));
 	ikos_kfree(p);
 	CHECK(!ikos_kalloc_is_valid_pointer(p));
-	CHECK(ikos_kalloc(0) == NULL);
+	CHECK(!ikos_kalloc(0));
 	ikos_kfree(NULL);
 }
 
@@ -77,7 +77,7 @@ static void check_aligned(void)
 		CHECK(p && IS_ALIGNED((unsigned long)p, align));
 		ikos_kfree(p);
 	}
-	CHECK(ikos_kalloc_aligned(24, 24) == NULL);
+	CHECK(!ikos_kalloc_aligned(24, 24));
 }
 
 static void check_flags(void)
@@ -96,14 +96,16 @@ static void check_flags(void)
 	CHECK(q && all_bytes(q, ikos_kalloc_usable_size(q), 0));
 	ikos_kfree(q);
 
-	CHECK(ikos_kalloc_flags(64, KALLOC_DMA) == NULL);
-	CHECK(ikos_kalloc_flags(64, 0x100) == NULL);
+	CHECK(!ikos_kalloc_flags(64, KALLOC_DMA));
+	CHECK(!ikos_kalloc_flags(64, 0x100));
 	q = ikos_kalloc_flags(64, KALLOC_HIGH);
 	CHECK(q);
 	ikos_kfree(q);
 
-	/* ATOMIC: from atomic context with interrupts off (DEBUG_ATOMIC_SLEEP
-	 * would report any sleep). */
+	/*
+	 * ATOMIC: from atomic context with interrupts off (DEBUG_ATOMIC_SLEEP
+	 * would report any sleep).
+	 */
 	spin_lock_irqsave(&client_lock, irqflags);
 	p = ikos_kalloc_flags(4096, KALLOC_ATOMIC | KALLOC_ZERO);
 	q = ikos_kalloc_flags(20000, KALLOC_ATOMIC);
@@ -123,7 +125,7 @@ static void check_cache(void)
 	CHECK(c);
 	if (!c)
 		return;
-	CHECK(ikos_kalloc_cache_create("client_obj", 48, 16) == NULL);
+	CHECK(!ikos_kalloc_cache_create("client_obj", 48, 16));
 	for (i = 0; i < ARRAY_SIZE(objs); i++) {
 		objs[i] = ikos_kalloc_cache_alloc(c);
 		CHECK(objs[i] && IS_ALIGNED((unsigned long)objs[i], 16));
@@ -137,7 +139,7 @@ static void check_cache(void)
 	}
 	CHECK(ikos_kalloc_cache_destroy(c) == 0);
 	CHECK(ikos_kalloc_cache_destroy(c) == -ENOENT);
-	CHECK(ikos_kalloc_cache_alloc(c) == NULL);
+	CHECK(!ikos_kalloc_cache_alloc(c));
 	CHECK(ikos_kalloc_cache_destroy(NULL) == -ENOENT);
 }
 
@@ -169,8 +171,10 @@ static void check_errors_and_stats(void)
 	CHECK(s1.active_allocs == s0.active_allocs);
 	CHECK(ikos_kalloc_validate_heap() == 0);
 
-	/* Exact reports visit every CPU with an IPI: not with interrupts off,
-	 * where allocations and frees still work. */
+	/*
+	 * Exact reports visit every CPU with an IPI: not with interrupts off,
+	 * where allocations and frees still work.
+	 */
 	spin_lock_irqsave(&client_lock, irqflags);
 	CHECK(ikos_kalloc_get_stats(&s1) == -EWOULDBLOCK);
 	CHECK(ikos_kalloc_validate_heap() == -EWOULDBLOCK);
@@ -273,9 +277,9 @@ static noinline_for_stack void check_krealloc(void)
 	if (!q)
 		goto out;
 	p = q;
-	CHECK(ikos_krealloc(p + 16, 10) == NULL);
+	CHECK(!ikos_krealloc(p + 16, 10));
 	CHECK(ikos_kalloc_is_valid_pointer(p) && all_bytes(p, 20000, 0x3c));
-	CHECK(ikos_krealloc(p, 0) == NULL);
+	CHECK(!ikos_krealloc(p, 0));
 	CHECK(!ikos_kalloc_is_valid_pointer(p));
 	p = NULL;
 
@@ -287,7 +291,7 @@ static noinline_for_stack void check_krealloc(void)
 	spin_unlock_irqrestore(&client_lock, irqflags);
 	CHECK(p && q);
 	CHECK(ikos_kalloc_usable_size(p) >= 10000);
-	CHECK(ikos_krealloc(p, 0) == NULL);
+	CHECK(!ikos_krealloc(p, 0));
 	p = NULL;
 out:
 	ikos_kfree(p);
