@@ -39,7 +39,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
 
 .PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
-	clippy checkpatch fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz mutants
+	clippy rustdoc checkpatch fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz mutants
 
 all: modules
 
@@ -56,9 +56,10 @@ help:
 	@echo "make host-fuzz     cargo-fuzz the allocator core (nightly; HOST_FUZZ_SECONDS=N per target)"
 	@echo "make mutants       cargo-mutants on the allocator core (MUTANTS_FILES=src/allocator/depot.rs narrows it)"
 	@echo "make bench         in-kernel benchmark against kmalloc on the perf kernel (BENCH_ARGS=ops=N,runs=N, BENCH_BOOTS=N)"
-	@echo "make lint          fmt-check + clippy + checkpatch"
+	@echo "make lint          fmt-check + clippy + rustdoc + checkpatch"
 	@echo "make deps          install what is missing (apt-get as root, cargo install)"
 	@echo "make clippy        host clippy + kernel CLIPPY=1 W=1 build, warnings are errors"
+	@echo "make rustdoc       cargo doc of the core with warnings as errors (broken doc links)"
 	@echo "make checkpatch    checkpatch.pl --strict on the C files, kernel-doc -Wall on the API header"
 	@echo "make fmt           rustfmt everything; make fmt-check only checks"
 	@echo "make rust-analyzer write rust-project.json so editors resolve kernel::"
@@ -162,7 +163,12 @@ mutants:
 	$(CARGO) mutants --jobs $(MUTANTS_JOBS) -o out/mutants \
 		$(foreach f,$(wildcard $(MUTANTS_FILES)),--file $(f)) $(MUTANTS_ARGS)
 
-lint: fmt-check clippy checkpatch
+lint: fmt-check clippy rustdoc checkpatch
+
+# The host crate's documentation, private items included: a broken
+# intra-doc link (an item renamed or removed under its docs) fails.
+rustdoc: deps
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --locked --no-deps --document-private-items
 
 # The kernel tree's checkpatch.pl --strict and kernel-doc on the C side.
 checkpatch: kernel
