@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Interface between src/ikos_kalloc_cpu.c and the per-CPU glue
- * (src/glue/percpu.rs, src/glue/percpu_var.rs),
- * which declares the same functions in its extern "C" blocks.
+ * (src/glue/percpu.rs, src/glue/percpu_var.rs), which declares the same
+ * functions in its extern "C" blocks.
  */
 #ifndef _IKOS_KALLOC_CPU_H
 #define _IKOS_KALLOC_CPU_H

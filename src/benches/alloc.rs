@@ -3,11 +3,12 @@
 //! Host benchmarks (`cargo bench --features bench --bench alloc`): the ikos
 //! core (raw `Heap`, no lock; `ikos_percpu`, the kernel's fast path: a
 //! per-CPU magazine used without a lock (the kernel uses it with preemption
-//! off) and the heap behind a mutex, taken only to refill or drain; and `ikos_global`, the
-//! `GlobalAlloc` adapter: per-thread object caches in front of one such
-//! magazine layer behind a mutex and the heap mutex) against glibc malloc
-//! (`std::alloc::System`) and mimalloc (`mimalloc::MiMalloc` called
-//! directly, not installed as the global allocator).
+//! off) and the heap behind a mutex, taken only to refill or drain; and
+//! `ikos_global`, the `GlobalAlloc` adapter: per-thread object caches in
+//! front of one such magazine layer behind a mutex and the heap mutex)
+//! against glibc malloc (`std::alloc::System`) and mimalloc
+//! (`mimalloc::MiMalloc` called directly, not installed as the global
+//! allocator).
 //!
 //! Workloads (one criterion group each, throughput in allocator ops):
 //!
