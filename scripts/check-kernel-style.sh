@@ -39,7 +39,10 @@ quiet "${checkpatch[@]}" --ignore EXPORT_SYMBOL "$export_c" || bad=1
 
 "${kerneldoc[@]}" -none -Wall -Werror "$header" || bad=1
 for sym in $(sed -n 's/^EXPORT_SYMBOL_GPL(\(.*\));$/\1/p' "$export_c"); do
-	if ! "${kerneldoc[@]}" -rst -s "$sym" "$header" 2>/dev/null | grep -q "c:function:: .* $sym ("; then
+	# Captured first: `| grep -q` would close the pipe early, and under
+	# pipefail kernel-doc's broken pipe would fail a documented symbol.
+	doc=$("${kerneldoc[@]}" -rst -s "$sym" "$header" 2>/dev/null)
+	if ! grep -q "c:function:: .* $sym (" <<<"$doc"; then
 		echo "$header: no kernel-doc comment for the exported $sym()"
 		bad=1
 	fi

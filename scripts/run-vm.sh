@@ -77,9 +77,12 @@ if [ -z "$accel" ]; then
 	else
 		accel=tcg
 		if [ -w /dev/kvm ]; then
-			if timeout 20 qemu-system-x86_64 -accel kvm -m 256 -kernel "$bz" -initrd "$initrd" \
+			# Captured first: under pipefail, `| grep -q` would let a
+			# successful probe fail on the pipe it closes early.
+			probe=$(timeout 20 qemu-system-x86_64 -accel kvm -m 256 -kernel "$bz" -initrd "$initrd" \
 				-append "console=ttyS0 panic=-1 ikos.mode=probe" -display none -no-reboot \
-				-serial stdio 2>/dev/null | grep -q 'ikos-vm: done'; then
+				-serial stdio 2>/dev/null || true)
+			if grep -q 'ikos-vm: done' <<<"$probe"; then
 				accel=kvm
 			fi
 		fi
