@@ -32,8 +32,16 @@ quiet() {
 	return $rc
 }
 
-mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.c' '*.h' |
-	grep -vx "$export_c")
+# The sources, not build products (*.mod.c): git's view, or the source
+# directories outside a git checkout.
+list_sources() {
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git ls-files --cached --others --exclude-standard '*.c' '*.h'
+	else
+		find src include selftests -name '*.[ch]' ! -name '*.mod.c' | sort
+	fi
+}
+mapfile -t files < <(list_sources | grep -vx "$export_c")
 quiet "${checkpatch[@]}" "${files[@]}" || bad=1
 quiet "${checkpatch[@]}" --ignore EXPORT_SYMBOL "$export_c" || bad=1
 
