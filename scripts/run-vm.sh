@@ -96,7 +96,10 @@ console_log="$out/vm-$mode.console.log"
 tap="$out/vm-$mode.tap"
 : >"$console_log"
 : >"$tap"
-append="console=ttyS0 panic=-1 log_buf_len=8M ikos.mode=$mode"
+# pty.legacy_count=0: nothing in the VM uses BSD ptys, and creating the
+# 512 device nodes of the config's 256 took 2.5 to 3.5 s of each debug boot
+# under TCG (initcall_debug: pty_init, 3.7 s).
+append="console=ttyS0 panic=-1 log_buf_len=8M pty.legacy_count=0 ikos.mode=$mode"
 [ -n "$args" ] && append="$append ikos.args=$args"
 [ -n "$plant" ] && append="$append ikos.plant=$plant"
 qemu=(qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$mem" -kernel "$bz" -initrd "$initrd"
