@@ -37,7 +37,6 @@ KVARS = LLVM=$(LLVM) RUSTC=$(RUSTC) HOSTRUSTC=$(HOSTRUSTC) RUSTFMT=$(RUSTFMT) \
 	CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KVARS)
 RUN_VM = scripts/run-vm.sh --kdir $(KDIR)
-CLIPPY_KFLAGS = CLIPPY=1 W=1
 
 .PHONY: all deps modules kernel run shell check vm-test vm-test-scanner host-test lint bench \
 	clippy rustdoc checkpatch fmt fmt-check rust-analyzer clean help fuzz-bin host-fuzz mutants
@@ -78,12 +77,8 @@ else
 	@echo "KDIR=$(KDIR) given: not building a kernel"
 endif
 
-# LINT_KFLAGS: `make check` sets it to the lint build's flags, so the VM
-# tests load the module that `make clippy` just built instead of building
-# it again (clippy-driver is rustc plus lints and W=1 only adds warnings:
-# the same objects).
 modules: kernel
-	$(KMAKE) $(LINT_KFLAGS) modules
+	$(KMAKE) modules
 
 run: modules
 	$(RUN_VM) --mode run $(if $(VM_ARGS),--args $(VM_ARGS))
@@ -179,7 +174,6 @@ rustdoc: deps
 checkpatch: kernel
 	scripts/check-kernel-style.sh $(KDIR)
 
-check: LINT_KFLAGS = $(CLIPPY_KFLAGS)
 check: lint host-test vm-test vm-test-scanner
 
 clippy: kernel
@@ -187,7 +181,7 @@ clippy: kernel
 	$(KMAKE) clean >/dev/null
 	mkdir -p out
 	@# pipefail: a failed build must fail here, not pass through tee.
-	bash -o pipefail -c '$(KMAKE) $(CLIPPY_KFLAGS) modules 2>&1 | tee out/clippy-kernel.log'
+	bash -o pipefail -c '$(KMAKE) CLIPPY=1 W=1 modules 2>&1 | tee out/clippy-kernel.log'
 	@# Any warning fails: clippy's and rustc's (`warning: ...`) and the C
 	@# compiler's (`FILE:LINE:COL: warning: ...`) in the same clean build,
 	@# with the kernel's extra warnings (W=1) on.
