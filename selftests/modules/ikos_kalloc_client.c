@@ -78,6 +78,13 @@ static void check_aligned(void)
 		ikos_kfree(p);
 	}
 	CHECK(!ikos_kalloc_aligned(24, 24));
+	/*
+	 * A freed block of the minimum size is parked on this CPU: size 0
+	 * must still fail (the parked block would fit it).
+	 */
+	ikos_kfree(ikos_kalloc_aligned(16, 128));
+	CHECK(!ikos_kalloc(0));
+	CHECK(!ikos_krealloc(NULL, 0));
 }
 
 static void check_flags(void)

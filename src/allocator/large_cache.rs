@@ -206,9 +206,12 @@ impl CpuCache {
         zero: bool,
     ) -> Option<NonNull<u8>> {
         let l = &mut self.large;
-        // Nothing is parked where `v.large_ok` is false (`free_large`), and
-        // a size 0 needs a block far below any parked one (the fit test).
-        if l.count == 0 || !align.is_power_of_two() {
+        // Nothing is parked where `v.large_ok` is false (`free_large`).
+        // What the locked heap refuses is refused here too, before any
+        // block could fit: size 0 (`ZeroSize`: its block size is the
+        // minimum block, which a parked block of that size fits) and an
+        // alignment that is no power of two or exceeds the heap (`BadAlign`).
+        if l.count == 0 || size == 0 || !align.is_power_of_two() || align > v.mem.len() {
             return None;
         }
         let need = Heap::block_size_for(size)?;

@@ -12,8 +12,8 @@ use std::ptr::NonNull;
 
 use common::{check, fill, release_model, view, TestHeap};
 use ikos_kalloc::allocator::{
-    size_class_for, CorruptionKind, CpuCache, DebugFlags, FastFree, FastView, FreeError, Heap,
-    LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS,
+    size_class_for, AllocError, CorruptionKind, CpuCache, DebugFlags, FastFree, FastView, Flags,
+    FreeError, Heap, LARGE_CACHE_BYTES, LARGE_CACHE_MAX_BLOCK, LARGE_SLOTS,
 };
 use proptest::prelude::*;
 
@@ -117,6 +117,30 @@ fn a_parked_block_serves_requests_within_an_eighth_and_alignment() {
     // The locked path takes it from here.
     let r = h.realloc(q.as_ptr(), 20000).unwrap();
     h.free(r.as_ptr()).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().active_allocs, 0);
+}
+
+#[test]
+fn a_parked_block_refuses_what_the_locked_heap_refuses() {
+    let mut h = TestHeap::new(1 << 20);
+    let v = view(&h);
+    let mut cpu = CpuCache::new();
+    // An alignment above the classes' makes a large block of the minimum
+    // size: the block a size 0 would fit.
+    let p = h.alloc_flags(16, 128, Flags::NONE).unwrap();
+    assert_eq!(cpu.free_large(&v, p.as_ptr()), FastFree::Done);
+    assert_eq!(cpu.alloc_large(&v, 0, 8, false), None, "size 0 is ZeroSize");
+    assert_eq!(
+        cpu.alloc_large(&v, 16, 3, false),
+        None,
+        "align 3 is BadAlign"
+    );
+    assert_eq!(h.alloc_flags(0, 8, Flags::NONE), Err(AllocError::ZeroSize));
+    // The same block still serves a request that the heap would accept.
+    assert_eq!(cpu.alloc_large(&v, 16, 8, false), Some(p));
+    h.magazine_absorb(&mut cpu);
+    h.free(p.as_ptr()).unwrap();
     h.validate().unwrap();
     assert_eq!(h.stats().active_allocs, 0);
 }
