@@ -143,8 +143,10 @@ impl Heap {
     /// (the most recently parked ones) into `out`; returns how many, and
     /// the first damage found. An entry whose check tag does not match
     /// (damage to the metadata area) is dropped, never handed out, and
-    /// counted in `corruptions`; it still counts as cached (the heap cannot
-    /// know which object it named, so `validate` keeps reporting the loss).
+    /// counted in `corruptions`; it no longer counts as cached, so its
+    /// object (which the heap cannot name: it stays taken from its slab and
+    /// is leaked) leaves the slabs' count of objects held for magazines one
+    /// above `cached`, and `validate` keeps reporting the loss.
     pub(super) fn depot_take(
         &mut self,
         class: usize,
@@ -179,6 +181,9 @@ impl Heap {
         if let Some(c) = self.mags.depot.get_mut(class) {
             *c = have as u32;
         }
+        if let Some(c) = self.mags.cached.get_mut(class) {
+            *c = c.wrapping_sub(bad as u32);
+        }
         let mut damage = None;
         for _ in 0..bad {
             let at = first_bad.unwrap_or(0) as u64;
@@ -198,10 +203,13 @@ impl Heap {
         let mut first_err = None;
         let mut batch = [Entry::default(); 64];
         for class in 0..NUM_CACHES {
-            let n = self.depot_count(class);
+            // Taken out of the depot (the takes already uncounted the
+            // entries they dropped).
+            let mut taken = 0usize;
             // Each take removes at least one entry, so this ends.
             while self.depot_count(class) > 0 {
                 let (k, bad) = self.depot_take(class, &mut batch);
+                taken += k;
                 if let Some(c) = bad {
                     first_err.get_or_insert(c);
                 }
@@ -213,8 +221,10 @@ impl Heap {
                     break;
                 }
             }
+            // After damage, the entries left are dropped with the rest.
+            let left = self.depot_count(class);
             if let Some(c) = self.mags.cached.get_mut(class) {
-                *c = c.wrapping_sub(n as u32);
+                *c = c.wrapping_sub((taken + left) as u32);
             }
             if let Some(c) = self.mags.depot.get_mut(class) {
                 *c = 0;

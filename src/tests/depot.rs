@@ -162,6 +162,52 @@ fn damaged_depot_entries_are_reported_and_never_handed_out() {
 }
 
 #[test]
+fn an_object_lost_with_a_dropped_depot_entry_stays_reported() {
+    let (mut h, mut cpu) = after_one_batch();
+    let class = size_class_for(64, 8).unwrap();
+    let parked = h.stats().depot_objects as usize;
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    let top = h.depot_area().0 + (first + parked - 1) * 8;
+    // A bit of the top entry's check tag flipped: the next refill drops it.
+    let hi = h.peek32(top + 4);
+    h.poke32(top + 4, hi ^ 0x8000_0000);
+    let v = view(&h);
+    let mut live: Vec<_> = (0..cpu.held(class))
+        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
+        .collect();
+    let before = h.stats().corruptions;
+    live.push(fast_alloc(&mut h, &v, &mut cpu, 64));
+    assert_eq!(h.stats().corruptions, before + 1, "the refill dropped it");
+    for p in live {
+        fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
+    }
+    h.magazine_absorb(&mut cpu);
+    // The dropped entry's object is still taken from its slab, and no
+    // magazine or depot entry holds it: with every cache's sums, and after
+    // a flush without them, validate says so.
+    let mut sums = HeldSums::default();
+    h.add_magazine_sums(&cpu, &mut sums);
+    let c = h.validate_with(&sums).unwrap_err();
+    assert_eq!(
+        (c.kind, c.offset),
+        (CorruptionKind::MagazineEntry, class),
+        "{c}"
+    );
+    h.magazine_flush(&mut cpu).unwrap();
+    assert_eq!(
+        h.stats().magazine_objects,
+        0,
+        "no object is counted as cached"
+    );
+    let c = h.validate().unwrap_err();
+    assert_eq!(
+        (c.kind, c.offset),
+        (CorruptionKind::MagazineEntry, class),
+        "{c}"
+    );
+}
+
+#[test]
 fn a_drain_parks_the_top_and_a_refill_puts_it_back_on_top() {
     let mut h = TestHeap::new(8 * MIB);
     let mut cpu = CpuCache::new();
