@@ -158,7 +158,9 @@ void *ikos_kalloc_flags(size_t size, u32 flags);
  * Context: Any context kmalloc(GFP_ATOMIC) may be called from.
  * Return: The resized allocation; NULL after freeing @ptr for @new_size 0;
  * NULL on failure, @ptr untouched. A bad @ptr is reported in dmesg and
- * counted, like a bad free, and NULL returned.
+ * counted, like a bad free, and NULL returned; so is a @ptr whose debug
+ * checks (red zone, poison, sanity) find damage when a move frees it, and
+ * then the new allocation is freed again and @ptr stays allocated.
  */
 void *ikos_krealloc(void *ptr, size_t new_size);
 

@@ -63,14 +63,22 @@ expect_write "debug: free 1 is refused (EIO)" EIO "$KALLOC_DIR/free" "1"
 check "debug: dmesg names handle, byte and bytes found" \
 	dmesg_has "ikos_kalloc: handle 1: red zone overwritten at byte 64 of the allocation (bytes found: 42 42 42 42 cc cc cc)"
 expect_eq "debug: handle 1 still listed" 1 "$(awk '$1 == 1' "$KALLOC_DIR/handles" | wc -l)"
+# A realloc that moves the damaged object fails as its free does, after
+# the copy: the new block goes back, the handle keeps the old one.
+e93_active=$(stat active_allocs)
+expect_write "debug: realloc 1 5000 is refused (EIO): the move's free finds the red zone" EIO \
+	"$KALLOC_DIR/realloc" "1 5000"
+expect_eq "debug: handle 1 unchanged by the refused realloc" "1 64 $o1" \
+	"$(awk '$1 == 1 { print $1, $2, $6 }' "$KALLOC_DIR/handles")"
+expect_eq "debug: the refused realloc left no allocation behind" "$e93_active" "$(stat active_allocs)"
 expect_write "debug: scribble 2 -1 1 (underflow into the left red zone)" OK "$KALLOC_DIR/scribble" "2 -1 1"
 dmesg_mark
 expect_write "debug: free 2 is refused (EIO)" EIO "$KALLOC_DIR/free" "2"
 check "debug: dmesg says byte -1" dmesg_has "handle 2: red zone overwritten at byte -1 of the allocation (bytes found: 42)"
 expect_write "debug: scribble 3 10000 2 (large block overflow)" OK "$KALLOC_DIR/scribble" "3 10000 2"
 expect_write "debug: free 3 is refused (EIO)" EIO "$KALLOC_DIR/free" "3"
-expect_eq "debug: redzone_errors 4 (validate, 3 frees)" 4 "$(stat redzone_errors)"
-expect_eq "debug: corruptions counts them too" 4 "$(stat corruptions)"
+expect_eq "debug: redzone_errors 5 (validate, 3 frees, the realloc)" 5 "$(stat redzone_errors)"
+expect_eq "debug: corruptions counts them too" 5 "$(stat corruptions)"
 expect_eq "debug: active_allocs equals the handle count" "$(handles_count)" "$(stat active_allocs)"
 dmesg_mark
 expect_eq "debug: rmmod of the damaged heap" OK "$(unload)"

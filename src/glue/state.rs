@@ -282,10 +282,14 @@ impl Kalloc {
         unsafe {
             core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), old_usable.min(new_size));
         }
-        // Live a moment ago: a refusal now means damage or a racing free
-        // by the caller; the heap counted it, the copy is done.
+        // Live a moment ago: a refusal now means that a debug check (red
+        // zone, poison, sanity) found damage at the free, or a racing free
+        // by the caller; the heap counted it. As `Heap::realloc` does, give
+        // the new block back and fail: the caller keeps `ptr`, and the
+        // heap holds no allocation that nobody owns.
         if let Err(e) = self.free(ptr) {
-            errors::rate_limited(&ReallocError::Free(e));
+            let _ = self.free(new.as_ptr());
+            return Err(ReallocError::Free(e));
         }
         Ok(Some(new))
     }
