@@ -204,6 +204,26 @@ impl Kalloc {
         if let Some(r) = self.pcpu.alloc(&self.heap, size, align, flags) {
             return r;
         }
+        // ZERO is done below, after the heap lock is dropped: a large block
+        // may be megabytes, and the lock keeps interrupts off.
+        let p = self.alloc_locked(size, align, flags.without(Flags::ZERO))?;
+        if flags.contains(Flags::ZERO) {
+            let usable = self.heap.lock().usable_size(p.as_ptr()).unwrap_or(size);
+            // SAFETY: `p` is a live allocation of `usable` bytes (its usable
+            // size, read under the lock) that nobody else knows of yet.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, usable) };
+        }
+        Ok(p)
+    }
+
+    /// [`Kalloc::alloc_slow`] on the locked heap: when it runs out, the
+    /// per-CPU caches are given back and the request retried once.
+    fn alloc_locked(
+        &self,
+        size: usize,
+        align: usize,
+        flags: Flags,
+    ) -> Result<NonNull<u8>, AllocError> {
         let r = self.heap.lock().alloc_flags_retryable(size, align, flags);
         match r {
             Err(AllocError::OutOfMemory) if self.pcpu.enabled() && size <= self.region.len() => {
