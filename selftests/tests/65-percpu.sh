@@ -118,6 +118,18 @@ expect_write "percpu: caches debug size-64 -" OK "$KALLOC_DIR/caches" "debug siz
 e65_loop 610 619 64
 expect_eq "percpu: size-64 is back on the fast path" $((e65_f + 10)) "$(stat fast_allocs)"
 e65_loop 610 619 free
+# With a live object the class refuses debug flags (EBUSY) and the write
+# changes nothing: no magazine, of this class or another, is emptied.
+e65_loop 620 620 64
+e65_loop 630 649 32
+e65_loop 630 649 free
+check "percpu: size-32 objects sit in magazines" test "$(e65_col size-32 magazine_objs)" -ge 1
+snapshot
+e65_snap=$snap
+expect_write "percpu: caches debug size-64 Z with a live object -> EBUSY" EBUSY "$KALLOC_DIR/caches" "debug size-64 Z"
+snapshot
+expect_eq "percpu: the refused debug write changed nothing, magazines included" "$e65_snap" "$snap"
+e65_loop 620 620 free
 
 # Mixed sizes: large blocks take the locked path, classes the fast one.
 e65_loop 400 449 5000
