@@ -80,6 +80,20 @@ expect_write "debug: free 3 is refused (EIO)" EIO "$KALLOC_DIR/free" "3"
 expect_eq "debug: redzone_errors 5 (validate, 3 frees, the realloc)" 5 "$(stat redzone_errors)"
 expect_eq "debug: corruptions counts them too" 5 "$(stat corruptions)"
 expect_eq "debug: active_allocs equals the handle count" "$(handles_count)" "$(stat active_allocs)"
+# A refused free is a rejection: one documented line, under the rate
+# limit of all rejections (the first 100 of a load, then every 10,000th),
+# and the handle's damage line only with it.
+dmesg_mark
+e93_i=0
+while [ $e93_i -lt 150 ]; do
+	kw "$KALLOC_DIR/free" 1
+	e93_i=$((e93_i + 1))
+done
+e93_rej=$(dmesg | grep -c 'ikos_kalloc: free: rejected (EIO): ')
+check "debug: 150 refused frees logged 1 to 100 rejection lines ($e93_rej)" \
+	test "$e93_rej" -ge 1 -a "$e93_rej" -le 100
+expect_eq "debug: each logged refusal has its damage line" "$e93_rej" \
+	"$(dmesg | grep -c 'ikos_kalloc: handle 1: red zone overwritten')"
 dmesg_mark
 expect_eq "debug: rmmod of the damaged heap" OK "$(unload)"
 check "debug: exit summary: 3 tracked allocations still live" \

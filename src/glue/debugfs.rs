@@ -10,7 +10,7 @@
 use super::{
     bench, debug,
     debugfs_dir::{ro, rw, wo, DebugfsDir, FileSpec, State},
-    errors::{alloc_errno, cache_errno, inject_errno, reject, Shown},
+    errors::{alloc_errno, cache_errno, free_errno, inject_errno, reject, reject_then, Shown},
     heapmap, selftest,
     state::{Handle, Origin},
     stress,
@@ -19,7 +19,7 @@ use crate::{
     abi::{self, AllocCmd, CachesCmd, InjectCmd, MAX_LINE},
     allocator::{
         config::{MIN_SIZE, NUM_CACHES},
-        Flags, Heap, ReallocError, BUILTIN_NAMES,
+        Flags, FreeError, Heap, ReallocError, BUILTIN_NAMES,
     },
 };
 use core::ptr::NonNull;
@@ -294,7 +294,14 @@ fn write_free(k: &State, reader: &mut UserSliceReader) -> Result {
     let h = handles.get(&id).ok_or_else(|| no_such_handle(FILE))?;
     // A free refused on damaged metadata keeps the handle: the allocation
     // is still live for the allocator (and `active_allocs` counts it).
-    k.release(id, h)?;
+    if let Err(e) = k.release(h) {
+        let offset = h.offset;
+        return Err(reject_then(FILE, free_errno(e), &e, || {
+            if let FreeError::Corrupted(c) = e {
+                debug::report_handle_damage(id, offset, &c);
+            }
+        }));
+    }
     handles.remove(&id);
     Ok(())
 }

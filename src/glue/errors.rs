@@ -89,13 +89,24 @@ static REJECTIONS: Atomic<u64> = Atomic::new(0);
 const LOG_BURST: u64 = 100;
 const LOG_EVERY: u64 = 10_000;
 
-/// Whether the `n`th rejection (from 0) is logged.
+/// Whether the `n`th rejection (from 0, so rejection #`n + 1`) is logged.
 fn logged(n: u64) -> bool {
-    n < LOG_BURST || n % LOG_EVERY == 0
+    n < LOG_BURST || (n + 1) % LOG_EVERY == 0
 }
 
 /// Logs one line for a rejected write to `file` and returns `err`.
 pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Error {
+    reject_then(file, err, why, || {})
+}
+
+/// [`reject`], and `more` (further lines about the same rejection) when
+/// the line is logged: under the same rate limit.
+pub(crate) fn reject_then(
+    file: &str,
+    err: Error,
+    why: &dyn core::fmt::Display,
+    more: impl FnOnce(),
+) -> Error {
     let n = REJECTIONS.fetch_add(1, Relaxed);
     if logged(n) {
         pr_info!(
@@ -105,6 +116,7 @@ pub(crate) fn reject(file: &str, err: Error, why: &dyn core::fmt::Display) -> Er
             Shown(why),
             n + 1
         );
+        more();
     }
     err
 }

@@ -421,28 +421,17 @@ impl Kalloc {
         r
     }
 
-    /// Frees the memory behind handle `id`. On damaged metadata or a
-    /// damaged red zone the free is refused (`EIO`), reported once in dmesg
-    /// and counted in `corruptions`.
-    pub(crate) fn release(&self, id: u64, h: &Handle) -> Result {
+    /// Frees the memory behind handle `h`. On damaged metadata or a
+    /// damaged red zone the free is refused and counted in `corruptions`;
+    /// the caller reports it.
+    pub(crate) fn release(&self, h: &Handle) -> Result<(), FreeError> {
         let p = self.at(h.offset).as_ptr();
         // A handle is a known live allocation: a refusal means damage.
-        let r = match h.origin {
+        match h.origin {
             Origin::Cache(id) => self.heap.lock().free_live(p, Some(id)),
             Origin::Class(_) | Origin::Large if self.pcpu.free(&self.heap, p) => Ok(()),
             Origin::Class(_) | Origin::Large => self.heap.lock().free_live(p, None),
-        };
-        r.map_err(|e| {
-            pr_err!(
-                "free of a handle at offset {} failed: {}\n",
-                h.offset,
-                Shown(&e)
-            );
-            if let FreeError::Corrupted(c) = e {
-                debug::report_handle_damage(id, h.offset, &c);
-            }
-            errors::free_errno(e)
-        })
+        }
     }
 }
 
@@ -456,9 +445,19 @@ impl PinnedDrop for Kalloc {
         let mut freed = 0usize;
         let mut failed = 0usize;
         for (id, h) in handles.iter() {
-            match self.release(*id, h) {
+            match self.release(h) {
                 Ok(()) => freed += 1,
-                Err(_) => failed += 1,
+                Err(e) => {
+                    pr_err!(
+                        "free of a handle at offset {} failed: {}\n",
+                        h.offset,
+                        Shown(&e)
+                    );
+                    if let FreeError::Corrupted(c) = e {
+                        debug::report_handle_damage(*id, h.offset, &c);
+                    }
+                    failed += 1;
+                }
             }
         }
         *handles = RBTree::new();
