@@ -120,7 +120,12 @@ impl kernel::Module for IkosKalloc {
             Kalloc::new(region, module_parameters::percpu.value(), debug),
             GFP_KERNEL,
         )?;
-        let files = DebugfsFiles::new(&state, module_parameters::fault_injection.value())?;
+        // Published before the debugfs files appear: `bench` and `stress`
+        // go through the C API, which returns NULL and ENODEV until then.
+        // No other module can call it before init returns.
+        glue::export::publish(&state);
+        let files = DebugfsFiles::new(&state, module_parameters::fault_injection.value())
+            .inspect_err(|_| glue::export::retract())?;
         if debug.is_empty() {
             pr_info!("loaded: heap of {} bytes\n", size);
         } else {
@@ -133,7 +138,6 @@ impl kernel::Module for IkosKalloc {
                 pr_err!("KALLOC: self-tests could not run: {:?}\n", e);
             }
         }
-        glue::export::publish(&state);
         Ok(Self {
             files: Some(files),
             _state: state,

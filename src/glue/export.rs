@@ -35,12 +35,14 @@ use kernel::{prelude::*, sync::Arc};
 /// out-of-line helper call (as for the busy flags in `percpu`).
 static CURRENT: AtomicPtr<Kalloc> = AtomicPtr::new(ptr::null_mut());
 
-/// Makes `state` reachable through the C API. Called at the end of init.
+/// Makes `state` reachable through the C API. Called by init once the
+/// state is built, before the debugfs files are created.
 pub(crate) fn publish(state: &Arc<Kalloc>) {
     CURRENT.store(Arc::as_ptr(state).cast_mut(), Ordering::Release);
 }
 
-/// Makes the C API return errors from now on. Called first thing at exit.
+/// Makes the C API return errors from now on. Called at exit once the
+/// debugfs files are gone, and by an init that fails after publishing.
 pub(crate) fn retract() {
     CURRENT.store(ptr::null_mut(), Ordering::Release);
 }
@@ -49,9 +51,11 @@ pub(crate) fn retract() {
 fn state() -> Option<&'static Kalloc> {
     let p = CURRENT.load(Ordering::Acquire);
     // SAFETY: a non-null `CURRENT` points into the `Arc<Kalloc>` held by the
-    // module: published after init completed, cleared before exit drops it.
-    // Callers are other modules holding a reference on this one, so exit
-    // cannot run while they are inside these functions.
+    // module: published once init has built it (and cleared again if init
+    // then fails), cleared before exit drops it. Callers are other modules
+    // holding a reference on this one, so exit cannot run while they are
+    // inside these functions, and this module's own `bench` and `stress`,
+    // whose debugfs files are removed before the state is cleared.
     unsafe { p.as_ref() }
 }
 
