@@ -357,7 +357,7 @@ impl Heap {
             if head != 0 {
                 let b = self.free_neighbour(head)?;
                 if b.size >= need {
-                    self.remove_free(&b)?;
+                    self.take_free(&b)?;
                     return Ok(Some(b));
                 }
             }
@@ -388,8 +388,17 @@ impl Heap {
                 b.size as u64,
             ));
         }
-        self.remove_free(&b)?;
+        self.take_free(&b)?;
         Ok(Some(b))
+    }
+
+    /// Unlinks the free block `b` for an allocation, after checking the
+    /// block after it, which the split or the header writes that follow
+    /// read: damage there is found before anything changes (an error after
+    /// the unlink would leave `b` marked free but on no list).
+    fn take_free(&mut self, b: &Block) -> Result<(), Corruption> {
+        self.next_block(b)?;
+        self.remove_free(b)
     }
 
     /// The last resort of [`Self::take_block`], when no list of the
@@ -407,7 +416,7 @@ impl Heap {
         while cur != 0 && steps <= self.tlsf.free_count {
             let b = self.free_neighbour(cur)?;
             if b.size >= need {
-                self.remove_free(&b)?;
+                self.take_free(&b)?;
                 return Ok(Some(b));
             }
             cur = self.links(cur).0;
@@ -429,6 +438,10 @@ impl Heap {
         }
         let next = self.next_block(&b)?;
         let merge = self.check_mergeable(next)?;
+        if let Some((n, _)) = &merge {
+            // Its successor's boundary tag is rewritten below: checked first.
+            self.next_block(n)?;
+        }
         b.size = size;
         let mut r = Block::free(b.off.wrapping_add(size), rest, size);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
@@ -540,6 +553,10 @@ impl Heap {
         // Both checked before anything changes, then unlinked unchecked.
         let next = self.check_mergeable(after)?;
         let prev = self.check_mergeable(before)?;
+        if let Some((n, _)) = &next {
+            // The block after the merged one gets its boundary tag below.
+            self.next_block(n)?;
+        }
         // Marked free at once: if `b` merges into its predecessor, this
         // header stays behind, and a later free of `b` must read it as a
         // plain free block's (not a slab's, not parked in a per-CPU cache).
@@ -558,7 +575,7 @@ impl Heap {
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
         match after {
-            // Merged: the block after it has not been read yet.
+            // Merged: the block after it, checked above.
             Some(n) if !n.used => self.set_prev_size_at(m.end(), m.size)?,
             // The used successor, read above.
             Some(n) => self.set_prev_size_of(&n, m.size),
@@ -586,6 +603,9 @@ impl Heap {
             if b.size.saturating_add(n.size) < need {
                 return Ok(None);
             }
+            // The block after `n` gets its boundary tag below: checked
+            // before `n` is swallowed.
+            self.next_block(&n)?;
             self.swallow_free(&n)?;
             b.size = b.size.wrapping_add(n.size);
             self.set_block(&b);

@@ -422,3 +422,57 @@ fn a_looping_own_list_does_not_hang_the_last_resort_walk() {
     h.poke32(at, next);
     h.validate().unwrap();
 }
+
+/// A | B | C | D of 10,000 bytes each with B free; C's header damaged
+/// (its size word, so its check word fails) while `op` runs, then
+/// repaired. An operation that reaches C through the free block B must
+/// fail without changing anything: the repaired heap validates, with the
+/// same free bytes and blocks, and A can still be freed.
+fn fails_untouched_past_a_free_block(op: impl FnOnce(&mut TestHeap, *mut u8) -> bool) {
+    let mut h = TestHeap::new(1 << 20);
+    let a = h.alloc(10_000).unwrap();
+    let b = h.alloc(10_000).unwrap();
+    let c = h.alloc(10_000).unwrap();
+    let _d = h.alloc(10_000).unwrap();
+    h.free(b.as_ptr()).unwrap();
+    let hc = h.off(c) - 16;
+    let saved = h.peek32(hc);
+    h.poke32(hc, saved ^ 0x100);
+    let before = h.stats();
+    assert!(op(&mut h, a.as_ptr()), "the operation must fail");
+    h.poke32(hc, saved);
+    h.validate().unwrap();
+    let after = h.stats();
+    assert_eq!(
+        (after.free_bytes, after.blocks_free, after.active_allocs),
+        (before.free_bytes, before.blocks_free, before.active_allocs)
+    );
+    assert_eq!(h.usable_size(a.as_ptr()), Some(10_000));
+    h.free(a.as_ptr()).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn an_allocation_that_would_split_next_to_damage_changes_nothing() {
+    fails_untouched_past_a_free_block(|h, _| {
+        matches!(
+            h.alloc_flags(5000, 8, Flags::NONE),
+            Err(AllocError::Corrupted(_))
+        )
+    });
+}
+
+#[test]
+fn a_free_that_would_merge_next_to_damage_changes_nothing() {
+    fails_untouched_past_a_free_block(|h, a| matches!(h.free(a), Err(FreeError::Corrupted(_))));
+}
+
+#[test]
+fn a_realloc_that_would_grow_next_to_damage_changes_nothing() {
+    fails_untouched_past_a_free_block(|h, a| h.realloc(a, 15_000).is_err());
+}
+
+#[test]
+fn a_realloc_that_would_shrink_next_to_damage_changes_nothing() {
+    fails_untouched_past_a_free_block(|h, a| h.realloc(a, 5000).is_err());
+}
