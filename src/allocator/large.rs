@@ -357,7 +357,7 @@ impl Heap {
             if head != 0 {
                 let b = self.free_neighbour(head)?;
                 if b.size >= need {
-                    self.take_free(&b)?;
+                    self.remove_free(&b)?;
                     return Ok(Some(b));
                 }
             }
@@ -388,17 +388,8 @@ impl Heap {
                 b.size as u64,
             ));
         }
-        self.take_free(&b)?;
+        self.remove_free(&b)?;
         Ok(Some(b))
-    }
-
-    /// Unlinks the free block `b` for an allocation, after checking the
-    /// block after it, which the split or the header writes that follow
-    /// read: damage there is found before anything changes (an error after
-    /// the unlink would leave `b` marked free but on no list).
-    fn take_free(&mut self, b: &Block) -> Result<(), Corruption> {
-        self.next_block(b)?;
-        self.remove_free(b)
     }
 
     /// The last resort of [`Self::take_block`], when no list of the
@@ -416,7 +407,7 @@ impl Heap {
         while cur != 0 && steps <= self.tlsf.free_count {
             let b = self.free_neighbour(cur)?;
             if b.size >= need {
-                self.take_free(&b)?;
+                self.remove_free(&b)?;
                 return Ok(Some(b));
             }
             cur = self.links(cur).0;
@@ -438,10 +429,12 @@ impl Heap {
         }
         let next = self.next_block(&b)?;
         let merge = self.check_mergeable(next)?;
-        if let Some((n, _)) = &merge {
-            // Its successor's boundary tag is rewritten below: checked first.
-            self.next_block(n)?;
-        }
+        // The block after a merged successor gets its boundary tag below:
+        // read (and checked) before anything changes.
+        let after_merge = match &merge {
+            Some((n, _)) => self.next_block(n)?,
+            None => None,
+        };
         b.size = size;
         let mut r = Block::free(b.off.wrapping_add(size), rest, size);
         self.tlsf.block_count = self.tlsf.block_count.wrapping_add(1);
@@ -449,7 +442,9 @@ impl Heap {
             (Some((n, list)), _) => {
                 self.swallow_checked(&n, list);
                 r.size = rest.wrapping_add(n.size);
-                self.set_prev_size_at(r.end(), r.size)?;
+                if let Some(nn) = after_merge {
+                    self.set_prev_size_of(&nn, r.size);
+                }
             }
             (None, Some(n)) => self.set_prev_size_of(&n, rest),
             (None, None) => {}
@@ -514,6 +509,8 @@ impl Heap {
         let Some(mut b) = self.take_block(search, placement)? else {
             return Err(AllocError::OutOfMemory);
         };
+        // Put back on its list if the split below refuses (see there).
+        let mut taken = Some(b);
         if align > BLOCK_ALIGN {
             let p0 = self.mem.addr(b.payload());
             let mut gap = p0.wrapping_add(align - 1) & !(align - 1);
@@ -522,6 +519,7 @@ impl Heap {
                 gap = gap.wrapping_add(align);
             }
             if gap != 0 {
+                taken = None;
                 let g = Block::free(b.off, gap, b.prev_size);
                 b = Block {
                     off: b.off.wrapping_add(gap),
@@ -538,7 +536,21 @@ impl Heap {
                 self.insert_free(g)?;
             }
         }
-        let mut b = self.split_tail(b, need)?;
+        let mut b = match self.split_tail(b, need) {
+            Ok(b) => b,
+            Err(c) => {
+                // The split checks the blocks it reads before it changes
+                // anything (but for the list head `insert_free` meets last),
+                // so the block goes back on its list (at the head) and the
+                // failed allocation leaves the heap as it was. Not after an
+                // alignment gap was carved from it: that stays (the
+                // README's "Seen by the reviews and left").
+                if let Some(t) = taken {
+                    let _ = self.insert_free(t);
+                }
+                return Err(c.into());
+            }
+        };
         b.used = true;
         b.slab = slab;
         b.req = req;
@@ -553,10 +565,11 @@ impl Heap {
         // Both checked before anything changes, then unlinked unchecked.
         let next = self.check_mergeable(after)?;
         let prev = self.check_mergeable(before)?;
-        if let Some((n, _)) = &next {
-            // The block after the merged one gets its boundary tag below.
-            self.next_block(n)?;
-        }
+        // The block after a merged successor gets its boundary tag below.
+        let after_next = match &next {
+            Some((n, _)) => self.next_block(n)?,
+            None => None,
+        };
         // Marked free at once: if `b` merges into its predecessor, this
         // header stays behind, and a later free of `b` must read it as a
         // plain free block's (not a slab's, not parked in a per-CPU cache).
@@ -574,12 +587,13 @@ impl Heap {
             m.size = m.size.wrapping_add(p.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
-        match after {
-            // Merged: the block after it, checked above.
-            Some(n) if !n.used => self.set_prev_size_at(m.end(), m.size)?,
+        match (after, after_next) {
+            // Merged: the block after it, read above.
+            (Some(n), Some(nn)) if !n.used => self.set_prev_size_of(&nn, m.size),
+            (Some(n), None) if !n.used => {}
             // The used successor, read above.
-            Some(n) => self.set_prev_size_of(&n, m.size),
-            None => {}
+            (Some(n), _) => self.set_prev_size_of(&n, m.size),
+            (None, _) => {}
         }
         self.insert_free(m)
     }
@@ -603,13 +617,15 @@ impl Heap {
             if b.size.saturating_add(n.size) < need {
                 return Ok(None);
             }
-            // The block after `n` gets its boundary tag below: checked
-            // before `n` is swallowed.
-            self.next_block(&n)?;
+            // The block after `n` gets its boundary tag below: read (and
+            // checked) before `n` is swallowed.
+            let after_n = self.next_block(&n)?;
             self.swallow_free(&n)?;
             b.size = b.size.wrapping_add(n.size);
             self.set_block(&b);
-            self.set_prev_size_at(b.end(), b.size)?;
+            if let Some(nn) = after_n {
+                self.set_prev_size_of(&nn, b.size);
+            }
         }
         self.finish_resize(b, need, req).map(Some)
     }
