@@ -45,7 +45,8 @@ pub struct Stats {
     pub requested_total: u64,
     /// Sum of usable sizes of all successful allocations ever.
     pub usable_total: u64,
-    /// Largest allocatable payload of a single free block.
+    /// Largest payload of a single free block: allocatable as a large
+    /// block (above 4 KiB; a smaller request takes a size class).
     pub largest_free_block: usize,
     /// `largest_free_block` right after initialisation.
     pub initial_largest_free_block: usize,
