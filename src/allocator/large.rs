@@ -587,13 +587,16 @@ impl Heap {
             m.size = m.size.wrapping_add(p.size);
             self.tlsf.block_count = self.tlsf.block_count.wrapping_sub(1);
         }
-        match (after, after_next) {
-            // Merged: the block after it, read above.
-            (Some(n), Some(nn)) if !n.used => self.set_prev_size_of(&nn, m.size),
-            (Some(n), None) if !n.used => {}
+        match after {
+            // Merged: the block after it, read above (none at the end).
+            Some(n) if !n.used => {
+                if let Some(nn) = after_next {
+                    self.set_prev_size_of(&nn, m.size);
+                }
+            }
             // The used successor, read above.
-            (Some(n), _) => self.set_prev_size_of(&n, m.size),
-            (None, _) => {}
+            Some(n) => self.set_prev_size_of(&n, m.size),
+            None => {}
         }
         self.insert_free(m)
     }

@@ -49,7 +49,7 @@ fn init_rejects_bad_regions() {
 }
 
 /// The flag set of the C API: raw bits in and out, unknown bits dropped,
-/// union and containment.
+/// union, difference and containment.
 #[test]
 fn flags_are_a_bit_set() {
     assert_eq!(Flags::from_bits_truncate(0xffff_fff0), Flags::NONE);
@@ -61,6 +61,15 @@ fn flags_are_a_bit_set() {
     let f = Flags::ATOMIC | Flags::HIGH;
     assert!(f.contains(Flags::HIGH) && f.contains(Flags::NONE));
     assert!(!f.contains(Flags::ZERO) && !f.contains(Flags::ALL));
+    // `without`: what the kernel's locked path passes the heap (ZERO is
+    // done after the unlock).
+    assert_eq!(Flags::ALL.without(Flags::ZERO).bits(), 0xd);
+    assert_eq!(
+        (Flags::ZERO | Flags::ATOMIC).without(Flags::ZERO),
+        Flags::ATOMIC
+    );
+    assert_eq!(f.without(Flags::ZERO), f);
+    assert_eq!(Flags::NONE.without(Flags::ZERO), Flags::NONE);
 }
 
 #[test]
