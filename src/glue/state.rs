@@ -392,9 +392,9 @@ impl Kalloc {
     pub(crate) fn set_cache_debug(&self, id: CacheId, flags: DebugFlags) -> Result<(), CacheError> {
         let class = (id.index() < NUM_CACHES).then_some(id.index());
         // A size class with live objects refuses (`Busy`): found without
-        // emptying the magazines, which a refused write must not do. The
-        // counters are exact once folded; an allocation racing with this
-        // write is refused below, after the flush.
+        // emptying the magazines, which a refused write must not do (the
+        // counters are exact once folded). Only an allocation racing with
+        // this write makes it fail below, after the flush.
         if let Some(c) = class {
             let live = self.quiesced(false, |heap, _| heap.cache_info(c).map(|i| i.active_objs));
             if live.is_some_and(|n| n != 0) {
