@@ -347,6 +347,23 @@ impl Heap {
 
     /// `placement` picks the good-fit step of a large block (see `large`).
     #[inline]
+    /// What every allocation path refuses before it looks for memory, in a
+    /// heap of `heap_len` bytes: size 0 and an alignment that is no power
+    /// of two or exceeds the heap.
+    pub(super) fn check_request(
+        size: usize,
+        align: usize,
+        heap_len: usize,
+    ) -> Result<(), AllocError> {
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if !align.is_power_of_two() || align > heap_len {
+            return Err(AllocError::BadAlign);
+        }
+        Ok(())
+    }
+
     fn alloc_inner(
         &mut self,
         size: usize,
@@ -357,12 +374,7 @@ impl Heap {
         if flags.contains(Flags::DMA) {
             return Err(AllocError::DmaUnsupported);
         }
-        if size == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        if !align.is_power_of_two() || align > self.mem.len() {
-            return Err(AllocError::BadAlign);
-        }
+        Self::check_request(size, align, self.mem.len())?;
         let align = align.max(MIN_SIZE);
         if align <= CLASS_MAX_ALIGN {
             if let Some(ci) = class_index(size.max(align)) {

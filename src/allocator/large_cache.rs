@@ -208,10 +208,9 @@ impl CpuCache {
         let l = &mut self.large;
         // Nothing is parked where `v.large_ok` is false (`free_large`).
         // What the locked heap refuses is refused here too, before any
-        // block could fit: size 0 (`ZeroSize`: its block size is the
-        // minimum block, which a parked block of that size fits) and an
-        // alignment that is no power of two or exceeds the heap (`BadAlign`).
-        if l.count == 0 || size == 0 || !align.is_power_of_two() || align > v.mem.len() {
+        // block could fit (size 0's block is the minimum block, which a
+        // parked block of that size fits).
+        if l.count == 0 || Heap::check_request(size, align, v.mem.len()).is_err() {
             return None;
         }
         let need = Heap::block_size_for(size)?;
