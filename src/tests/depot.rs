@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::ptr::NonNull;
+
 use common::{fast_alloc, fast_free, view, TestHeap};
 use ikos_kalloc::allocator::{
     depot_capacity, depot_tag, held_hash, magazine_capacity, size_class_for, CorruptionKind,
@@ -38,6 +40,29 @@ fn after_one_batch() -> (TestHeap, CpuCache) {
     batches(&mut h, &mut cpu, 1000, 1);
     h.magazine_absorb(&mut cpu);
     (h, cpu)
+}
+
+/// Address of the top entry of the size-64 depot, the next one a refill
+/// takes, when `parked` objects are parked.
+fn top_depot_entry(h: &TestHeap, parked: usize) -> usize {
+    let class = size_class_for(64, 8).unwrap();
+    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
+    h.depot_area().0 + (first + parked - 1) * 8
+}
+
+/// Empties the size-64 magazine, then allocates once more, so that a refill
+/// takes the depot's top batch, dropping (and counting) one damaged entry.
+/// Returns every object allocated.
+fn drain_then_refill_past_damage(h: &mut TestHeap, cpu: &mut CpuCache) -> Vec<NonNull<u8>> {
+    let class = size_class_for(64, 8).unwrap();
+    let v = view(h);
+    let mut live: Vec<_> = (0..cpu.held(class))
+        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
+        .collect();
+    let before = h.stats().corruptions;
+    live.push(fast_alloc(h, &v, cpu, 64));
+    assert_eq!(h.stats().corruptions, before + 1, "the refill dropped it");
+    live
 }
 
 #[test]
@@ -127,8 +152,7 @@ fn damaged_depot_entries_are_reported_and_never_handed_out() {
     let parked = h.stats().depot_objects as usize;
     assert!(parked > 100);
     // The top entry of the size-64 depot: the next one a refill takes.
-    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
-    let top = h.depot_area().0 + (first + parked - 1) * 8;
+    let top = top_depot_entry(&h, parked);
     // Its object moved by 64 bytes: still an object start (of another
     // cached object), but not the one its bitmap word and bit name.
     let lo = h.peek32(top);
@@ -137,13 +161,8 @@ fn damaged_depot_entries_are_reported_and_never_handed_out() {
     assert_eq!(format!("{}", e.kind), "bad magazine entry");
     // Empty the magazine; the refill drops the damaged entry and hands out
     // the ones below it.
+    let mut live = drain_then_refill_past_damage(&mut h, &mut cpu);
     let v = view(&h);
-    let mut live: Vec<_> = (0..cpu.held(class))
-        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
-        .collect();
-    let before = h.stats().corruptions;
-    live.push(fast_alloc(&mut h, &v, &mut cpu, 64));
-    assert_eq!(h.stats().corruptions, before + 1);
     let refilled = cpu.held(class) + 1;
     assert_eq!(refilled, magazine_capacity(class) / 2);
     while cpu.held(class) > 0 {
@@ -166,18 +185,12 @@ fn an_object_lost_with_a_dropped_depot_entry_stays_reported() {
     let (mut h, mut cpu) = after_one_batch();
     let class = size_class_for(64, 8).unwrap();
     let parked = h.stats().depot_objects as usize;
-    let first: usize = (0..class).map(|c| depot_capacity(c, 8 * MIB)).sum();
-    let top = h.depot_area().0 + (first + parked - 1) * 8;
+    let top = top_depot_entry(&h, parked);
     // A bit of the top entry's check tag flipped: the next refill drops it.
     let hi = h.peek32(top + 4);
     h.poke32(top + 4, hi ^ 0x8000_0000);
+    let live = drain_then_refill_past_damage(&mut h, &mut cpu);
     let v = view(&h);
-    let mut live: Vec<_> = (0..cpu.held(class))
-        .map(|_| cpu.alloc(&v, class, 64, false).unwrap())
-        .collect();
-    let before = h.stats().corruptions;
-    live.push(fast_alloc(&mut h, &v, &mut cpu, 64));
-    assert_eq!(h.stats().corruptions, before + 1, "the refill dropped it");
     for p in live {
         fast_free(&mut h, &v, &mut cpu, p.as_ptr()).unwrap();
     }
